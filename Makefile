@@ -1,0 +1,54 @@
+# hpcbridge: set-up, tests and demo.  Every target installs what it needs.
+#   make demo   run the main job end to end on the local testbed
+#   make test   lint + type-check + the whole test suite (unit, CLI, testbed)
+PYTHON   ?= /usr/bin/python3
+VENV     ?= .venv
+STAMP    := $(VENV)/.installed
+PY       := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: all deps venv test test-unit test-testbed lint demo testbed-up testbed-down testbed-status bench clean
+
+all: test
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+venv: deps $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check hpcbridge tests bench
+	$(VENV)/bin/ruff format --check hpcbridge tests bench
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest -m 'not testbed' $(PYTEST_ARGS)
+
+test-testbed: venv
+	$(PY) -m pytest -m testbed $(PYTEST_ARGS)
+
+testbed-up: venv
+	$(PY) -m tests.testbed up
+
+testbed-down: venv
+	$(PY) -m tests.testbed down
+
+testbed-status: venv
+	$(PY) -m tests.testbed status
+
+demo: venv
+	$(PY) -m tests.testbed demo
+
+bench: venv
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

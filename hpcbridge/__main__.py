@@ -1,0 +1,3 @@
+from hpcbridge.cli import main
+
+main()
