@@ -24,7 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("hpcbridge.cli.convert:convert", "Convert a Docker/OCI image to a cached SIF."),
     "images": ("hpcbridge.cli.images:images", "List, inspect and prune cached SIF images."),
     "render": ("hpcbridge.cli.render:render", "Print the sbatch script for a job file."),
-    "sbatch": ("hpcbridge.cli.sbatch:sbatch", "pyxis-style sbatch: run a batch script in a container."),
+    "sbatch": (
+        "hpcbridge.cli.sbatch:sbatch",
+        "pyxis-style sbatch: run a batch script in a container.",
+    ),
     "config": ("hpcbridge.cli.config:config", "Show or check the layered configuration."),
     "submit": ("hpcbridge.cli.submit:submit", "Convert, render and submit a job; record it."),
     "status": ("hpcbridge.cli.track:status", "Show the state of submissions and their tasks."),
@@ -35,7 +38,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("hpcbridge.cli.track:list_", "List recent submissions."),
     "rerun": ("hpcbridge.cli.submit:rerun", "Submit a recorded submission again, identically."),
     "doctor": ("hpcbridge.cli.doctor:doctor", "Preflight checks of this machine and a job."),
-    "recipe": ("hpcbridge.cli.recipe:recipe", "Translate a Dockerfile to a definition file and back."),
+    "recipe": (
+        "hpcbridge.cli.recipe:recipe",
+        "Translate a Dockerfile to a definition file and back.",
+    ),
     "wrap": ("hpcbridge.cli.wrap:wrap", "Write wrapper executables for commands in an image."),
     "export": ("hpcbridge.cli.export:export", "Export a submission as a reproducible bundle."),
 }
@@ -71,11 +77,7 @@ class LazyGroup(click.Group):
         return obj
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [
-            (name, COMMANDS[name][1])
-            for name in self.list_commands(ctx)
-            if name in COMMANDS
-        ]
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx) if name in COMMANDS]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
@@ -83,7 +85,12 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="hpcbridge")
-@click.option("-v", "--debug", is_flag=True, help="Log what hpcbridge does (commands it runs, files it writes).")
+@click.option(
+    "-v",
+    "--debug",
+    is_flag=True,
+    help="Log what hpcbridge does (commands it runs, files it writes).",
+)
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """hpcbridge: Docker/OCI images as Apptainer jobs on Slurm.

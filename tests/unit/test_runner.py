@@ -11,7 +11,9 @@ from hpcbridge.errors import CommandError, CommandNotFound, CommandTimeout
 
 
 def test_run_captures_output_and_status() -> None:
-    done = runner.run([sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr)"])
+    done = runner.run(
+        [sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr)"]
+    )
     assert done.ok
     assert done.stdout == "out\n"
     assert done.stderr == "err\n"
@@ -50,7 +52,9 @@ def test_timeout_is_typed() -> None:
 
 def test_arguments_reach_the_process_byte_exact() -> None:
     weird = ["a b", "$HOME", "`x`", "'q'", '"d"', "new\nline", "ünï"]
-    done = runner.run([sys.executable, "-c", "import sys, json; print(json.dumps(sys.argv[1:]))", *weird])
+    done = runner.run(
+        [sys.executable, "-c", "import sys, json; print(json.dumps(sys.argv[1:]))", *weird]
+    )
     import json
 
     assert json.loads(done.stdout) == weird
