@@ -26,8 +26,11 @@ lint: venv
 	$(VENV)/bin/ruff format --check hpcbridge tests bench
 	$(VENV)/bin/mypy
 
+# The suite must leave no daemon running: `leftovers` fails if any testbed daemon survived.
 test: lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	$(PY) -m tests.testbed leftovers || status=1; \
+	exit $$status
 
 test-unit: venv
 	$(PY) -m pytest -m 'not testbed' $(PYTEST_ARGS)
