@@ -44,6 +44,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "wrap": ("hpcbridge.cli.wrap:wrap", "Write wrapper executables for commands in an image."),
     "export": ("hpcbridge.cli.export:export", "Export a submission as a reproducible bundle."),
+    "completion": (
+        "hpcbridge.cli.completion:completion",
+        "Print the shell completion script for bash, zsh or fish.",
+    ),
 }
 
 
