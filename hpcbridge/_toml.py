@@ -1,0 +1,23 @@
+"""TOML reading for Python 3.9-3.13: ``tomllib`` (3.11+) or its backport ``tomli``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    import tomllib as _toml  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # pragma: no cover - Python < 3.11
+    import tomli as _toml  # type: ignore[import-not-found,no-redef,unused-ignore]
+
+TOMLDecodeError: type[ValueError] = _toml.TOMLDecodeError
+
+
+def loads(text: str) -> dict[str, Any]:
+    """Parse TOML text (raises :data:`TOMLDecodeError`)."""
+    result: dict[str, Any] = _toml.loads(text)
+    return result
+
+
+def load_bytes(data: bytes) -> dict[str, Any]:
+    """Parse TOML from UTF-8 bytes (raises :data:`TOMLDecodeError` or UnicodeDecodeError)."""
+    return loads(data.decode("utf-8"))

@@ -1,0 +1,340 @@
+"""The job description: frozen dataclasses and :func:`load_job`.
+
+A job file is TOML (see docs/jobs.md); ``--set key=value`` overrides any field by
+its dotted key.  Everything here is pure except :func:`_read_job_file` and
+:func:`_list_inputs`, the only two functions touching the file system (reading
+the job file, globbing inputs / reading an inputs list).
+
+Decisions where the issue was silent (documented in docs/site-admin.md and
+docs/jobs.md):
+
+* Memory is stored in MiB, time limits in seconds; both are re-emitted in one
+  canonical form (:func:`format_mem`, :func:`format_time`).
+* Job names are refused (not sanitized) when given explicitly and invalid; the
+  default name (job file stem) is sanitized.  Valid: ``[A-Za-z0-9][A-Za-z0-9._+-]*``,
+  at most :data:`MAX_NAME_LEN` characters, so it is safe in ``%x`` log names.
+* Per-task placeholders are Python format fields (``{task}``, ``{task:04d}``,
+  ``{input}``, ``{input_name}``, ``{input_stem}``); literal braces are ``{{``/``}}``.
+  The ``script`` text is never templated (use ``$HPCBRIDGE_TASK`` etc. there).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from hpcbridge import _toml as tomllib
+from hpcbridge.errors import JobSpecError
+from hpcbridge.model_values import (
+    ArraySpec,
+    compress_indices,
+    expand,
+    format_mem,
+    format_time,
+    parse_array,
+    parse_mem,
+    parse_signal,
+    parse_time,
+)
+
+__all__ = [
+    "MAX_NAME_LEN",
+    "ArraySpec",
+    "Bind",
+    "Dependency",
+    "GpuSpec",
+    "JobSpec",
+    "MpiSpec",
+    "Resources",
+    "compress_indices",
+    "expand",
+    "format_mem",
+    "format_time",
+    "load_job",
+    "parse_array",
+    "parse_mem",
+    "parse_signal",
+    "parse_time",
+]
+
+#: Longest job name accepted (hpcbridge's own limit; it keeps ``%x`` log names short).
+MAX_NAME_LEN = 128
+
+MPI_TYPES = ("none", "srun", "mpirun")
+PMI_TYPES = ("pmix", "pmi2")
+MPI_MODELS = ("hybrid", "bind")
+MPI_FLAVORS = ("openmpi", "mpich", "unknown")
+GPU_VENDORS = ("nvidia", "amd")
+DEPENDENCY_TYPES = (
+    "after",
+    "afterany",
+    "afterok",
+    "afternotok",
+    "aftercorr",
+    "afterburstbuffer",
+    "singleton",
+)
+#: Launcher/PMI pairings verified broken on the testbed (see docs/jobs.md).
+BAD_PAIRINGS = {
+    ("openmpi", "pmi2"): 'Open MPI fails in MPI_Init with srun --mpi=pmi2; use pmi = "pmix"',
+    ("mpich", "pmix"): (
+        'MPICH with srun --mpi=pmix runs every rank as its own 1-rank job; use pmi = "pmi2"'
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What the job asks Slurm for.  ``time`` in seconds, memory in MiB."""
+
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    time: Optional[int] = None
+    nodes: Optional[int] = None
+    ntasks: Optional[int] = None
+    ntasks_per_node: Optional[int] = None
+    cpus_per_task: Optional[int] = None
+    mem: Optional[int] = None
+    mem_per_cpu: Optional[int] = None
+    gpus: Optional[int] = None
+    gpus_per_node: Optional[int] = None
+    gres: Optional[str] = None
+    constraint: Optional[str] = None
+    exclusive: bool = False
+
+    @property
+    def time_str(self) -> Optional[str]:
+        """``--time`` value in canonical form (``HH:MM:SS`` / ``D-HH:MM:SS``)."""
+        return None if self.time is None else format_time(self.time)
+
+    @property
+    def mem_str(self) -> Optional[str]:
+        return None if self.mem is None else format_mem(self.mem)
+
+    @property
+    def mem_per_cpu_str(self) -> Optional[str]:
+        return None if self.mem_per_cpu is None else format_mem(self.mem_per_cpu)
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A bind mount.  ``src`` is an absolute host path (may hold placeholders when
+    ``per_task``), ``dst`` an absolute container path."""
+
+    src: str
+    dst: str
+    mode: str = "rw"  # "ro" | "rw"
+    per_task: bool = False  # src holds {task}/{input...}: expanded and created per task
+
+    @property
+    def read_only(self) -> bool:
+        return self.mode == "ro"
+
+    def for_task(self, task: int, input_path: Optional[str] = None) -> Bind:
+        """This bind with its placeholders expanded for one task."""
+        return Bind(
+            expand(self.src, task, input_path), expand(self.dst, task, input_path), self.mode
+        )
+
+
+@dataclass(frozen=True)
+class MpiSpec:
+    type: str = "none"  # none | srun | mpirun
+    pmi: Optional[str] = None  # pmix | pmi2 (srun only); None: the partition/site default
+    model: str = "hybrid"  # hybrid | bind
+    host_mpi_dir: Optional[str] = None  # bind model: host MPI installation (absolute)
+    flavor: str = "unknown"  # the image's MPI: openmpi | mpich | unknown
+
+    @property
+    def enabled(self) -> bool:
+        return self.type != "none"
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    vendor: Optional[str] = None  # nvidia | amd; None: the partition's vendor
+    count: int = 0  # GPUs per node (0: none requested through [gpu])
+
+
+@dataclass(frozen=True)
+class Dependency:
+    type: str  # afterok, afterany, ... (see DEPENDENCY_TYPES)
+    ids: tuple[str, ...] = ()  # Slurm job ids ("123", "123_4") or hpcbridge submission ids
+
+    @staticmethod
+    def is_slurm_id(job_id: str) -> bool:
+        head, _, tail = job_id.partition("_")
+        return head.isdigit() and (not tail or tail.isdigit())
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated job.  Paths on the host are absolute; templates stay unexpanded."""
+
+    name: str
+    image: str
+    command: Optional[tuple[str, ...]] = None  # argv run in the container ...
+    script: Optional[str] = None  # ... or text run by /bin/sh in the container
+    workdir: Optional[str] = None  # container cwd; None: image WorkingDir, else submit cwd
+    resources: Resources = field(default_factory=Resources)
+    array: Optional[ArraySpec] = None
+    inputs: tuple[str, ...] = ()  # absolute host paths; task i gets inputs[i] as {input}
+    binds: tuple[Bind, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    mpi: MpiSpec = field(default_factory=MpiSpec)
+    gpu: GpuSpec = field(default_factory=GpuSpec)
+    modules: tuple[str, ...] = ()
+    pre: tuple[str, ...] = ()  # host shell lines before the container runs
+    post: tuple[str, ...] = ()  # host shell lines after it
+    extra_sbatch: tuple[str, ...] = ()  # raw "--option=value" lines
+    dependencies: tuple[Dependency, ...] = ()
+    signal: Optional[str] = None  # sbatch --signal, e.g. "USR1@60"
+    requeue: Optional[bool] = None  # None: Slurm's default
+    output: Optional[str] = None  # log pattern; None: %x_%A_%a.out (arrays) / %x_%j.out
+    error: Optional[str] = None
+    job_dir: str = "."  # directory of the job file (relative paths were resolved there)
+    source: Optional[str] = None  # the job file path, when loaded from one
+
+    @property
+    def is_array(self) -> bool:
+        return self.array is not None
+
+    @property
+    def task_ids(self) -> tuple[int, ...]:
+        """The global task indices (``(0,)`` for a plain job)."""
+        return self.array.indices if self.array is not None else (0,)
+
+    @property
+    def gpu_count(self) -> int:
+        """GPUs per node this job asks for, whichever field asked."""
+        if self.gpu.count:
+            return self.gpu.count
+        r = self.resources
+        if r.gpus_per_node:
+            return r.gpus_per_node
+        if r.gpus:
+            return r.gpus
+        return gres_gpu_count(r.gres)
+
+    @property
+    def per_task_binds(self) -> tuple[Bind, ...]:
+        return tuple(b for b in self.binds if b.per_task)
+
+    def input_for(self, task: int) -> Optional[str]:
+        """The input path of global task ``task`` (None when the job has no inputs)."""
+        if not self.inputs:
+            return None
+        if not 0 <= task < len(self.inputs):
+            raise JobSpecError(
+                f"task {task} has no input (the job has {len(self.inputs)} inputs)",
+                f"use tasks 0-{len(self.inputs) - 1}",
+            )
+        return self.inputs[task]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (time and memory in canonical Slurm text form)."""
+        d = asdict(self)
+        d["env"] = dict(self.env)
+        d["resources"]["time"] = self.resources.time_str
+        d["resources"]["mem"] = self.resources.mem_str
+        d["resources"]["mem_per_cpu"] = self.resources.mem_per_cpu_str
+        d["array"] = self.array.spec if self.array is not None else None
+        return d
+
+
+def gres_gpu_count(gres: Optional[str]) -> int:
+    """GPUs asked for in a gres string (``gpu:2``, ``gpu:a100:2``, ``gpu``)."""
+    total = 0
+    for item in (gres or "").split(","):
+        parts = item.strip().split(":")
+        if parts and parts[0] == "gpu":
+            last = parts[-1] if len(parts) > 1 else "1"
+            total += int(last) if last.isdigit() else 1
+    return total
+
+
+def effective_workdir(job: JobSpec, image_workdir: Optional[str], cwd: str) -> str:
+    """The container working directory: the job's, else the image's, else ``cwd``."""
+    return job.workdir or image_workdir or cwd
+
+
+# ------------------------------------------------------------------------ loading
+
+
+def load_job(path: str | os.PathLike[str], sets: Sequence[str] = ()) -> JobSpec:
+    """Read a TOML job file, apply ``--set key=value`` overrides, validate.
+
+    Raises :class:`JobSpecError` (one line naming the value and the fix) for any
+    problem, including unknown keys (with the closest valid key).
+    """
+    from hpcbridge.model_build import apply_sets, build_job
+
+    job_path = Path(path)
+    data = _read_job_file(job_path)
+    job_dir = os.path.abspath(job_path.parent)
+    try:
+        data = apply_sets(data, sets)
+        return build_job(
+            data, job_dir=job_dir, source=os.path.abspath(job_path), list_inputs=_list_inputs
+        )
+    except JobSpecError as exc:
+        raise JobSpecError(f"{job_path}: {exc.message}", exc.hint) from None
+
+
+def job_from_dict(
+    data: Mapping[str, Any], *, job_dir: str, sets: Sequence[str] = (), source: Optional[str] = None
+) -> JobSpec:
+    """Build a job from an already-parsed mapping (inputs are globbed under ``job_dir``)."""
+    from hpcbridge.model_build import apply_sets, build_job
+
+    merged = apply_sets(dict(data), sets)
+    return build_job(
+        merged, job_dir=os.path.abspath(job_dir), source=source, list_inputs=_list_inputs
+    )
+
+
+def _read_job_file(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.load_bytes(path.read_bytes())
+    except FileNotFoundError:
+        raise JobSpecError(f"job file {str(path)!r} does not exist", "check the path") from None
+    except IsADirectoryError:
+        raise JobSpecError(f"job file {str(path)!r} is a directory", "give a .toml file") from None
+    except OSError as exc:
+        raise JobSpecError(f"cannot read job file {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise JobSpecError(
+            f"{path}: invalid TOML: {exc}", "fix the syntax (strings need quotes)"
+        ) from None
+    except UnicodeDecodeError:
+        raise JobSpecError(f"{path}: not UTF-8 text", "save the job file as UTF-8") from None
+
+
+def _list_inputs(kind: str, value: str, job_dir: str) -> tuple[str, list[str]]:
+    """File access for inputs: ``kind`` "glob" -> sorted matches; "file" -> lines.
+
+    Returns (base directory for relative entries, entries).
+    """
+    if kind == "glob":
+        pattern = value if os.path.isabs(value) else os.path.join(job_dir, value)
+        matches = sorted(p for p in glob.glob(pattern) if not os.path.isdir(p))
+        return job_dir, [
+            os.path.relpath(m, job_dir) if not os.path.isabs(value) else m for m in matches
+        ]
+    list_path = value if os.path.isabs(value) else os.path.join(job_dir, value)
+    try:
+        with open(list_path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
+        raise JobSpecError(
+            f"inputs_file = {value!r}: {list_path} does not exist", "check the path"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobSpecError(f"inputs_file = {value!r}: cannot read {list_path}: {exc}") from None
+    entries = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+    return os.path.dirname(os.path.abspath(list_path)), entries
