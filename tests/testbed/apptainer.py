@@ -1,0 +1,308 @@
+"""The real Apptainer 1.4.5 for the testbed, run rootless from a Debian sid root filesystem.
+
+Debian bookworm has no Apptainer package; sid has 1.4.5. ``ensure_apptainer`` debootstraps
+a sid rootfs with ``apptainer``, ``squashfuse`` and ``fuse3`` into the testbed cache (once;
+a stamp file records the package list) and writes a small wrapper script that runs
+``<rootfs>/usr/bin/apptainer`` inside ``bwrap`` with the host's /tmp, /home, /var/tmp,
+passwd/group, the testbed's state and cache dirs (and any extra binds) visible, keeping the
+caller's working directory and environment. Apptainer then runs unprivileged: user
+namespace + squashfuse for SIF files, exactly as on a cluster without setuid Apptainer.
+
+Called as root (root here lacks CAP_SYS_RESOURCE, which Apptainer's root mode needs), the
+wrapper drops to the test user inside a new user namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import pwd
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+SUITE = "sid"
+# fuse2fs and gocryptfs only silence Apptainer's "not found" INFO lines on every command
+PACKAGES = ("apptainer", "squashfuse", "fuse3", "fuse2fs", "gocryptfs")
+ROOTFS_NAME = "apptainer-rootfs"
+STAMP_NAME = "apptainer-rootfs.stamp"
+PROBE_DIR = Path("/var/cache/hpcbridge-testbed/sid-probe")
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+APT_SOURCES_DIR = Path("/etc/apt/sources.list.d")
+BIN_NAMES = ("apptainer", "singularity")
+
+
+def debian_mirror(sources_dir: Path = APT_SOURCES_DIR) -> str:
+    """The Debian archive mirror the host's apt uses (not the security archive)."""
+    candidates: list[str] = []
+    paths = sorted(sources_dir.glob("*.sources")) + sorted(sources_dir.glob("*.list"))
+    paths.append(Path("/etc/apt/sources.list"))
+    for path in paths:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("URIs:"):
+                candidates.extend(line.split()[1:])
+            elif line.startswith("deb "):
+                parts = [p for p in line.split() if not p.startswith("[")]
+                if len(parts) >= 2:
+                    candidates.append(parts[1])
+    for uri in candidates:
+        if re.search(r"/debian/?$", uri) and "security" not in uri:
+            return uri.rstrip("/")
+    return DEFAULT_MIRROR
+
+
+class _Lock:
+    """An exclusive flock on a file, so two `up` calls never build the same thing at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> _Lock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def _stamp_text() -> str:
+    return json.dumps({"suite": SUITE, "variant": "minbase", "packages": sorted(PACKAGES)}) + "\n"
+
+
+def _rootfs_complete(rootfs: Path) -> bool:
+    return (rootfs / "usr/bin/apptainer").is_file() and (rootfs / "usr/bin/squashfuse_ll").exists()
+
+
+def _finish_rootfs(rootfs: Path) -> None:
+    """Small fix-ups Apptainer needs that debootstrap does not do."""
+    hosts = rootfs / "etc/hosts"
+    if not hosts.exists():
+        hosts.write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    for sub in ("var/tmp", "tmp", "home"):
+        (rootfs / sub).mkdir(parents=True, exist_ok=True)
+
+
+def ensure_rootfs(cache_dir: Path) -> Path:
+    """The sid rootfs with Apptainer, built once (reuses the probe copy if present)."""
+    rootfs = cache_dir / ROOTFS_NAME
+    stamp = cache_dir / STAMP_NAME
+    want = _stamp_text()
+    if stamp.is_file() and stamp.read_text() == want and _rootfs_complete(rootfs):
+        _finish_rootfs(rootfs)
+        return rootfs
+    with _Lock(cache_dir / "apptainer-rootfs.lock"):
+        if stamp.is_file() and stamp.read_text() == want and _rootfs_complete(rootfs):
+            _finish_rootfs(rootfs)
+            return rootfs
+        stamp.unlink(missing_ok=True)
+        if _rootfs_complete(rootfs) and _has_packages(rootfs):
+            pass  # only the stamp was missing or older
+        elif (
+            not rootfs.exists()
+            and PROBE_DIR.is_dir()
+            and _rootfs_complete(PROBE_DIR)
+            and (_has_packages(PROBE_DIR))
+        ):
+            if PROBE_DIR.parent == cache_dir:
+                PROBE_DIR.rename(rootfs)
+            else:
+                shutil.copytree(PROBE_DIR, rootfs, symlinks=True)
+        else:
+            tmp = _debootstrap(cache_dir)
+            if rootfs.exists():
+                shutil.rmtree(rootfs)
+            tmp.rename(rootfs)
+        _finish_rootfs(rootfs)
+        if not _rootfs_complete(rootfs):
+            raise RuntimeError(f"{rootfs} has no usr/bin/apptainer or usr/bin/squashfuse_ll")
+        stamp.write_text(want)
+    return rootfs
+
+
+def _debootstrap(cache_dir: Path) -> Path:
+    tmp = cache_dir / f"{ROOTFS_NAME}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    argv = [
+        "debootstrap",
+        "--variant=minbase",
+        "--include=" + ",".join(PACKAGES),
+        SUITE,
+        str(tmp),
+        debian_mirror(),
+    ]
+    log = cache_dir / "apptainer-rootfs.debootstrap.log"
+    with open(log, "wb") as out:
+        proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"debootstrap of the Apptainer rootfs failed (exit {proc.returncode}); "
+            f"see {log} (command: {shlex.join(argv)})"
+        )
+    # keep the rootfs small: downloaded .debs are not needed
+    for deb in (tmp / "var/cache/apt/archives").glob("*.deb"):
+        deb.unlink()
+    return tmp
+
+
+def _has_packages(rootfs: Path) -> bool:
+    try:
+        status = (rootfs / "var/lib/dpkg/status").read_text(errors="replace")
+    except OSError:
+        return False
+    installed = set(re.findall(r"^Package: (\S+)\nStatus: install ok installed", status, re.M))
+    return set(PACKAGES) <= installed
+
+
+def _user_gid(uid: int) -> int:
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return uid
+
+
+def wrapper_script(rootfs: Path, binds: Iterable[Path], user_uid: int, user_gid: int) -> str:
+    """The text of the `apptainer` wrapper (POSIX sh)."""
+    q = shlex.quote
+    bind_args = " ".join(f"--bind {q(str(b))} {q(str(b))}" for b in binds)
+    return f"""#!/bin/sh
+# hpcbridge testbed: the real Apptainer from a Debian sid rootfs, run through bwrap.
+# Generated by tests/testbed/apptainer.py; do not edit.
+set -e
+ROOTFS={q(str(rootfs))}
+if [ "$(id -u)" = 0 ]; then
+  # root here lacks CAP_SYS_RESOURCE: run as the test user in a user namespace
+  set -- --unshare-user --uid {user_uid} --gid {user_gid} -- /usr/bin/apptainer "$@"
+else
+  set -- -- /usr/bin/apptainer "$@"
+fi
+exec bwrap --bind "$ROOTFS" / --proc /proc --dev-bind /dev /dev --ro-bind /sys /sys \\
+  --bind /tmp /tmp --bind /home /home --bind /var/tmp /var/tmp \\
+  --ro-bind /etc/passwd /etc/passwd --ro-bind /etc/group /etc/group \\
+  {bind_args} \\
+  --chdir "$PWD" "$@"
+"""
+
+
+def ensure_apptainer(
+    cache_dir: Path, state_dir: Path, user_uid: int, extra_binds: list[Path]
+) -> Path:
+    """Build (once) the sid rootfs and write the wrappers; return the bin dir holding
+    executables `apptainer` and `singularity`."""
+    cache_dir = Path(cache_dir)
+    state_dir = Path(state_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    rootfs = ensure_rootfs(cache_dir)
+    fuse = Path("/dev/fuse")
+    if os.geteuid() == 0 and fuse.exists() and fuse.stat().st_mode & 0o777 != 0o666:
+        os.chmod(fuse, 0o666)  # unprivileged squashfuse needs it
+    bin_dir = state_dir / "apptainer-bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(bin_dir, 0o755)
+    binds: list[Path] = []
+    for b in [state_dir, cache_dir, *extra_binds]:
+        b = Path(b)
+        if b.is_absolute() and str(b) not in ("/", "/tmp", "/home", "/var/tmp") and b not in binds:
+            binds.append(b)
+    for b in binds:
+        # bwrap cannot create mount points inside the root-owned rootfs as the test user
+        point = rootfs / str(b).lstrip("/")
+        if b.is_dir() or not b.exists():
+            point.mkdir(parents=True, exist_ok=True)
+        elif not point.exists():
+            point.parent.mkdir(parents=True, exist_ok=True)
+            point.touch()
+    text = wrapper_script(rootfs, binds, user_uid, _user_gid(user_uid))
+    for name in BIN_NAMES:
+        target = bin_dir / name
+        if not target.is_file() or target.read_text() != text:
+            tmp = bin_dir / f".{name}.tmp"
+            tmp.write_text(text)
+            os.chmod(tmp, 0o755)
+            os.replace(tmp, target)
+    (state_dir / "apptainer.json").write_text(
+        json.dumps({"rootfs": str(rootfs), "bin_dir": str(bin_dir), "uid": user_uid}) + "\n"
+    )
+    return bin_dir
+
+
+# ---------------------------------------------------------------------------------------
+# squashfuse_ll processes that outlive killed steps
+
+
+def _proc_entries() -> Iterator[tuple[int, str, int]]:
+    """(pid, comm, real uid) of every process."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        m = re.search(r"^Uid:\s+(\d+)", status, re.M)
+        if m:
+            yield pid, comm, int(m.group(1))
+
+
+def stray_squashfuse(state_dir: Path, uids: Iterable[int] | None = None) -> list[int]:
+    """PIDs of `squashfuse_ll` processes owned by the testbed's users.
+
+    `uids` defaults to the test user recorded by `ensure_apptainer` in state_dir. Only
+    processes whose real uid is one of them are returned (never other users' mounts)."""
+    wanted: set[int]
+    if uids is None:
+        try:
+            info = json.loads((Path(state_dir) / "apptainer.json").read_text())
+        except (OSError, ValueError):
+            return []
+        wanted = {int(info["uid"])}
+    else:
+        wanted = set(uids)
+    wanted.discard(0)
+    return sorted(
+        pid for pid, comm, uid in _proc_entries() if comm.startswith("squashfuse") and uid in wanted
+    )
+
+
+def stop_stray_squashfuse(
+    state_dir: Path, uids: Iterable[int] | None = None, timeout: float = 5.0
+) -> list[int]:
+    """TERM (then KILL) the processes `stray_squashfuse` finds, by PID; return them."""
+    pids = stray_squashfuse(state_dir, uids)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if Path(f"/proc/{p}").exists() and not _zombie(p)]
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True

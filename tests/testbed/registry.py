@@ -1,0 +1,122 @@
+"""A local OCI registry for the testbed: Debian's `docker-registry` (distribution 2.8).
+
+Listens on 127.0.0.1:5000 over plain HTTP; storage lives in the testbed cache so pushed
+images survive `down`/`up`. Note: registry 2.8 answers 404 to a request for an OCI
+manifest unless the Accept header lists its media type.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+DEFAULT_ADDR = "127.0.0.1:5000"
+REGISTRY_BIN = "/usr/bin/docker-registry"
+
+# Popen objects of registries started by this process (kept so they are not reaped as
+# "still running" garbage; the caller stops them by PID).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+MANIFEST_ACCEPT = ", ".join(
+    [
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    ]
+)
+
+
+def registry_config(storage: Path, addr: str = DEFAULT_ADDR) -> str:
+    """The registry's config.yml (YAML is a superset of the JSON-ish text written here)."""
+    return f"""version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {storage}
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: {addr}
+  secret: hpcbridge-testbed-not-a-secret
+  headers:
+    X-Content-Type-Options: [nosniff]
+health:
+  storagedriver:
+    enabled: false
+"""
+
+
+def registry_ready(addr: str = DEFAULT_ADDR, timeout: float = 1.0) -> bool:
+    """True when a registry answers the v2 API base endpoint at addr."""
+    try:
+        with urllib.request.urlopen(f"http://{addr}/v2/", timeout=timeout) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_registry(state_dir: Path, cache_dir: Path, addr: str = DEFAULT_ADDR) -> int:
+    """Start docker-registry in the background (own session), wait until it answers,
+    return its PID. The caller records the PID and stops it."""
+    state_dir = Path(state_dir)
+    cache_dir = Path(cache_dir)
+    if registry_ready(addr):
+        raise RuntimeError(
+            f"something already answers as a registry on {addr}; stop it first "
+            "(python -m tests.testbed down) or free the port"
+        )
+    storage = cache_dir / "registry"
+    storage.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    config = state_dir / "registry.yml"
+    config.write_text(registry_config(storage, addr))
+    log = state_dir / "registry.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [REGISTRY_BIN, "serve", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(state_dir)},
+        )
+    deadline = time.monotonic() + 15.0
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"docker-registry exited with status {proc.returncode}; see {log}")
+        if registry_ready(addr, timeout=0.5):
+            _CHILDREN[proc.pid] = proc
+            return proc.pid
+        time.sleep(0.05)
+    proc.terminate()
+    raise RuntimeError(f"docker-registry did not answer on {addr} within 15 s; see {log}")
+
+
+def manifest_digest(ref_repo: str, tag: str, addr: str = DEFAULT_ADDR) -> str | None:
+    """The Docker-Content-Digest the registry reports for repo:tag, or None if absent."""
+    req = urllib.request.Request(
+        f"http://{addr}/v2/{ref_repo}/manifests/{tag}",
+        method="HEAD",
+        headers={"Accept": MANIFEST_ACCEPT},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            digest = resp.headers.get("Docker-Content-Digest")
+            return str(digest) if digest else None
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+    except (urllib.error.URLError, OSError):
+        return None
