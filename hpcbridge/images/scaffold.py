@@ -1,0 +1,450 @@
+"""The Apptainer scaffolding of a converted image, as ``apptainer build`` writes it.
+
+Pure text generation (``scaffold_entries``, ``runscript``, ``docker_env_script``,
+``labels``, ``inspect_metadata``, ``oci_config_json``...) plus one small writer
+(:func:`write_scaffold`) that puts the entries into a root filesystem through the
+confined :class:`~hpcbridge.images.layers.RootfsWriter`.
+
+Sources: apptainer/apptainer ``internal/pkg/build/sources/{base_environment.go,
+conveyorPacker_oci.go}``, ``internal/pkg/build/metadata.go``,
+``cmd/internal/cli/inspect.go``, ``pkg/inspect/metadata.go``; the script texts
+are byte-identical to those of Apptainer 1.4.5 (see :mod:`scaffold_text`).
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from hpcbridge.images import scaffold_text as T
+
+_ENV_NAME = re.compile(r"^[a-zA-Z_]{1,}[a-zA-Z0-9_]{0,}$")
+_TRANSPORTS = ("docker-archive", "oci-archive", "docker", "oci")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One thing to create in the rootfs: ``kind`` is ``dir``, ``file`` or ``symlink``."""
+
+    path: str
+    kind: str
+    mode: int = 0o755
+    content: str = ""
+
+
+# -- Go-compatible encoders ------------------------------------------------
+
+
+def go_map(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A Go ``map`` value: marshalled with its keys sorted."""
+    return {k: value[k] for k in sorted(value)}
+
+
+def go_json(value: Any, indent: Optional[str] = None) -> str:
+    """``json.Marshal``/``MarshalIndent`` as Go writes them (HTML escaped).
+
+    Dicts are written in their own order (Go structs); wrap Go maps in :func:`go_map`.
+    """
+    if indent is None:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    else:
+        text = json.dumps(value, ensure_ascii=False, indent=indent, separators=(",", ": "))
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+def go_quote(s: str) -> str:
+    """Go's ``%q`` / ``strconv.Quote``."""
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        elif ch in "\a\b\f\n\r\t\v":
+            out.append(
+                {
+                    "\a": "\\a",
+                    "\b": "\\b",
+                    "\f": "\\f",
+                    "\n": "\\n",
+                    "\r": "\\r",
+                    "\t": "\\t",
+                    "\v": "\\v",
+                }[ch]
+            )
+        elif o < 0x80:
+            out.append(f"\\x{o:02x}")
+        elif 0xDC80 <= o <= 0xDCFF:  # undecodable byte kept by surrogateescape
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif o < 0x10000:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(f"\\U{o:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def shell_escape(s: str) -> str:
+    """Apptainer's ``shell.Escape``: backslash-escape ``\\ " ` $``."""
+    return s.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`").replace("$", "\\$")
+
+
+def args_quoted(args: Sequence[str]) -> str:
+    """Apptainer's ``shell.ArgsQuoted``."""
+    return " ".join('"' + shell_escape(a) + '"' for a in args)
+
+
+def escape_single_quotes(s: str) -> str:
+    """Apptainer's ``shell.EscapeSingleQuotes``."""
+    return s.replace("'", "'\"'\"'")
+
+
+# -- runscript and environment ---------------------------------------------
+
+
+def _render_go_template(tmpl: str, data: Mapping[str, str]) -> str:
+    """Render the tiny subset of text/template that ``ociRunscript`` uses."""
+    tokens = re.split(r"(\{\{-?\s*.*?\s*-?\}\})", tmpl)
+    out: list[str] = []
+    stack: list[tuple[bool, bool]] = []  # (this branch active, some branch taken)
+
+    def active() -> bool:
+        return all(a for a, _ in stack)
+
+    for i, tok in enumerate(tokens):
+        if not (tok.startswith("{{") and tok.endswith("}}")):
+            if i > 0 and tokens[i - 1].endswith("-}}"):
+                tok = tok.lstrip()
+            if i + 1 < len(tokens) and tokens[i + 1].startswith("{{-"):
+                tok = tok.rstrip()
+            if active():
+                out.append(tok)
+            continue
+        action = tok.strip("{}").strip("-").strip()
+        if action.startswith("if "):
+            val = bool(data.get(action[3:].strip().lstrip("."), ""))
+            stack.append((val, val))
+        elif action.startswith("else if "):
+            _, taken = stack.pop()
+            val = not taken and bool(data.get(action[8:].strip().lstrip("."), ""))
+            stack.append((val, taken or val))
+        elif action == "else":
+            _, taken = stack.pop()
+            stack.append((not taken, True))
+        elif action == "end":
+            stack.pop()
+        elif action.startswith("."):
+            if active():
+                out.append(data.get(action[1:], ""))
+        else:
+            raise ValueError(f"unsupported template action {action!r}")
+    return "".join(out)
+
+
+def runscript(entrypoint: Sequence[str], cmd: Sequence[str]) -> str:
+    """``/.singularity.d/runscript`` for an OCI ENTRYPOINT/CMD (``insertRunScript``)."""
+    text = "#!/bin/sh\n"
+    ep = escape_single_quotes(args_quoted(entrypoint)) if entrypoint else ""
+    cm = escape_single_quotes(args_quoted(cmd)) if cmd else ""
+    text += f"OCI_ENTRYPOINT='{ep}'\n"
+    text += f"OCI_CMD='{cm}'\n"
+    prepend_cmd = "".join(f"set -- '{escape_single_quotes(c)}' \"$@\"\n" for c in reversed(cmd))
+    prepend_ep = "".join(
+        f"set -- '{escape_single_quotes(c)}' \"$@\"\n" for c in reversed(entrypoint)
+    )
+    return text + _render_go_template(
+        T.OCI_RUNSCRIPT_TEMPLATE, {"PrependCmd": prepend_cmd, "PrependEntrypoint": prepend_ep}
+    )
+
+
+def docker_env_script(env: Sequence[str]) -> str:
+    """``/.singularity.d/env/10-docker2singularity.sh`` from the image Env (``insertEnv``)."""
+    lines = ["#!/bin/sh\n"]
+    for element in env:
+        name, sep, value = element.partition("=")
+        if not _ENV_NAME.match(name):
+            continue
+        if not sep:
+            lines.append(f'export {name}="${{{name}:-}}"\n')
+        elif name == "PATH":
+            lines.append(f"export {name}={go_quote(shell_escape(value))}\n")
+        else:
+            lines.append(f'export {name}="${{{name}:-{go_quote(shell_escape(value))}}}"\n')
+    return "".join(lines)
+
+
+# -- definition, labels, metadata ------------------------------------------
+
+
+def parse_created(created: Any) -> int:
+    """Unix seconds of an OCI ``created`` RFC 3339 timestamp (0 if absent or invalid)."""
+    if not isinstance(created, str) or not created:
+        return 0
+    m = re.match(
+        r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?$",
+        created,
+    )
+    if not m:
+        return 0
+    y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
+    try:
+        secs = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0))
+    except (ValueError, OverflowError):
+        return 0
+    tz = m.group(8)
+    if tz and tz not in ("Z", "z"):
+        sign = 1 if tz[0] == "+" else -1
+        secs -= sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
+    return max(secs, 0)
+
+
+def split_source(source_ref: str) -> tuple[str, str]:
+    """``(bootstrap, from)`` of a source reference, as apptainer's definition header has them."""
+    for transport in _TRANSPORTS:
+        prefix = transport + ":"
+        if source_ref.startswith(prefix):
+            rest = source_ref[len(prefix) :]
+            if transport == "docker":
+                rest = rest[2:] if rest.startswith("//") else rest
+            return transport, rest
+    return "docker", source_ref
+
+
+def deffile(source_ref: str) -> str:
+    """The definition apptainer synthesises for ``build x.sif <ref>``."""
+    bootstrap, frm = split_source(source_ref)
+    return f"bootstrap: {bootstrap}\nfrom: {frm}\n\n"
+
+
+def build_labels(
+    image_labels: Optional[Mapping[str, str]],
+    *,
+    source_ref: str,
+    manifest_digest: str,
+    created: int,
+    architecture: str,
+    variant: str = "",
+) -> dict[str, str]:
+    """``labels.json`` content: image labels plus apptainer's build labels (deterministic)."""
+    labels = dict(image_labels or {})
+    t = datetime.fromtimestamp(created, tz=timezone.utc)
+    labels["org.label-schema.schema-version"] = "1.0"
+    labels["org.opencontainers.image.created"] = t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    labels["org.label-schema.build-date"] = (
+        f"{t.strftime('%A')}_{t.day}_{t.strftime('%B')}_{t.year}_{t.hour}:{t.minute}:{t.second}_UTC"
+    )
+    bootstrap, frm = split_source(source_ref)
+    labels["org.label-schema.usage.singularity.deffile.bootstrap"] = bootstrap
+    labels["org.label-schema.usage.singularity.deffile.from"] = frm
+    if bootstrap == "docker" and manifest_digest:
+        labels["org.opencontainers.image.base.name"] = frm
+        labels["org.opencontainers.image.base.digest"] = manifest_digest
+    labels["org.opencontainers.image.architecture"] = architecture
+    if variant:
+        labels["org.opencontainers.image.variant"] = variant
+    labels["org.label-schema.build-arch"] = architecture
+    return labels
+
+
+_OCI_CONFIG_FIELDS = (
+    "AttachStderr",
+    "AttachStdin",
+    "AttachStdout",
+    "Cmd",
+    "Healthcheck",
+    "Domainname",
+    "Entrypoint",
+    "Env",
+    "Hostname",
+    "Image",
+    "Labels",
+    "OnBuild",
+    "OpenStdin",
+    "StdinOnce",
+    "Tty",
+    "User",
+    "Volumes",
+    "WorkingDir",
+    "ExposedPorts",
+    "ArgsEscaped",
+    "NetworkDisabled",
+    "MacAddress",
+    "StopSignal",
+    "Shell",
+)
+_HEALTH_FIELDS = ("Test", "Interval", "Timeout", "StartPeriod", "Retries")
+
+
+def oci_config_json(image_config: Mapping[str, Any]) -> str:
+    """The ``oci-config.json`` SIF object: go-containerregistry ``v1.Config`` marshalled."""
+    out: dict[str, Any] = {}
+    for key in _OCI_CONFIG_FIELDS:
+        val = image_config.get(key)
+        if not val:
+            continue
+        if key == "Healthcheck" and isinstance(val, Mapping):
+            val = {k: val[k] for k in _HEALTH_FIELDS if val.get(k)}
+        elif key in ("Volumes", "ExposedPorts") and isinstance(val, Mapping):
+            val = {k: {} for k in sorted(val)}
+        elif key == "Labels" and isinstance(val, Mapping):
+            val = go_map(val)
+        out[key] = val
+    return go_json(out)
+
+
+def inspect_metadata(
+    *,
+    labels: Mapping[str, str],
+    env_files: Mapping[str, str],
+    runscript_text: str,
+    startscript: str,
+    deffile_text: str,
+) -> str:
+    """``inspect-metadata.json``: what ``apptainer inspect --all --json`` finds in the rootfs."""
+    attrs: dict[str, Any] = {}
+    env = {path: text.rstrip("\n") for path, text in sorted(env_files.items()) if text.rstrip("\n")}
+    if env:
+        attrs["environment"] = go_map(env)
+    if labels:
+        attrs["labels"] = go_map(labels)
+    for key, text in (
+        ("runscript", runscript_text),
+        ("deffile", deffile_text),
+        ("startscript", startscript),
+    ):
+        if text.rstrip("\n"):
+            attrs[key] = text.rstrip("\n")
+    return go_json({"data": {"attributes": attrs}, "type": "container"})
+
+
+# -- the whole scaffold ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scaffold:
+    entries: tuple[Entry, ...]
+    deffile: str
+    labels: dict[str, str]
+    inspect_json: str
+    oci_config_json: str
+    created: int
+
+
+def make_scaffold(config: Mapping[str, Any], *, source_ref: str, manifest_digest: str) -> Scaffold:
+    """Everything the conversion adds to the rootfs and the SIF, from the image config."""
+    cfg: Mapping[str, Any] = config.get("config") or {}
+    created = parse_created(config.get("created"))
+    arch = str(config.get("architecture") or "amd64")
+    labels = build_labels(
+        cfg.get("Labels"),
+        source_ref=source_ref,
+        manifest_digest=manifest_digest,
+        created=created,
+        architecture=arch,
+        variant=str(config.get("variant") or ""),
+    )
+    run = runscript(list(cfg.get("Entrypoint") or []), list(cfg.get("Cmd") or []))
+    env10 = docker_env_script(list(cfg.get("Env") or []))
+    definition = deffile(source_ref)
+    sd = ".singularity.d"
+    entries = [
+        Entry(f"{sd}/libs", "dir"),
+        Entry(f"{sd}/actions", "dir"),
+        Entry(f"{sd}/env", "dir"),
+        *(Entry(d, "dir") for d in ("dev", "proc", "root", "var/tmp", "tmp", "etc", "sys", "home")),
+        Entry("singularity", "symlink", content=f"{sd}/runscript"),
+        Entry(".run", "symlink", content=f"{sd}/actions/run"),
+        Entry(".exec", "symlink", content=f"{sd}/actions/exec"),
+        Entry(".test", "symlink", content=f"{sd}/actions/test"),
+        Entry(".shell", "symlink", content=f"{sd}/actions/shell"),
+        Entry("environment", "symlink", content=f"{sd}/env/90-environment.sh"),
+        Entry("etc/hosts", "file", 0o644, ""),
+        Entry("etc/resolv.conf", "file", 0o644, ""),
+        Entry(f"{sd}/actions/exec", "file", 0o755, T.ACTION_EXEC),
+        Entry(f"{sd}/actions/run", "file", 0o755, T.ACTION_RUN),
+        Entry(f"{sd}/actions/shell", "file", 0o755, T.ACTION_SHELL),
+        Entry(f"{sd}/actions/start", "file", 0o755, T.ACTION_START),
+        Entry(f"{sd}/actions/test", "file", 0o755, T.ACTION_TEST),
+        Entry(f"{sd}/env/01-base.sh", "file", 0o755, T.ENV_01_BASE),
+        Entry(f"{sd}/env/90-environment.sh", "file", 0o755, T.ENV_90_ENVIRONMENT),
+        Entry(f"{sd}/env/95-apps.sh", "file", 0o755, T.ENV_95_APPS),
+        Entry(f"{sd}/env/99-base.sh", "file", 0o755, T.ENV_99_BASE),
+        Entry(f"{sd}/env/99-runtimevars.sh", "file", 0o755, T.ENV_99_RUNTIMEVARS),
+        Entry(f"{sd}/startscript", "file", 0o755, T.STARTSCRIPT),
+        Entry(f"{sd}/runscript", "file", 0o755, run),
+        Entry(f"{sd}/env/10-docker2singularity.sh", "file", 0o755, env10),
+        Entry(f"{sd}/labels.json", "file", 0o644, go_json(go_map(labels), indent="\t")),
+        Entry(f"{sd}/Singularity", "file", 0o644, definition),
+    ]
+    workdir = str(cfg.get("WorkingDir") or "")
+    if workdir:
+        entries.append(Entry(workdir, "dir"))
+    inspect = inspect_metadata(
+        labels=labels,
+        env_files={
+            f"/{sd}/env/10-docker2singularity.sh": env10,
+            f"/{sd}/env/90-environment.sh": T.ENV_90_ENVIRONMENT,
+        },
+        runscript_text=run,
+        startscript=T.STARTSCRIPT,
+        deffile_text=definition,
+    )
+    return Scaffold(
+        entries=tuple(entries),
+        deffile=definition,
+        labels=labels,
+        inspect_json=inspect,
+        oci_config_json=oci_config_json(cfg),
+        created=created,
+    )
+
+
+def write_scaffold(root: str, entries: Sequence[Entry]) -> None:
+    """Create ``entries`` inside ``root`` without following any symlink out of it."""
+    from hpcbridge.images.layers import RootfsWriter, clean_parts
+
+    writer = RootfsWriter(root)
+    writer.start_layer("scaffold")
+    for e in entries:
+        parts, _ = clean_parts(e.path)
+        if e.kind == "dir":
+            writer.ensure_dir(e.path)
+            continue
+        parent = writer.resolve_dir(parts[:-1], create=True)
+        rel = f"{parent}/{parts[-1]}" if parent else parts[-1]
+        path = writer.root + "/" + rel
+        if e.kind == "symlink":
+            if os.path.lexists(path):
+                continue  # apptainer keeps an existing /singularity, /.run ...
+            os.symlink(e.content, path)
+            continue
+        try:
+            st: Optional[os.stat_result] = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            writer.remove(path, st)
+        fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+        try:
+            data = e.content.encode("utf-8", "surrogateescape")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchmod(fd, e.mode)
+        finally:
+            os.close(fd)

@@ -1,0 +1,117 @@
+"""Squash a root filesystem with ``mksquashfs`` straight into a SIF at its offset.
+
+Verified with squashfs-tools 4.5.1: ``-offset N`` (alias ``-o``) makes mksquashfs
+skip the first N bytes of the output and leave them alone, so the squashfs is
+written once, in place; ``-reproducible`` is the default; ``SOURCE_DATE_EPOCH``
+sets the superblock time and clamps every later file time (so directories and
+the scaffold get the image's ``created`` time while file times from the layers
+are kept, which Python's ``.pyc`` checks rely on); ``-all-root`` gives every
+file uid/gid 0 (the image is run as the calling user anyway).  Extended
+attributes are not stored (``-no-xattrs``): a non-root extraction cannot carry
+the image's xattrs faithfully and the host's would make the output depend on
+the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional
+
+from hpcbridge import runner
+from hpcbridge.errors import CommandError, EnvironmentProblem, ImageError
+
+COMPRESSORS = ("gzip", "zstd", "xz", "lz4", "lzo", "lzma")
+_LEVELS = {"gzip": (1, 9), "zstd": (1, 22), "lz4": None, "xz": None, "lzo": (1, 9), "lzma": None}
+SQUASHFS_MAGIC = b"hsqs"
+
+
+def mksquashfs_argv(
+    rootfs: str,
+    out: str,
+    *,
+    offset: int,
+    compression: str = "gzip",
+    level: Optional[int] = 9,
+    processors: Optional[int] = None,
+    exe: str = "mksquashfs",
+) -> list[str]:
+    """argv of the mksquashfs run (pure)."""
+    if compression not in COMPRESSORS:
+        raise ImageError(
+            f"unknown squashfs compression {compression!r}",
+            f"use one of {', '.join(COMPRESSORS)} (gzip works everywhere Apptainer runs)",
+        )
+    argv = [exe, rootfs, out, "-offset", str(offset), "-noappend", "-comp", compression]
+    bounds = _LEVELS[compression]
+    if level is not None and bounds is not None:
+        lo, hi = bounds
+        if not lo <= level <= hi:
+            raise ImageError(
+                f"compression level {level} is out of range for {compression}",
+                f"use a level from {lo} to {hi}",
+            )
+        argv += ["-Xcompression-level", str(level)]
+    argv += ["-all-root", "-no-xattrs", "-no-progress", "-quiet"]
+    if processors:
+        argv += ["-processors", str(processors)]
+    return argv
+
+
+def squash(
+    rootfs: Path,
+    out: Path,
+    *,
+    offset: int,
+    created: int,
+    compression: str = "gzip",
+    level: Optional[int] = 9,
+    processors: Optional[int] = None,
+) -> int:
+    """Run mksquashfs writing at ``offset`` of ``out``; return the squashfs size in bytes."""
+    exe = runner.which("mksquashfs") or runner.which(
+        "mksquashfs", "/usr/sbin:/sbin:/usr/local/sbin"
+    )
+    if exe is None:
+        raise EnvironmentProblem(
+            "mksquashfs is not installed", "install squashfs-tools (apt/dnf install squashfs-tools)"
+        )
+    argv = mksquashfs_argv(
+        str(rootfs),
+        str(out),
+        offset=offset,
+        compression=compression,
+        level=level,
+        processors=processors,
+        exe=exe,
+    )
+    try:
+        runner.run(argv, extra_env={"SOURCE_DATE_EPOCH": str(max(created, 0))})
+    except CommandError as exc:
+        raise ImageError(
+            f"mksquashfs failed: {exc.message}",
+            "check free space in the cache's temp directory",
+        ) from exc
+    return squashfs_size(out, offset)
+
+
+def squashfs_size(path: Path, offset: int) -> int:
+    """Size of the squashfs at ``offset`` of ``path`` (to the end of the file, i.e. with padding)."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        sb = f.read(96)
+        end = os.fstat(f.fileno()).st_size
+    if len(sb) < 48 or sb[:4] != SQUASHFS_MAGIC:
+        raise ImageError(
+            "mksquashfs did not write a squashfs superblock", "check the mksquashfs version"
+        )
+    bytes_used = struct.unpack_from("<q", sb, 40)[0]
+    if bytes_used > end - offset:
+        raise ImageError("squashfs is truncated", "check free space in the cache's temp directory")
+    return end - offset
+
+
+def version_argv(exe: str = "mksquashfs") -> Sequence[str]:
+    return [exe, "-version"]
