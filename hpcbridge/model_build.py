@@ -273,7 +273,7 @@ def build_job(
         for i, arg in enumerate(command):
             _template(arg, f"command[{i}]", allowed)
     array = _array(data.get("array"), inputs)
-    binds = _binds(data.get("binds", []), job_dir, allowed)
+    binds = parse_binds(data.get("binds", []), job_dir, allowed)
     env = _env(data.get("env", {}), allowed)
     resources = _resources(data.get("resources", {}))
     gpu = _gpu(data.get("gpu"), resources)
@@ -463,7 +463,8 @@ def _bind_from_str(text: str, key: str) -> dict[str, Any]:
     return {"src": parts[0], "dst": parts[1] if len(parts) == 2 else parts[0]}
 
 
-def _binds(value: Any, job_dir: str, allowed: Sequence[str]) -> tuple[Bind, ...]:
+def parse_binds(value: Any, job_dir: str, allowed: Sequence[str] = ()) -> tuple[Bind, ...]:
+    """Parse a binds list (short strings or tables); relative sources resolve under job_dir."""
     items = [value] if isinstance(value, (str, dict)) else value
     if not isinstance(items, list):
         raise JobSpecError(f"binds = {value!r} is not a list", 'e.g. binds = ["data:/data:ro"]')

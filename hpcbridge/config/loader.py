@@ -1,0 +1,293 @@
+"""Layered loading of the site configuration, each value with its source.
+
+Layers, lowest first: packaged ``defaults.toml`` < site file
+(``$HPCBRIDGE_SITE_CONFIG`` or ``/etc/hpcbridge/site.toml``) < user file
+(``$XDG_CONFIG_HOME/hpcbridge/config.toml``) < project ``hpcbridge.toml`` in the
+working directory < ``HPCBRIDGE_<SECTION>_<KEY>`` variables < CLI overrides.
+
+Site policy that later layers cannot weaken: ``polling.min_interval`` of the
+site layer is a floor (lower values are raised to it, with a warning);
+``binds.deny`` of later layers is added to the site's list, never replaces it;
+``binds.allow`` may be set only by the site file.
+
+File access is limited to :func:`read_layer_file` and the ``importlib.resources``
+read of the defaults; everything else is pure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from hpcbridge import _toml
+from hpcbridge.config.schema import FIELDS, PARTITION_FIELDS, SECTIONS, Config
+from hpcbridge.config.values import SITE_LEVEL, build_config, convert_value
+from hpcbridge.errors import ConfigError
+from hpcbridge.model import Bind
+from hpcbridge.model_values import format_mem, format_time, unknown_hint
+
+SITE_FILE = Path("/etc/hpcbridge/site.toml")
+PROJECT_FILE = "hpcbridge.toml"
+ENV_PREFIX = "HPCBRIDGE_"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One configuration layer: converted values by dotted key, and its label."""
+
+    label: str  # file path, "default", "HPCBRIDGE_..." (per value), "--flag"
+    level: int  # SITE_LEVEL for defaults/site file, higher for user-side layers
+    values: dict[str, Any]
+    labels: dict[str, str]  # per-key source label (env/CLI layers differ per key)
+
+
+def unknown_key_error(dotted: str, valid: Any, where: str) -> ConfigError:
+    last = dotted.rsplit(".", 1)[-1]
+    names = sorted({str(v) for v in valid})
+    best = unknown_hint(dotted, names) if "." in dotted else unknown_hint(last, names)
+    return ConfigError(f"{where}: unknown key {dotted!r}", best)
+
+
+# ----------------------------------------------------------------------- parse
+
+
+def parse_document(
+    doc: Mapping[str, Any], label: str, base_dir: str, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """Check a parsed TOML document against the schema; convert every value.
+
+    Returns ``{dotted key: typed value}``.  Unknown keys are ConfigErrors naming
+    ``label`` (the file), the key, the closest valid key and all valid keys.
+    """
+    out: dict[str, Any] = {}
+    for section, table in doc.items():
+        if section not in SECTIONS:
+            raise unknown_key_error(section, SECTIONS, label)
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"{label}: {section} = {table!r} is not a table",
+                f"write [{section}] and keys below",
+            )
+        if section == "partitions":
+            out.update(_parse_partitions(table, label, base_dir, environ))
+            continue
+        for key, value in table.items():
+            dotted = f"{section}.{key}"
+            if key not in FIELDS[section]:
+                raise ConfigError(
+                    f"{label}: unknown key {dotted!r}",
+                    unknown_hint(key, FIELDS[section], f"valid keys in [{section}]"),
+                )
+            out[dotted] = convert_value(
+                FIELDS[section][key], value, dotted, label, base_dir, environ, text=False
+            )
+    return out
+
+
+def _parse_partitions(
+    table: Mapping[str, Any], label: str, base_dir: str, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, ptable in table.items():
+        if not name or not all(c.isalnum() or c in "_-." for c in name):
+            raise ConfigError(
+                f"{label}: partition name {name!r} is not a Slurm partition name",
+                "use letters, digits, _ - .",
+            )
+        if not isinstance(ptable, dict):
+            raise ConfigError(
+                f"{label}: partitions.{name} = {ptable!r} is not a table",
+                f"write [partitions.{name}] and keys below",
+            )
+        out[f"partitions.{name}"] = True  # the partition exists even with no keys
+        for key, value in ptable.items():
+            dotted = f"partitions.{name}.{key}"
+            if key not in PARTITION_FIELDS:
+                raise ConfigError(
+                    f"{label}: unknown key {dotted!r}",
+                    unknown_hint(key, PARTITION_FIELDS, "valid partition keys"),
+                )
+            out[dotted] = convert_value(
+                PARTITION_FIELDS[key], value, dotted, label, base_dir, environ, text=False
+            )
+    return out
+
+
+def read_layer_file(path: Path, label: str) -> dict[str, Any]:
+    """Read one TOML file (the only file access of the loader besides the defaults)."""
+    try:
+        return _toml.load_bytes(path.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: file does not exist", "check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{label}: is a directory", "give a TOML file") from None
+    except PermissionError:
+        raise ConfigError(f"{label}: permission denied", "make the file readable") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{label}: not UTF-8 text", "save it as UTF-8") from None
+    except _toml.TOMLDecodeError as exc:
+        raise ConfigError(f"{label}: invalid TOML: {exc}", "fix the syntax") from None
+
+
+def read_defaults() -> dict[str, Any]:
+    from importlib import resources
+
+    text = resources.files("hpcbridge.config").joinpath("defaults.toml").read_text("utf-8")
+    return _toml.loads(text)
+
+
+def env_layer(environ: Mapping[str, str], cwd: str) -> Layer:
+    """``HPCBRIDGE_<SECTION>_<KEY>`` variables (non-empty) as a layer."""
+    values: dict[str, Any] = {}
+    labels: dict[str, str] = {}
+    sections = sorted(FIELDS, key=len, reverse=True)
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or environ[name] == "":
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section = next((s for s in sections if rest.startswith(s + "_")), None)
+        if section is None:
+            continue  # e.g. HPCBRIDGE_SITE_CONFIG, HPCBRIDGE_TESTBED_DIR: not config keys
+        key = rest[len(section) + 1 :]
+        if key not in FIELDS[section]:
+            valid = [f"{ENV_PREFIX}{section.upper()}_{k.upper()}" for k in FIELDS[section]]
+            raise ConfigError(
+                f"environment variable {name}: unknown key {section}.{key}",
+                unknown_hint(name, valid, "valid variables"),
+            )
+        dotted = f"{section}.{key}"
+        values[dotted] = convert_value(
+            FIELDS[section][key], environ[name], dotted, name, cwd, environ, text=True
+        )
+        labels[dotted] = name
+    return Layer("environment", SITE_LEVEL + 3, values, labels)
+
+
+def cli_layer(
+    overrides: Mapping[str, object],
+    labels: Mapping[str, str],
+    cwd: str,
+    environ: Mapping[str, str],
+) -> Layer:
+    values: dict[str, Any] = {}
+    out_labels: dict[str, str] = {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        label = labels.get(dotted) or "--" + dotted.replace(".", "-").replace("_", "-")
+        kind = kind_of(dotted, label)
+        values[dotted] = convert_value(
+            kind, value, dotted, label, cwd, environ, text=isinstance(value, str)
+        )
+        out_labels[dotted] = label
+    return Layer("command line", SITE_LEVEL + 4, values, out_labels)
+
+
+def kind_of(dotted: str, label: str) -> str:
+    """The kind of a dotted key (``section.key`` or ``partitions.NAME.key``)."""
+    parts = dotted.split(".")
+    if parts[0] == "partitions" and len(parts) == 3:
+        if parts[2] in PARTITION_FIELDS:
+            return PARTITION_FIELDS[parts[2]]
+        raise ConfigError(
+            f"{label}: unknown key {dotted!r}", unknown_hint(parts[2], PARTITION_FIELDS)
+        )
+    if len(parts) == 2 and parts[0] in FIELDS and parts[1] in FIELDS[parts[0]]:
+        return FIELDS[parts[0]][parts[1]]
+    valid = [f"{s}.{k}" for s, keys in FIELDS.items() for k in keys]
+    raise unknown_key_error(dotted, [*valid, "partitions.NAME.KEY"], label)
+
+
+# ----------------------------------------------------------------------- load
+
+
+def load_config(
+    cli_overrides: Mapping[str, object] = {},
+    *,
+    cwd: Optional[Path] = None,
+    environ: Optional[Mapping[str, str]] = None,
+    cli_labels: Optional[Mapping[str, str]] = None,
+) -> Config:
+    """Load every layer and resolve the configuration (see the module docstring).
+
+    ``cli_overrides`` maps dotted keys (``"cache.dir"``, ``"partitions.gpu.max_time"``)
+    to values (typed, or text converted like environment values); ``cli_labels``
+    optionally names the flag each came from (default ``--cache-dir``).
+    """
+    env = dict(os.environ if environ is None else environ)
+    here = str(cwd if cwd is not None else Path.cwd())
+    layers = [Layer("default", 0, parse_document(read_defaults(), "default", here, env), {})]
+    files: list[str] = []
+    site_env = env.get("HPCBRIDGE_SITE_CONFIG")
+    if site_env:
+        site = Path(site_env)
+        if not site.is_file():
+            raise ConfigError(
+                f"HPCBRIDGE_SITE_CONFIG={site_env} does not exist or is not a file",
+                "point it at the site TOML file or unset it",
+            )
+        site_label = site_env
+    else:
+        site, site_label = SITE_FILE, str(SITE_FILE)
+    from hpcbridge.fsutil import xdg_dir
+
+    candidates = [
+        (site, site_label, SITE_LEVEL),
+        (xdg_dir("config", env) / "config.toml", None, SITE_LEVEL + 1),
+        (Path(here) / PROJECT_FILE, None, SITE_LEVEL + 2),
+    ]
+    for path, label, level in candidates:
+        if not path.is_file():
+            continue
+        name = label or str(path)
+        doc = read_layer_file(path, name)
+        values = parse_document(doc, name, str(path.parent.absolute()), env)
+        if level > SITE_LEVEL and "binds.allow" in values:
+            raise ConfigError(
+                f"{name}: binds.allow can only be set in the site file",
+                "ask the site admins, or remove it",
+            )
+        layers.append(Layer(name, level, values, {}))
+        files.append(name)
+    layers.append(env_layer(env, here))
+    layers.append(cli_layer(cli_overrides, cli_labels or {}, here, env))
+    for layer in layers[-2:]:
+        if "binds.allow" in layer.values:
+            key_label = layer.labels["binds.allow"]
+            raise ConfigError(f"{key_label}: binds.allow can only be set in the site file")
+    return build_config(layers, files, env)
+
+
+# ----------------------------------------------------------------------- dump
+
+
+def to_plain(value: Any) -> Any:
+    """JSON-able form of config values (dataclasses, paths, binds, tuples)."""
+    from hpcbridge.config.schema import Partition
+
+    if isinstance(value, Config):
+        return {
+            f.name: to_plain(getattr(value, f.name))
+            for f in fields(value)
+            if f.name not in ("sources", "layers", "warnings")
+        }
+    if isinstance(value, Partition):
+        d = {f.name: getattr(value, f.name) for f in fields(value) if f.name != "name"}
+        for key in ("max_time", "default_time"):
+            d[key] = None if d[key] is None else format_time(d[key])
+        d["mem_per_node"] = None if d["mem_per_node"] is None else format_mem(d["mem_per_node"])
+        return d
+    if isinstance(value, Bind):
+        return f"{value.src}:{value.dst}:{value.mode}"
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    return value
