@@ -291,3 +291,55 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
     return value
+
+
+# ----------------------------------------------------------------------- check
+
+
+def check_file(path: Path, environ: Optional[Mapping[str, str]] = None) -> list[str]:
+    """Every problem of a site file, one line each (empty when it is valid).
+
+    Each key is checked on its own so one typo does not hide the next; the
+    cross-key checks run once every key is valid.
+    """
+    env = dict(os.environ if environ is None else environ)
+    label = str(path)
+    try:
+        doc = read_layer_file(path, label)
+    except ConfigError as exc:
+        return [str(exc)]
+    base = str(path.parent.absolute())
+    problems: list[str] = []
+    for section, table in doc.items():
+        items = table.items() if isinstance(table, dict) and section != "partitions" else [None]
+        for item in items:
+            sub = {section: dict([item])} if item is not None else {section: table}
+            if section == "partitions" and isinstance(table, dict):
+                for name, ptable in table.items():
+                    if isinstance(ptable, dict) and ptable:
+                        for key, value in ptable.items():
+                            _collect(problems, {section: {name: {key: value}}}, label, base, env)
+                    else:
+                        _collect(problems, {section: {name: ptable}}, label, base, env)
+                continue
+            _collect(problems, sub, label, base, env)
+    if problems:
+        return problems
+    try:
+        values = parse_document(doc, label, base, env)
+        defaults = parse_document(read_defaults(), "default", base, env)
+        build_config(
+            [Layer("default", 0, defaults, {}), Layer(label, SITE_LEVEL, values, {})], [label], env
+        )
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
+
+
+def _collect(
+    problems: list[str], doc: Mapping[str, Any], label: str, base: str, env: Mapping[str, str]
+) -> None:
+    try:
+        parse_document(doc, label, base, env)
+    except ConfigError as exc:
+        problems.append(str(exc))

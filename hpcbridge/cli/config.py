@@ -1,0 +1,83 @@
+"""``hpcbridge config show|check``: the layered configuration and where each value came from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+@click.group("config")
+def config() -> None:
+    """Show or check the layered configuration.
+
+    Layers, lowest first: packaged defaults, site file ($HPCBRIDGE_SITE_CONFIG or
+    /etc/hpcbridge/site.toml), user file (~/.config/hpcbridge/config.toml),
+    project file (./hpcbridge.toml), HPCBRIDGE_<SECTION>_<KEY> variables, flags.
+    """
+
+
+@config.command("show")
+@click.option("--sources", is_flag=True, help="Name the file, variable or flag of every value.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (with --sources: values and sources)."
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a key for this command, e.g. --set polling.min_interval=60.",
+)
+def show(sources: bool, as_json: bool, sets: tuple[str, ...]) -> None:
+    """Print the resolved configuration."""
+    from hpcbridge.config import load_config
+    from hpcbridge.config.display import flat_items
+    from hpcbridge.errors import ConfigError
+
+    overrides: dict[str, object] = {}
+    labels: dict[str, str] = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"--set {item!r} is not KEY=VALUE", "e.g. --set cache.dir=/scratch/me"
+            )
+        overrides[key.strip()] = value
+        labels[key.strip()] = f"--set {key.strip()}"
+    cfg = load_config(overrides, cli_labels=labels)
+    for warning in cfg.warnings:
+        click.echo(f"hpcbridge: warning: {warning}", err=True)
+    if as_json:
+        doc: Any = cfg.to_dict()
+        if sources:
+            doc = {
+                "config": doc,
+                "sources": dict(sorted(cfg.sources.items())),
+                "files": list(cfg.layers),
+            }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    rows = flat_items(cfg)
+    width = max(len(f"{k} = {v}") for k, v, _ in rows)
+    for key, value, source in rows:
+        line = f"{key} = {value}"
+        click.echo(f"{line:<{width}}  # {source}" if sources else line)
+
+
+@config.command("check")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_context
+def check(ctx: click.Context, file: Path) -> None:
+    """Validate a site (or user/project) configuration FILE."""
+    from hpcbridge.config.loader import check_file
+
+    problems = check_file(file)
+    if not problems:
+        click.echo(f"{file}: ok")
+        return
+    for problem in problems:
+        click.echo(f"hpcbridge: error: {problem}", err=True)
+    ctx.exit(3)
