@@ -49,7 +49,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             n: getattr(args, n) for n in C.KNOB_NAMES if getattr(args, n) is not None
         }
         try:
-            lifecycle.up(overrides, quiet=args.quiet)
+            lifecycle.up(overrides, quiet=args.quiet, strict=True)
         except (RuntimeError, TimeoutError, ValueError, TypeError) as exc:
             print(f"testbed up failed: {exc}", file=sys.stderr)
             return 1

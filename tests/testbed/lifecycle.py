@@ -54,11 +54,27 @@ def _log(quiet: bool, msg: str) -> None:
 def _images_side(
     layout: C.Layout, cache: Path, pids: PidRegistry, user: users.User, quiet: bool
 ) -> dict[str, Any]:
+    out: dict[str, Any] = {"bin_dir": None, "registry": None, "images": {}, "missing": []}
+    try:
+        _images_side_inner(layout, cache, pids, user, quiet, out)
+    except Exception as exc:  # the Slurm side stays usable; up() reports the failure
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        _log(quiet, f"image side FAILED: {out['error']}")
+    return out
+
+
+def _images_side_inner(
+    layout: C.Layout,
+    cache: Path,
+    pids: PidRegistry,
+    user: users.User,
+    quiet: bool,
+    out: dict[str, Any],
+) -> None:
     """Apptainer wrapper, registry and test images (tests/testbed/{apptainer,registry,images}.py).
 
     Each part is skipped (and reported as missing) while its module is not there yet.
     """
-    out: dict[str, Any] = {"bin_dir": None, "registry": None, "images": {}, "missing": []}
     try:
         from tests.testbed import apptainer
     except ImportError:
@@ -88,7 +104,6 @@ def _images_side(
             t = time.monotonic()
             out["images"] = images.ensure_images(cache, layout.root, C.REGISTRY)
             _log(quiet, f"images ready ({time.monotonic() - t:.1f} s)")
-    return out
 
 
 def desired_knobs(
@@ -110,6 +125,7 @@ def up(
     *,
     quiet: bool = False,
     environ: Optional[Mapping[str, str]] = None,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Bring the testbed up (idempotent); returns the testbed.json content.
 
@@ -167,6 +183,7 @@ def up(
             "registry": side["registry"],
             "images": side["images"],
             "missing": side["missing"],
+            "error": side.get("error"),
             "nodes": {
                 n: {
                     "hostname": n,
@@ -194,6 +211,10 @@ def up(
         slurm.write_if_changed(layout.env_sh, C.env_sh(envd))
     state["started"] = not was_up
     _log(quiet, f"up ({time.monotonic() - t0:.1f} s); state in {layout.json}")
+    if strict and (state["error"] or state["missing"]):
+        raise RuntimeError(
+            f"Slurm is up but the image side is not: {state['error'] or state['missing']}"
+        )
     return state
 
 

@@ -1,0 +1,297 @@
+"""What tests see of the testbed: :class:`Testbed` (the ``testbed`` fixture's value)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import re
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from hpcbridge import runner
+from tests.testbed import config as C
+from tests.testbed import lifecycle
+from tests.testbed.users import REPO, User, as_user_argv
+
+ACTIVE_STATES = {
+    "PENDING",
+    "RUNNING",
+    "CONFIGURING",
+    "COMPLETING",
+    "SUSPENDED",
+    "REQUEUED",
+    "RESIZING",
+    "SIGNALING",
+    "STAGE_OUT",
+    "STOPPED",
+}
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """One test image: in the local registry and saved in the other source formats."""
+
+    name: str
+    ref: str  # 127.0.0.1:5000/hpcbridge/<name>:<tag> (no scheme)
+    digest: str  # sha256:<manifest digest>
+    docker_archive: Path
+    oci_dir: Path
+    oci_archive: Path
+
+
+class UserCommandFailed(subprocess.CalledProcessError):
+    """A command run as the test user failed; the message carries its output."""
+
+    def __str__(self) -> str:
+        out = (self.stdout or "")[-2000:]
+        err = (self.stderr or "")[-2000:]
+        return f"{super().__str__()}\n--- stdout ---\n{out}\n--- stderr ---\n{err}"
+
+
+class Testbed:
+    """A running testbed (read from ``<state>/testbed.json``)."""
+
+    def __init__(self, state: Mapping[str, Any]) -> None:
+        self._lock = threading.Lock()
+        self._counter = itertools.count()
+        self._reconfiguring = False
+        self._load(state)
+
+    @classmethod
+    def from_state_dir(cls, state_dir: Optional[Path] = None) -> Testbed:
+        layout = C.Layout(state_dir or C.state_dir())
+        state = lifecycle.read_state(layout)
+        if state is None:
+            raise RuntimeError(f"no testbed at {layout.root}: run python -m tests.testbed up")
+        return cls(state)
+
+    def _load(self, state: Mapping[str, Any]) -> None:
+        self.state: dict[str, Any] = dict(state)
+        self.state_dir = Path(state["state_dir"])
+        self.cache_dir = Path(state["cache_dir"])
+        self.slurm_conf = Path(state["slurm_conf"])
+        self.user = User.from_dict(state["user"])
+        self.env: dict[str, str] = dict(state["env"])
+        self.knobs = C.Knobs.from_dict(state["knobs"])
+        self.nodes: list[str] = sorted(state["nodes"])
+        self.registry: Optional[str] = state.get("registry")
+        self.bin_dir: Optional[Path] = Path(state["bin_dir"]) if state.get("bin_dir") else None
+        self.repo = Path(state.get("repo") or REPO)
+
+    # ------------------------------------------------------------ running things
+
+    @property
+    def apptainer(self) -> Path:
+        """The ``apptainer`` wrapper (first on ``env['PATH']``)."""
+        if self.bin_dir is None:
+            raise LookupError(
+                f"the testbed has no Apptainer yet (missing: {self.state.get('missing')})"
+            )
+        return self.bin_dir / "apptainer"
+
+    def image(self, name: str) -> ImageInfo:
+        images: dict[str, dict[str, Any]] = self.state.get("images") or {}
+        if name not in images:
+            raise LookupError(
+                f"test image {name!r} not built; have {sorted(images)} "
+                f"(missing parts: {self.state.get('missing')})"
+            )
+        d = images[name]
+        return ImageInfo(
+            name=name,
+            ref=str(d["ref"]),
+            digest=str(d["digest"]),
+            docker_archive=Path(d["docker_archive"]),
+            oci_dir=Path(d["oci_dir"]),
+            oci_archive=Path(d["oci_archive"]),
+        )
+
+    def _env(self, env: Optional[Mapping[str, str]]) -> dict[str, str]:
+        merged = dict(self.env)
+        merged.setdefault("LANG", "C.UTF-8")
+        if env:
+            merged.update(env)
+        return merged
+
+    def run(
+        self,
+        argv: Sequence[Union[str, os.PathLike[str]]],
+        *,
+        cwd: Optional[Union[str, os.PathLike[str]]] = None,
+        env: Optional[Mapping[str, str]] = None,
+        timeout: float = 120,
+        check: bool = True,
+        input: Optional[str] = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` as root with the testbed environment (for admin commands)."""
+        return self._run([str(a) for a in argv], cwd, self._env(env), timeout, check, input)
+
+    def run_as_user(
+        self,
+        argv: Sequence[Union[str, os.PathLike[str]]],
+        cwd: Optional[Union[str, os.PathLike[str]]] = None,
+        env: Optional[Mapping[str, str]] = None,
+        timeout: float = 120,
+        check: bool = True,
+        input: Optional[str] = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` as the test user with ``tb.env`` (plus ``env`` on top).
+
+        ``cwd`` defaults to the user's home.  With ``check`` a non-zero exit raises
+        :class:`UserCommandFailed` (a CalledProcessError showing stdout and stderr).
+        """
+        full = as_user_argv(self.user, [str(a) for a in argv])
+        return self._run(full, cwd or self.user.home, self._env(env), timeout, check, input)
+
+    @staticmethod
+    def _run(
+        argv: list[str],
+        cwd: Optional[Union[str, os.PathLike[str]]],
+        env: dict[str, str],
+        timeout: float,
+        check: bool,
+        input: Optional[str],
+    ) -> subprocess.CompletedProcess[str]:
+        done = runner.run(argv, env=env, cwd=cwd, timeout=timeout, check=False, input=input)
+        if check and done.returncode != 0:
+            raise UserCommandFailed(done.returncode, argv, done.stdout, done.stderr)
+        return subprocess.CompletedProcess(argv, done.returncode, done.stdout, done.stderr)
+
+    def hpcbridge(
+        self,
+        *args: Union[str, os.PathLike[str]],
+        cwd: Optional[Union[str, os.PathLike[str]]] = None,
+        env: Optional[Mapping[str, str]] = None,
+        check: bool = False,
+        timeout: float = 600,
+        input: Optional[str] = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """``.venv/bin/hpcbridge ARGS`` as the test user with ``tb.env``."""
+        exe = self.repo / ".venv" / "bin" / "hpcbridge"
+        return self.run_as_user(
+            [str(exe), *map(str, args)],
+            cwd=cwd,
+            env=env,
+            timeout=timeout,
+            check=check,
+            input=input,
+        )
+
+    def user_dir(self, name: str) -> Path:
+        """A fresh, empty directory owned by the test user under its home."""
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60] or "dir"
+        base = self.user.home / "tb"
+        if not base.is_dir():
+            base.mkdir(parents=True, exist_ok=True)
+            os.chown(base, self.user.uid, self.user.gid)
+        path = Path(tempfile.mkdtemp(prefix=f"{safe}-{next(self._counter)}-", dir=base))
+        os.chown(path, self.user.uid, self.user.gid)
+        os.chmod(path, 0o755)
+        return path
+
+    # ------------------------------------------------------------ Slurm helpers
+
+    def job_states(self, job_ids: Iterable[Union[str, int]]) -> dict[str, str]:
+        """``scontrol show job`` states of the jobs (array tasks as ``<id>_<task>``)."""
+        out: dict[str, str] = {}
+        for jid in job_ids:
+            done = self.run(["scontrol", "-o", "show", "job", str(jid)], check=False, timeout=30)
+            for line in done.stdout.splitlines():
+                fields = dict(
+                    f.split("=", 1) for f in line.split() if "=" in f and not f.startswith("=")
+                )
+                key = fields.get("JobId", str(jid))
+                if fields.get("ArrayTaskId") and fields.get("ArrayJobId"):
+                    key = f"{fields['ArrayJobId']}_{fields['ArrayTaskId']}"
+                out[key] = fields.get("JobState", "UNKNOWN")
+        return out
+
+    def wait_for_jobs(
+        self, job_ids: Iterable[Union[str, int]], timeout: float = 120
+    ) -> dict[str, str]:
+        """Wait until none of the jobs (or their array tasks) is pending or running.
+
+        Returns the final states known to scontrol (empty for jobs already purged
+        after MinJobAge).  Raises TimeoutError naming the jobs still active.
+        """
+        ids = [str(j) for j in job_ids]
+        deadline = time.monotonic() + timeout
+        delay = 0.2
+        while True:
+            active = self._active(ids)
+            if not active:
+                return self.job_states(ids)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"jobs still active after {timeout:g} s: {active}")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+
+    def _active(self, ids: list[str]) -> dict[str, str]:
+        done = self.run(
+            ["squeue", "-h", "-o", "%i|%T", "-j", ",".join(ids)], check=False, timeout=30
+        )
+        if done.returncode != 0:
+            if "Invalid job id" in done.stderr:
+                # squeue refuses the whole list if one job was purged: ask one by one.
+                if len(ids) > 1:
+                    active: dict[str, str] = {}
+                    for jid in ids:
+                        active.update(self._active([jid]))
+                    return active
+                return {}
+            return {i: "UNREACHABLE" for i in ids}  # controller restarting: keep waiting
+        active = {}
+        for line in done.stdout.splitlines():
+            jid, _, st = line.partition("|")
+            if st in ACTIVE_STATES:
+                active[jid] = st
+        return active
+
+    def sbatch(self, *args: str, cwd: Optional[Union[str, os.PathLike[str]]] = None) -> str:
+        """``sbatch --parsable ARGS`` as the test user; returns the job id."""
+        done = self.run_as_user(["sbatch", "--parsable", *args], cwd=cwd)
+        return done.stdout.strip().split(";")[0]
+
+    # ------------------------------------------------------------ knobs
+
+    @contextlib.contextmanager
+    def reconfigure(self, **knobs: Any) -> Iterator[Testbed]:
+        """Run the block on a cluster with ``knobs`` changed; restore the previous knobs after.
+
+        Rewrites slurm.conf, restarts slurmctld/slurmd when the config changed (jobs
+        and their state survive a restart), starts or stops accounting.  An exclusive
+        flock on ``<state>/.knobs.lock`` serializes reconfigurations of concurrent
+        pytest sessions for the whole block.
+        """
+        with self._lock:
+            if self._reconfiguring:
+                raise RuntimeError("tb.reconfigure() blocks cannot be nested")
+            self._reconfiguring = True
+        try:
+            layout = C.Layout(self.state_dir)
+            with lifecycle.flock(layout.knobs_lock):
+                before = C.Knobs.from_dict((lifecycle.read_state(layout) or {})["knobs"])
+                wanted = before.replace(**knobs)
+                self._load(lifecycle.up(wanted.to_dict(), quiet=True))
+                try:
+                    yield self
+                finally:
+                    self._load(lifecycle.up(before.to_dict(), quiet=True))
+        finally:
+            self._reconfiguring = False
+
+    def refresh(self) -> None:
+        state = lifecycle.read_state(C.Layout(self.state_dir))
+        if state:
+            self._load(state)
+
+    def __repr__(self) -> str:
+        return f"Testbed({self.state_dir}, nodes={self.nodes}, knobs={json.dumps(self.knobs.to_dict())})"
