@@ -204,6 +204,19 @@ def kind_of(dotted: str, label: str) -> str:
 # ----------------------------------------------------------------------- load
 
 
+def _with_user(environ: Mapping[str, str]) -> dict[str, str]:
+    """A copy of ``environ`` with USER set (from the password database if missing),
+    so site files can say ``/scratch/$USER/...`` under cron or a bare container."""
+    env = dict(environ)
+    if not env.get("USER"):
+        import contextlib
+        import getpass
+
+        with contextlib.suppress(KeyError, OSError):  # a uid without a passwd entry
+            env["USER"] = env.get("LOGNAME") or getpass.getuser()
+    return env
+
+
 def load_config(
     cli_overrides: Mapping[str, object] = {},
     *,
@@ -217,7 +230,7 @@ def load_config(
     to values (typed, or text converted like environment values); ``cli_labels``
     optionally names the flag each came from (default ``--cache-dir``).
     """
-    env = dict(os.environ if environ is None else environ)
+    env = _with_user(os.environ if environ is None else environ)
     here = str(cwd if cwd is not None else Path.cwd())
     layers = [Layer("default", 0, parse_document(read_defaults(), "default", here, env), {})]
     files: list[str] = []
@@ -302,7 +315,7 @@ def check_file(path: Path, environ: Optional[Mapping[str, str]] = None) -> list[
     Each key is checked on its own so one typo does not hide the next; the
     cross-key checks run once every key is valid.
     """
-    env = dict(os.environ if environ is None else environ)
+    env = _with_user(os.environ if environ is None else environ)
     label = str(path)
     try:
         doc = read_layer_file(path, label)
