@@ -1,0 +1,6 @@
+#!/bin/sh
+# Prints each argument in brackets, then what the build left behind.
+for arg in "$@"; do printf '[%s]\n' "$arg"; done
+cat /opt/app/greeting /opt/app/joined
+ls /opt/data
+echo "LEGACY=$LEGACY"
