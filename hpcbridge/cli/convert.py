@@ -1,0 +1,165 @@
+"""``hpcbridge convert REF``: an image to a cached SIF, pinned to its digest."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+
+def load_settings(overrides: dict[str, object], labels: dict[str, str]) -> Any:
+    """The configuration with the command's flags on top (imported lazily)."""
+    from hpcbridge.config import load_config
+
+    return load_config({k: v for k, v in overrides.items() if v is not None}, cli_labels=labels)
+
+
+class TermProgress:
+    """One self-overwriting status line on a terminal (stderr)."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.stage = ""
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if stage == self.stage and stage == "download" and now - self.last < 0.2:
+            return
+        self.last, self.stage = now, stage
+        if stage == "download":
+            mib = done / 1048576
+            text = f"downloading {mib:.1f} MiB" + (
+                f" of {total / 1048576:.1f} MiB" if total else ""
+            )
+        elif stage == "extract":
+            text = f"extracting layers {done}/{total}"
+        elif stage == "squash":
+            text = "squashing" if done < total else "squashed"
+        elif stage == "wait":
+            text = "waiting for another process converting the same image"
+        elif stage == "apptainer":
+            text = "apptainer build running" if done < total else "apptainer build done"
+        else:
+            text = f"{stage} {done}/{total}"
+        sys.stderr.write(f"\r\033[K{text}")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.stage:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+@click.command("convert")
+@click.argument("ref")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=True, path_type=Path),
+    help="Also put a copy (hard link when possible) of the SIF here.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["native", "apptainer"]),
+    help="Who builds the SIF [config convert.backend, default native].",
+)
+@click.option(
+    "--platform",
+    help="os/arch[/variant] to pick from a multi-platform image [default linux/amd64].",
+)
+@click.option("--force", is_flag=True, help="Convert again even if the digest is cached.")
+@click.option("--offline", is_flag=True, help="Use the last tag resolution; no network.")
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow plain http to this registry (always allowed for loopback).",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Cache directory [config cache.dir].",
+)
+@click.option(
+    "--tmp-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Scratch directory for root filesystems [config cache.tmp_dir].",
+)
+@click.option(
+    "--compression",
+    type=click.Choice(["gzip", "zstd", "xz", "lz4", "lzo"]),
+    help="squashfs compression [config convert.compression, default gzip].",
+)
+@click.option("--level", type=int, help="Compression level [config convert.level, default 9].")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def convert(
+    ref: str,
+    output: Optional[Path],
+    backend: Optional[str],
+    platform: Optional[str],
+    force: bool,
+    offline: bool,
+    insecure: bool,
+    cache_dir: Optional[Path],
+    tmp_dir: Optional[Path],
+    compression: Optional[str],
+    level: Optional[int],
+    as_json: bool,
+) -> None:
+    """Convert a Docker/OCI image to a SIF in the cache and print its path.
+
+    REF is docker://[registry/]repo[:tag|@sha256:...] (a bare repo:tag means the
+    same), docker-archive:PATH, oci:DIR[:tag], oci-archive:PATH[:tag], or a .sif
+    file (passed through).  A cached digest returns at once; concurrent
+    converts of one digest convert it once and all print the same path.
+    """
+    cfg = load_settings(
+        {
+            "cache.dir": str(cache_dir) if cache_dir else None,
+            "cache.tmp_dir": str(tmp_dir) if tmp_dir else None,
+            "convert.backend": backend,
+            "convert.platform": platform,
+            "convert.compression": compression,
+            "convert.level": level,
+        },
+        {
+            "cache.dir": "--cache-dir",
+            "cache.tmp_dir": "--tmp-dir",
+            "convert.backend": "--backend",
+            "convert.platform": "--platform",
+            "convert.compression": "--compression",
+            "convert.level": "--level",
+        },
+    )
+    from hpcbridge.images.convert import convert as do_convert
+
+    progress = TermProgress() if sys.stderr.isatty() and not as_json else None
+    try:
+        result = do_convert(
+            ref,
+            cache_dir=cfg.cache.dir,
+            tmp_dir=cfg.cache.tmp_dir,
+            backend=cfg.convert.backend,
+            platform=cfg.convert.platform,
+            force=force,
+            offline=offline,
+            insecure=insecure,
+            output=output,
+            compression=cfg.convert.compression,
+            level=cfg.convert.level,
+            apptainer_exe=cfg.runtime.executable or cfg.runtime.flavor,
+            progress=progress,
+            shared=cfg.cache.shared,
+            group=cfg.cache.group,
+            insecure_registries=cfg.convert.insecure_registries,
+        )
+    finally:
+        if progress is not None:
+            progress.finish()
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(str(result.output or result.path))

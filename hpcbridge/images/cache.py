@@ -1,0 +1,397 @@
+"""The SIF cache: one SIF per manifest digest, shared safely between processes and hosts.
+
+Layout under the cache root::
+
+    sif/<hex>.sif          the image, published by atomic rename (mode 0755)
+    sif/<hex>.json         its record; the record's mtime is the "last used" time
+    sif/.<hex>.*.part      a SIF being written (invisible to readers; swept when orphaned)
+    blobs/sha256/<hex>     verified registry blobs (a download cache)
+    refs/<key>.json        tag -> digest resolutions (for --offline and index -> manifest)
+    locks/<hex>.lock       conversion locks (see locking.py)
+    tmp/                   default scratch space for root filesystems
+
+Temporary names carry host and pid (``<name>.<host>.<pid>.<rand>.part``) so that
+leftovers of killed processes can be recognised and removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from hpcbridge.errors import ImageError
+from hpcbridge.fsutil import atomic_write_text
+from hpcbridge.images.locking import HOST, FileLock, pid_alive
+
+log = logging.getLogger(__name__)
+
+FOREIGN_TMP_AGE = 2 * 86400.0  # leftovers of other hosts are removed after two days
+
+
+@dataclass(frozen=True)
+class Entry:
+    digest: str
+    path: Path
+    size: int
+    last_used: float
+    record: dict[str, Any]
+
+    @property
+    def created(self) -> float:
+        return float(self.record.get("created", 0.0))
+
+
+def hex_of(digest: str) -> str:
+    algo, _, value = digest.partition(":")
+    if algo != "sha256" or len(value) != 64:
+        raise ImageError(f"invalid digest {digest!r}", "expected sha256:<64 hex digits>")
+    return value
+
+
+def temp_name(base: str) -> str:
+    return f".{base}.{HOST}.{os.getpid()}.{os.urandom(4).hex()}.part"
+
+
+def _temp_owner(name: str) -> Optional[tuple[str, int]]:
+    """(host, pid) encoded in a temp name, or None if it is not one of ours."""
+    if not name.endswith(".part"):
+        return None
+    parts = name[: -len(".part")].split(".")
+    if len(parts) < 4 or not parts[-2].isdigit():
+        return None
+    return parts[-3], int(parts[-2])
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Cache:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        tmp_dir: Optional[Path] = None,
+        shared: bool = False,
+        group: str = "",
+    ) -> None:
+        self.root = Path(root).expanduser()
+        self.tmp_dir = Path(tmp_dir).expanduser() if tmp_dir else self.root / "tmp"
+        self.shared = shared
+        self.group = group
+        self.sif_dir = self.root / "sif"
+        self.blob_dir = self.root / "blobs" / "sha256"
+        self.refs_dir = self.root / "refs"
+        self.locks_dir = self.root / "locks"
+        self.file_mode = 0o664 if shared else 0o644
+        self.dir_mode = 0o2775 if shared else 0o755
+
+    # --- paths -----------------------------------------------------------------------------
+
+    def sif_path(self, digest: str) -> Path:
+        return self.sif_dir / f"{hex_of(digest)}.sif"
+
+    def record_path(self, digest: str) -> Path:
+        return self.sif_dir / f"{hex_of(digest)}.json"
+
+    def lock(self, digest: str, **kwargs: Any) -> FileLock:
+        return FileLock(self.locks_dir / f"{hex_of(digest)}.lock", mode=self.file_mode, **kwargs)
+
+    def ensure(self) -> None:
+        """Create the directories (group-shared: setgid, group-writable, chgrp)."""
+        gid = -1
+        if self.group:
+            try:
+                gid = grp.getgrnam(self.group).gr_gid
+            except KeyError:
+                raise ImageError(
+                    f"cache group {self.group!r} does not exist", "fix cache.group in the config"
+                ) from None
+        for d in (
+            self.root,
+            self.sif_dir,
+            self.blob_dir.parent,
+            self.blob_dir,
+            self.refs_dir,
+            self.locks_dir,
+            self.tmp_dir,
+        ):
+            if d.is_dir():
+                continue
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+                if self.shared or gid >= 0:
+                    if gid >= 0:
+                        os.chown(d, -1, gid)
+                    os.chmod(d, self.dir_mode)
+            except OSError as exc:
+                raise ImageError(
+                    f"cannot create cache directory {d}: {exc.strerror}",
+                    "set cache.dir (or cache.tmp_dir) to a writable directory",
+                ) from exc
+
+    def publish_mode(self, path: Path, mode: int) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(path, mode | (0o040 if self.shared else 0))
+
+    # --- lookups (the warm path: a stat and a utime) -----------------------------------------
+
+    def lookup(self, digest: str, *, touch: bool = True) -> Optional[Path]:
+        path = self.sif_path(digest)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        if st.st_size == 0:
+            return None
+        if touch:
+            with contextlib.suppress(OSError):
+                os.utime(self.record_path(digest))
+        return path
+
+    def read_record(self, digest: str) -> dict[str, Any]:
+        try:
+            obj = json.loads(self.record_path(digest).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return obj if isinstance(obj, dict) else {}
+
+    def write_record(self, digest: str, record: dict[str, Any]) -> None:
+        atomic_write_text(
+            self.record_path(digest),
+            json.dumps(record, indent=2, sort_keys=True) + "\n",
+            self.file_mode,
+        )
+
+    def ensure_record(self, digest: str, **fields: Any) -> dict[str, Any]:
+        """The record of a published SIF; rebuilt (hashing the SIF) if it is missing."""
+        record = self.read_record(digest)
+        path = self.sif_path(digest)
+        if not record.get("sif_sha256"):
+            st = path.stat()
+            record = {
+                "digest": digest,
+                "sif": path.name,
+                "size": st.st_size,
+                "sif_sha256": file_sha256(path),
+                "created": st.st_mtime,
+                "refs": [],
+                **fields,
+            }
+        ref = fields.get("source_ref")
+        if ref and ref not in record.setdefault("refs", []):
+            record["refs"].append(ref)
+            record["refs"] = record["refs"][-20:]
+            self.write_record(digest, record)
+        elif not self.record_path(digest).exists():
+            self.write_record(digest, record)
+        return record
+
+    # --- tag resolutions ------------------------------------------------------------------
+
+    def _ref_path(self, key: str) -> Path:
+        return self.refs_dir / (hashlib.sha256(key.encode()).hexdigest()[:40] + ".json")
+
+    def save_resolution(self, key: str, digest: str, **extra: Any) -> None:
+        body = {"key": key, "digest": digest, "resolved": time.time(), **extra}
+        try:
+            atomic_write_text(
+                self._ref_path(key), json.dumps(body, sort_keys=True) + "\n", self.file_mode
+            )
+        except OSError as exc:
+            log.debug("cannot record resolution of %s: %s", key, exc)
+
+    def load_resolution(self, key: str) -> Optional[dict[str, Any]]:
+        try:
+            obj = json.loads(self._ref_path(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if (
+            not isinstance(obj, dict)
+            or obj.get("key") != key
+            or not isinstance(obj.get("digest"), str)
+        ):
+            return None
+        return obj
+
+    # --- listing and pruning ------------------------------------------------------------------
+
+    def entries(self) -> list[Entry]:
+        out: list[Entry] = []
+        if not self.sif_dir.is_dir():
+            return out
+        for path in sorted(self.sif_dir.glob("*.sif")):
+            if path.name.startswith("."):
+                continue
+            digest = "sha256:" + path.stem
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            record = self.read_record(digest)
+            try:
+                used = self.record_path(digest).stat().st_mtime
+            except FileNotFoundError:
+                used = st.st_mtime
+            out.append(Entry(digest, path, st.st_size, used, record))
+        return out
+
+    def blob_entries(self) -> list[tuple[Path, int, float]]:
+        if not self.blob_dir.is_dir():
+            return []
+        out = []
+        for path in self.blob_dir.iterdir():
+            if path.name.startswith("."):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                st = path.stat()
+                out.append((path, st.st_size, st.st_mtime))
+        return out
+
+    def remove_entry(self, entry: Entry) -> bool:
+        """Delete a SIF and its record unless a conversion of it holds the lock."""
+        lock = self.lock(entry.digest, heartbeat=0)
+        if not lock.try_acquire():
+            return False
+        try:
+            for p in (entry.path, self.record_path(entry.digest)):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+        finally:
+            lock.release()
+        return True
+
+    # --- temporary files ------------------------------------------------------------------
+
+    def sweep(self, now: Optional[float] = None) -> list[Path]:
+        """Remove temp files and dirs left by dead processes (and old foreign ones)."""
+        now = time.time() if now is None else now
+        removed: list[Path] = []
+        for d in (self.sif_dir, self.blob_dir, self.tmp_dir, self.refs_dir):
+            if not d.is_dir():
+                continue
+            for path in d.iterdir():
+                owner = _temp_owner(path.name)
+                if owner is None:
+                    continue
+                host, pid = owner
+                try:
+                    age = now - path.lstat().st_mtime
+                except FileNotFoundError:
+                    continue
+                if (host == HOST and not pid_alive(pid)) or (
+                    host != HOST and age > FOREIGN_TMP_AGE
+                ):
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        with contextlib.suppress(FileNotFoundError):
+                            path.unlink()
+                    removed.append(path)
+        if removed:
+            log.info("removed %d leftovers of interrupted conversions", len(removed))
+        return removed
+
+    def check_space(self, tmp_needed: int, cache_needed: int) -> None:
+        """Refuse to start when the tmp dir or the cache cannot hold the estimate."""
+        tmp_st, cache_st = os.statvfs(self.tmp_dir), os.statvfs(self.sif_dir)
+        same = os.stat(self.tmp_dir).st_dev == os.stat(self.sif_dir).st_dev
+        checks = [(self.sif_dir, cache_needed + (tmp_needed if same else 0), cache_st)]
+        if not same:
+            checks.append((self.tmp_dir, tmp_needed, tmp_st))
+        for where, needed, st in checks:
+            free = st.f_bavail * st.f_frsize
+            if free < needed:
+                raise ImageError(
+                    f"not enough free space in {where}: about {_human(needed)} needed, {_human(free)} free",
+                    "free space, or point cache.tmp_dir / cache.dir at a larger filesystem",
+                )
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def human_size(n: float) -> str:
+    return _human(n)
+
+
+def parse_size(text: str) -> int:
+    """``500M``, ``20G``, ``1.5T``, ``1024`` (bytes) -> bytes."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    mult = 1
+    for suffix, m in (("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30), ("T", 1 << 40)):
+        if t.endswith(suffix):
+            t, mult = t[:-1], m
+            break
+    try:
+        value = float(t)
+    except ValueError:
+        raise ImageError(
+            f"invalid size {text!r}", "use a number with K, M, G or T, e.g. 20G"
+        ) from None
+    if value < 0:
+        raise ImageError(f"invalid size {text!r}", "sizes cannot be negative")
+    return int(value * mult)
+
+
+def parse_age(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``2w``, ``3600`` (seconds) -> seconds."""
+    t = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    mult = 1
+    if t and t[-1] in units:
+        t, mult = t[:-1], units[t[-1]]
+    try:
+        value = float(t)
+    except ValueError:
+        raise ImageError(
+            f"invalid age {text!r}", "use a number with s, m, h, d or w, e.g. 30d"
+        ) from None
+    if value < 0:
+        raise ImageError(f"invalid age {text!r}", "ages cannot be negative")
+    return value * mult
+
+
+def select_prune(
+    entries: list[Entry],
+    *,
+    now: float,
+    older_than: Optional[float] = None,
+    max_size: Optional[int] = None,
+) -> list[Entry]:
+    """Which entries to remove: unused for ``older_than``; then least recently used
+    until the rest fits in ``max_size``.  Pure."""
+    chosen: list[Entry] = []
+    keep: list[Entry] = []
+    for e in sorted(entries, key=lambda e: (e.last_used, e.digest)):
+        if older_than is not None and now - e.last_used > older_than:
+            chosen.append(e)
+        else:
+            keep.append(e)
+    if max_size is not None:
+        total = sum(e.size for e in keep)
+        for e in list(keep):
+            if total <= max_size:
+                break
+            chosen.append(e)
+            keep.remove(e)
+            total -= e.size
+    return chosen

@@ -1,0 +1,227 @@
+"""Image references: parse what a user types into a typed, normalised value.
+
+Pure: no file system or network access.  Accepted forms::
+
+    docker://[registry/]repo[:tag|@sha256:<hex>]   (a bare ``repo:tag`` means the same)
+    docker-archive:PATH                              (``docker save`` / ``skopeo`` tarball)
+    oci:DIR[:tag]                                    (OCI image layout directory)
+    oci-archive:PATH[:tag]                           (tar of an OCI image layout)
+    PATH.sif                                         (an existing SIF, passed through)
+
+Docker Hub names are normalised like Docker does: ``busybox`` is
+``docker.io/library/busybox:latest`` and is fetched from ``registry-1.docker.io``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from hpcbridge.errors import InputError
+
+ACCEPTED_FORMS = (
+    "docker://[registry/]repo[:tag|@sha256:<hex>], docker-archive:PATH, oci:DIR[:tag], "
+    "oci-archive:PATH[:tag] or a path to a .sif file"
+)
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
+DEFAULT_TAG = "latest"
+
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_HOST_RE = re.compile(
+    r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)(?::[0-9]{1,5})?$"
+)
+
+
+@dataclass(frozen=True)
+class RegistryRef:
+    """``docker://registry/repository[:tag][@digest]`` after normalisation."""
+
+    registry: str  # as named, e.g. "docker.io", "ghcr.io", "127.0.0.1:5000"
+    repository: str  # e.g. "library/busybox"
+    tag: Optional[str]  # None when only a digest was given
+    digest: Optional[str]  # "sha256:<hex>" when pinned
+    implicit_scheme: bool = False  # the user typed no "docker://"
+
+    kind = "docker"
+
+    @property
+    def api_host(self) -> str:
+        """The host[:port] that serves the Registry v2 API."""
+        return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
+
+    @property
+    def name(self) -> str:
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def reference(self) -> str:
+        """What goes after ``/manifests/``: the digest if pinned, else the tag."""
+        return self.digest or self.tag or DEFAULT_TAG
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback_host(self.api_host)
+
+    def with_digest(self, digest: str) -> RegistryRef:
+        return RegistryRef(self.registry, self.repository, self.tag, digest, self.implicit_scheme)
+
+    def __str__(self) -> str:
+        text = f"docker://{self.name}"
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+
+@dataclass(frozen=True)
+class ArchiveRef:
+    """A local image: ``docker-archive:``, ``oci:`` or ``oci-archive:``."""
+
+    kind: str  # "docker-archive" | "oci" | "oci-archive"
+    path: str
+    tag: Optional[str] = None
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.path}" + (f":{self.tag}" if self.tag else "")
+
+
+@dataclass(frozen=True)
+class SifRef:
+    """An existing SIF file, passed through unchanged."""
+
+    path: str
+
+    kind = "sif"
+
+    def __str__(self) -> str:
+        return self.path
+
+
+ImageRef = Union[RegistryRef, ArchiveRef, SifRef]
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost``, ``127.x.y.z`` and ``[::1]`` (with or without a port)."""
+    name = host
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name[1:]
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    name = name.lower()
+    if name in ("localhost", "::1") or name.endswith(".localhost"):
+        return True
+    parts = name.split(".")
+    return len(parts) == 4 and parts[0] == "127" and all(p.isdigit() for p in parts)
+
+
+def _bad(value: str, why: str) -> InputError:
+    return InputError(
+        f"invalid image reference {value!r}: {why}", f"accepted forms: {ACCEPTED_FORMS}"
+    )
+
+
+def parse_ref(text: str) -> ImageRef:
+    """Parse an image reference; raise :class:`InputError` naming the value otherwise."""
+    value = text.strip()
+    if not value:
+        raise _bad(text, "it is empty")
+    if value.startswith("docker://"):
+        return parse_docker(value[len("docker://") :], original=text)
+    for kind in ("docker-archive", "oci-archive", "oci"):
+        if value.startswith(kind + ":"):
+            return _parse_local(kind, value[len(kind) + 1 :], text)
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
+    if scheme:
+        raise _bad(text, f"the scheme {scheme.group(1)!r}:// is not supported")
+    if value.endswith(".sif"):
+        return SifRef(value)
+    if value.startswith(("/", "./", "../", "~")) or value in (".", ".."):
+        raise _bad(
+            text,
+            "a local path needs its format: docker-archive:PATH, oci:DIR, oci-archive:PATH, "
+            "or a file ending in .sif",
+        )
+    return parse_docker(value, original=text, implicit=True)
+
+
+def _parse_local(kind: str, rest: str, original: str) -> ArchiveRef:
+    if not rest:
+        raise _bad(original, f"{kind}: needs a path")
+    tag: Optional[str] = None
+    if kind != "docker-archive":
+        last = rest.rfind(":")
+        if last > 0 and "/" not in rest[last + 1 :]:
+            candidate = rest[last + 1 :]
+            if not _TAG_RE.match(candidate):
+                raise _bad(original, f"{candidate!r} is not a valid tag")
+            rest, tag = rest[:last], candidate
+    return ArchiveRef(kind, rest, tag)
+
+
+def parse_docker(
+    text: str, *, original: Optional[str] = None, implicit: bool = False
+) -> RegistryRef:
+    """Parse ``[registry/]repo[:tag][@digest]`` (without ``docker://``)."""
+    shown = original if original is not None else text
+    rest = text
+    digest: Optional[str] = None
+    if "@" in rest:
+        rest, digest = rest.split("@", 1)
+        if not _DIGEST_RE.match(digest):
+            raise _bad(shown, f"{digest!r} is not a digest of the form sha256:<64 hex digits>")
+    tag: Optional[str] = None
+    last_slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    if colon > last_slash:
+        rest, tag = rest[:colon], rest[colon + 1 :]
+        if not _TAG_RE.match(tag):
+            raise _bad(shown, f"{tag!r} is not a valid tag (letters, digits, '_', '.', '-')")
+    if not rest:
+        raise _bad(shown, "the repository name is missing")
+    parts = rest.split("/")
+    first = parts[0]
+    if len(parts) > 1 and ("." in first or ":" in first or first == "localhost"):
+        registry, path = first, parts[1:]
+        if not _HOST_RE.match(registry):
+            raise _bad(shown, f"{registry!r} is not a valid registry host[:port]")
+    else:
+        registry, path = DOCKER_HUB, parts
+    if registry in ("index.docker.io", "registry-1.docker.io"):
+        registry = DOCKER_HUB
+    for component in path:
+        if not _COMPONENT_RE.match(component):
+            raise _bad(
+                shown,
+                f"{component!r} is not a valid repository component "
+                "(lowercase letters, digits and single '.', '_' or '-' separators)",
+            )
+    if registry == DOCKER_HUB and len(path) == 1:
+        path = ["library", *path]
+    if tag is None and digest is None:
+        tag = DEFAULT_TAG
+    return RegistryRef(registry, "/".join(path), tag, digest, implicit)
+
+
+def parse_platform(text: str) -> tuple[str, str, Optional[str]]:
+    """``os/arch[/variant]`` -> (os, arch, variant)."""
+    parts = text.strip().split("/")
+    if len(parts) not in (2, 3) or not all(re.match(r"^[a-z0-9_.-]+$", p) for p in parts):
+        raise InputError(
+            f"invalid platform {text!r}",
+            "use os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8",
+        )
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
+
+
+def parse_digest(text: str) -> str:
+    """Validate ``sha256:<hex>``; return it."""
+    if not _DIGEST_RE.match(text):
+        raise InputError(f"invalid digest {text!r}", "expected sha256:<64 lowercase hex digits>")
+    return text

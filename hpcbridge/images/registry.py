@@ -1,0 +1,227 @@
+"""Registry v2 client: resolve tags, fetch manifests, download verified blobs.
+
+Plain http is used only for loopback registries or when the caller says the
+registry is insecure.  Every manifest fetched by digest and every blob is
+checked against its sha256 while it streams; a blob is written to a temp file
+next to its final place and renamed only once verified, so a corrupt or partial
+blob is never kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from hpcbridge.errors import ImageError
+from hpcbridge.images.auth import Authenticator, find_credentials
+from hpcbridge.images.manifest import ACCEPT, sha256_digest
+from hpcbridge.images.refs import RegistryRef
+from hpcbridge.images.transport import Response, Transport, TransportError
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+
+
+class DigestMismatch(ImageError):
+    """Content did not hash to the digest it was fetched by."""
+
+
+@dataclass(frozen=True)
+class FetchedManifest:
+    data: bytes
+    media_type: str
+    digest: str
+
+
+class RegistryClient:
+    """One client per registry host; ``repository`` is passed per call."""
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        api_host: Optional[str] = None,
+        insecure: bool = False,
+        transport: Optional[Transport] = None,
+        environ: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        from hpcbridge.images.refs import is_loopback_host
+
+        self.registry = registry
+        self.api_host = api_host or registry
+        self.scheme = "http" if insecure or is_loopback_host(self.api_host) else "https"
+        self.transport = transport or Transport()
+        self.auth = Authenticator(registry, find_credentials(registry, environ), self.transport)
+
+    @classmethod
+    def for_ref(cls, ref: RegistryRef, **kwargs: object) -> RegistryClient:
+        return cls(ref.registry, api_host=ref.api_host, **kwargs)  # type: ignore[arg-type]
+
+    def url(self, repository: str, kind: str, reference: str) -> str:
+        return f"{self.scheme}://{self.api_host}/v2/{repository}/{kind}/{reference}"
+
+    def _send(self, method: str, url: str, repository: str, accept: Optional[str]) -> Response:
+        scope = f"repository:{repository}:pull"
+        headers = {"Accept": accept} if accept else {}
+        known = self.auth.header_for(scope)
+        if known:
+            headers["Authorization"] = known
+        resp = self.transport.request(method, url, headers)
+        if resp.status == 401:
+            challenge = resp.header("WWW-Authenticate")
+            resp.read()
+            resp.close()
+            if not challenge:
+                raise self.auth.denied(repository)
+            headers["Authorization"] = self.auth.answer(challenge, scope)
+            resp = self.transport.request(method, url, headers)
+            if resp.status == 401:
+                resp.read()
+                resp.close()
+                raise self.auth.denied(repository)
+        if resp.status == 403:
+            resp.read()
+            resp.close()
+            raise self.auth.denied(repository)
+        return resp
+
+    def _error(self, resp: Response, what: str) -> ImageError:
+        body = b""
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            body = resp.read(4096) if resp.status >= 400 else b""
+        resp.close()
+        if resp.status == 404:
+            return ImageError(
+                f"{what} not found on {self.registry}",
+                "check the repository name and tag (`skopeo list-tags` shows the tags)",
+            )
+        detail = body.decode("utf-8", "replace").strip().splitlines()[0:1]
+        return ImageError(
+            f"registry {self.registry} answered HTTP {resp.status} for {what}"
+            + (f": {detail[0][:200]}" if detail else "")
+        )
+
+    def head_manifest(self, repository: str, reference: str) -> Optional[tuple[str, str]]:
+        """One HEAD: (digest, media type), or None when the registry gives no digest."""
+        resp = self._send("HEAD", self.url(repository, "manifests", reference), repository, ACCEPT)
+        if resp.status != 200:
+            raise self._error(resp, f"image {self.registry}/{repository}:{reference}")
+        resp.read()
+        resp.close()
+        digest = resp.header("Docker-Content-Digest")
+        media = resp.header("Content-Type").split(";")[0].strip()
+        if not digest.startswith("sha256:") or len(digest) != 71:
+            return None
+        if reference.startswith("sha256:") and digest != reference:
+            raise DigestMismatch(
+                f"registry {self.registry} answered digest {digest} for {reference}"
+            )
+        return digest, media
+
+    def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
+        """GET a manifest or index; verify it when fetched by digest."""
+        resp = self._send("GET", self.url(repository, "manifests", reference), repository, ACCEPT)
+        if resp.status != 200:
+            raise self._error(resp, f"image {self.registry}/{repository}:{reference}")
+        data = resp.content(8 * 1024 * 1024)
+        media = resp.header("Content-Type").split(";")[0].strip()
+        digest = sha256_digest(data)
+        if reference.startswith("sha256:") and digest != reference:
+            raise DigestMismatch(
+                f"manifest {reference} from {self.registry} hashes to {digest}",
+                "the registry or a proxy altered it; try again later",
+            )
+        header_digest = resp.header("Docker-Content-Digest")
+        if header_digest and header_digest != digest:
+            log.debug("Docker-Content-Digest %s differs from body %s", header_digest, digest)
+        return FetchedManifest(data, media, digest)
+
+    def get_blob_bytes(self, repository: str, digest: str, limit: int = 16 * 1024 * 1024) -> bytes:
+        """A small blob (an image config) in memory, verified."""
+        resp = self._send("GET", self.url(repository, "blobs", digest), repository, None)
+        if resp.status != 200:
+            raise self._error(resp, f"blob {digest} of {repository}")
+        data = resp.content(limit)
+        if sha256_digest(data) != digest:
+            raise DigestMismatch(f"blob {digest} of {repository} hashes to {sha256_digest(data)}")
+        return data
+
+    def download_blob(
+        self,
+        repository: str,
+        digest: str,
+        dest: Path,
+        *,
+        size: int = -1,
+        on_bytes: Optional[Callable[[int], None]] = None,
+    ) -> Path:
+        """Stream a blob to ``dest`` (verified; temp file + rename). Returns ``dest``."""
+        if dest.exists():
+            return dest
+        attempts = self.transport.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                self._download_once(repository, digest, dest, size, on_bytes)
+                return dest
+            except (OSError, http.client.HTTPException, TransportError, DigestMismatch) as exc:
+                if attempt >= attempts:
+                    if isinstance(exc, ImageError):
+                        raise
+                    raise TransportError(
+                        f"downloading blob {digest} of {repository} failed: {exc}",
+                        "check the network; the download is retried on the next convert",
+                    ) from exc
+                wait = self.transport.delay(attempt)
+                log.debug("blob %s: %s; retry %d in %.1fs", digest, exc, attempt, wait)
+                self.transport.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _download_once(
+        self,
+        repository: str,
+        digest: str,
+        dest: Path,
+        size: int,
+        on_bytes: Optional[Callable[[int], None]],
+    ) -> None:
+        resp = self._send("GET", self.url(repository, "blobs", digest), repository, None)
+        if resp.status != 200:
+            raise self._error(resp, f"blob {digest} of {repository}")
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{time.monotonic_ns()}.part")
+        hasher = hashlib.sha256()
+        done = 0
+        try:
+            with open(tmp, "wb") as out:
+                while True:
+                    chunk = resp.read(_CHUNK)
+                    if not chunk:
+                        break
+                    hasher.update(chunk)
+                    out.write(chunk)
+                    done += len(chunk)
+                    if 0 <= size < done:
+                        raise DigestMismatch(f"blob {digest} is larger than its {size} bytes")
+                    if on_bytes is not None:
+                        on_bytes(len(chunk))
+            got = "sha256:" + hasher.hexdigest()
+            if got != digest:
+                raise DigestMismatch(
+                    f"blob {digest} of {repository} hashes to {got} ({done} bytes)",
+                    "the registry or a proxy altered it; nothing was kept",
+                )
+            os.replace(tmp, dest)
+        except BaseException:
+            resp.close()
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        resp.close()
