@@ -1,0 +1,192 @@
+"""Build ``apptainer exec`` / ``singularity exec`` argv lists (pure).
+
+The runtime's CLI stops parsing flags at the first positional argument, so the
+order is fixed: executable, global flags, subcommand, action flags, image,
+command.  Everything the container needs from the environment is passed by the
+per-task launcher (:mod:`hpcbridge.render.launcher`) as ``APPTAINERENV_*``
+variables, never as ``--env`` (whose comma/``=`` parsing would mangle values).
+
+Binds: a plain path pair becomes ``-B SRC:DST[:ro]``; a path containing ``,``,
+``:``, ``"``, a backslash or a control character becomes ``--mount`` with CSV
+quoting, which Apptainer parses exactly (``-B`` has no working escape for them).
+SingularityCE CSV-splits ``--mount`` values before parsing them, so such paths are
+refused there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+from hpcbridge.errors import ConfigError, JobSpecError
+from hpcbridge.render.flags import FlagInfo, available, flags_for, parse_command
+from hpcbridge.render.words import Arg, Var, Word, display
+
+#: Shell variables holding the task index (hpcb_task, hpcb_task_1...): digits only.
+TASK_VAR_PREFIX = "hpcb_task"
+_UNSAFE_FOR_B = set(',:"\\') | {chr(c) for c in range(32)} | {"\x7f"}
+
+
+@dataclass(frozen=True)
+class BindArg:
+    """One bind mount: host ``src`` to container ``dst`` (both absolute)."""
+
+    src: Arg
+    dst: Arg
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class ContainerCall:
+    """Everything the argv builder needs; independent of the job model."""
+
+    image: str
+    command: tuple[Arg, ...]
+    flavor: str = "apptainer"
+    executable: str = "apptainer"
+    version: Optional[str] = None
+    subcommand: str = "exec"
+    binds: tuple[BindArg, ...] = ()
+    pwd: Optional[Arg] = None
+    cleanenv: bool = True
+    gpu: Optional[str] = None  # "nvidia" | "amd" | None
+    no_home: bool = False
+    writable_tmpfs: bool = False
+    global_flags: tuple[str, ...] = ()
+    extra_options: tuple[str, ...] = ()
+
+
+def env_prefix(flavor: str) -> str:
+    """The variable prefix that injects container environment for ``flavor``."""
+    return "SINGULARITYENV_" if flavor == "singularity" else "APPTAINERENV_"
+
+
+def has_flag(flavor: str, version: Optional[str], flag: str, command: str = "exec") -> bool:
+    info: Optional[FlagInfo] = flags_for(flavor, "action", command).get(flag)
+    return info is not None and available(info, flavor, version) is None
+
+
+def build_argv(call: ContainerCall) -> list[Arg]:
+    """The full argv: ``[exe, *globals, sub, *options, image, *command]``."""
+    if call.flavor not in ("apptainer", "singularity"):
+        raise ConfigError(
+            f"runtime.flavor = {call.flavor!r} is not a container runtime hpcbridge drives",
+            "use 'apptainer' or 'singularity'",
+        )
+    if not call.command and call.subcommand == "exec":
+        raise JobSpecError("the job has no command to run", 'set command = ["prog", "arg"]')
+    opts: list[Arg] = []
+    if call.cleanenv:
+        opts.append("--cleanenv")
+    if has_flag(call.flavor, call.version, "--no-eval", call.subcommand):
+        # APPTAINERENV_* values are shell-evaluated inside the container otherwise
+        opts.append("--no-eval")
+    if call.no_home:
+        opts.append("--no-home")
+    if call.gpu == "nvidia":
+        opts.append("--nv")
+    elif call.gpu == "amd":
+        opts.append("--rocm")
+    elif call.gpu is not None:
+        raise JobSpecError(f"gpu vendor {call.gpu!r} is not known", "use 'nvidia' or 'amd'")
+    if call.writable_tmpfs:
+        opts.append("--writable-tmpfs")
+    for bind in call.binds:
+        opts.extend(bind_args(bind, call.flavor))
+    if call.pwd is not None:
+        # --pwd works on every Apptainer and SingularityCE (--cwd only from 1.3)
+        opts.extend(["--pwd", call.pwd])
+    opts.extend(call.extra_options)
+    argv: list[Arg] = [
+        call.executable,
+        *call.global_flags,
+        call.subcommand,
+        *opts,
+        call.image,
+        *call.command,
+    ]
+    check_argv(argv, call.flavor, call.version)
+    return argv
+
+
+def check_argv(argv: Sequence[Arg], flavor: str, version: Optional[str]) -> None:
+    """Refuse a flag the configured runtime/version does not have (render-time check)."""
+    parse_command([display(a) for a in argv], flavor, version)
+
+
+def bind_args(bind: BindArg, flavor: str) -> list[Arg]:
+    """``["-B", "src:dst[:ro]"]`` or ``["--mount", "type=bind,..."]`` for one bind."""
+    for what, value in (("source", bind.src), ("destination", bind.dst)):
+        text = display(value)
+        if not text.startswith("/"):
+            raise JobSpecError(
+                f"bind {what} {text!r} is not an absolute path", "write it starting with /"
+            )
+        if "\n" in _literal_text(value) or "\r" in _literal_text(value):
+            raise JobSpecError(
+                f"bind {what} {text!r} contains a line break", "rename the directory"
+            )
+    if all(_plain(v) for v in (bind.src, bind.dst)):
+        parts: list[str | Var] = [*_parts(bind.src), ":", *_parts(bind.dst)]
+        if bind.readonly:
+            parts.append(":ro")
+        spec = Word.of(*parts)
+        return ["-B", spec.literal if spec.is_literal else spec]
+    if flavor == "singularity":
+        raise JobSpecError(
+            f"bind {display(bind.src)!r} -> {display(bind.dst)!r}: SingularityCE cannot bind "
+            "paths containing ',', ':', '\"', '\\' or control characters (or per-task paths)",
+            "rename the directory, or use runtime.flavor = 'apptainer'",
+        )
+    fields: list[Word] = [
+        Word.of("type=bind"),
+        _csv_field("source=", bind.src),
+        _csv_field("destination=", bind.dst),
+    ]
+    if bind.readonly:
+        fields.append(Word.of("ro"))
+    parts = []
+    for n, f in enumerate(fields):
+        if n:
+            parts.append(",")
+        parts.extend(f.parts)
+    word = Word.of(*parts)
+    return ["--mount", word.literal if word.is_literal else word]
+
+
+def _parts(value: Arg) -> tuple[str | Var, ...]:
+    return (value,) if isinstance(value, str) else value.parts
+
+
+def _plain(value: Arg) -> bool:
+    """Safe in a ``-B`` spec: no ``,``/``:``/quote/backslash/control characters, and
+    per-task parts only from the task index (digits, maybe padded)."""
+    for part in _parts(value):
+        if isinstance(part, Var):
+            if not part.name.startswith(TASK_VAR_PREFIX):
+                return False
+        elif set(part) & _UNSAFE_FOR_B:
+            return False
+    return True
+
+
+def _literal_text(value: Arg) -> str:
+    if isinstance(value, str):
+        return value
+    return "".join(p for p in value.parts if isinstance(p, str))
+
+
+def _csv_field(key: str, value: Arg) -> Word:
+    """``"key=value"`` as one CSV field, quoted (inner ``"`` doubled).
+
+    Variable parts are per-task values the caller has checked contain no ``"``
+    and no line break, so they need no CSV escaping.
+    """
+    if isinstance(value, str):
+        return Word.of('"' + key + value.replace('"', '""') + '"')
+    parts: list[str | Var] = ['"' + key]
+    for p in value.parts:
+        parts.append(p.replace('"', '""') if isinstance(p, str) else p)
+    parts.append('"')
+    return Word.of(*parts)
