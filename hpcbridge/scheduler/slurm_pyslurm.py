@@ -1,0 +1,118 @@
+"""The pyslurm backend: the controller's job table through pyslurm's C API.
+
+Used only when ``scheduler.backend = "pyslurm"``, pyslurm is importable AND its
+version matches the running Slurm's major.minor (pyslurm releases track Slurm
+releases; PyPI carries pyslurm only for Slurm 25.11, so on the testbed's Slurm
+22.05 this backend refuses to start and its tests are skipped).  Submission,
+limits, cancellation and accounting queries stay on the command-line clients;
+pyslurm replaces the ``squeue`` call of each poll cycle.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from hpcbridge import runner
+from hpcbridge.errors import EnvironmentProblem, SchedulerUnavailable
+from hpcbridge.scheduler.base import JobInfo, QueryResult
+from hpcbridge.scheduler.slurm import parse_indices
+from hpcbridge.scheduler.slurm_cli import SlurmCLI
+from hpcbridge.scheduler.states import map_state
+
+
+def major_minor(version: str) -> Optional[tuple[int, int]]:
+    """``"slurm 22.05.8"`` / ``"25.11.0"`` -> (22, 5) / (25, 11)."""
+    m = re.search(r"(\d+)\.(\d+)", version)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def versions_match(pyslurm_version: str, slurm_version: str) -> bool:
+    a, b = major_minor(pyslurm_version), major_minor(slurm_version)
+    return a is not None and a == b
+
+
+def running_slurm_version() -> str:
+    done = runner.run(["sinfo", "--version"], check=False, timeout=30)
+    return done.stdout.strip()
+
+
+def load_pyslurm() -> Any:
+    """Import pyslurm if it is installed and built for the running Slurm, else explain."""
+    try:
+        mod = importlib.import_module("pyslurm")
+    except ImportError:
+        raise EnvironmentProblem(
+            "scheduler.backend = pyslurm, but pyslurm is not installed",
+            "install the pyslurm release matching your Slurm, or set scheduler.backend = cli",
+        ) from None
+    have = str(getattr(mod, "__version__", ""))
+    slurm_version = running_slurm_version()
+    if not versions_match(have, slurm_version):
+        raise EnvironmentProblem(
+            f"pyslurm {have or '?'} does not match the running {slurm_version or 'Slurm'}",
+            "install the pyslurm release for this Slurm, or set scheduler.backend = cli",
+        )
+    return mod
+
+
+def job_info_from(job: Any) -> Optional[JobInfo]:
+    """One pyslurm ``Job`` -> :class:`JobInfo` (None when it lacks an id or state)."""
+    state = getattr(job, "state", None)
+    job_id = getattr(job, "id", None)
+    if state is None or job_id is None:
+        return None
+    array_id = getattr(job, "array_id", None)
+    task: Any = getattr(job, "array_task_id", None)
+    waiting = getattr(job, "array_tasks_waiting", None)
+    task_ids: Optional[tuple[int, ...]] = None
+    if array_id:
+        if task is not None:
+            task_ids = (int(task),)
+        elif waiting:
+            task_ids = parse_indices(str(waiting))
+    return JobInfo(
+        job_id=str(array_id or job_id),
+        task_ids=task_ids,
+        state=map_state(str(state)),
+        raw_state=str(state),
+        reason=str(getattr(job, "state_reason", "") or ""),
+        comment=str(getattr(job, "comment", "") or ""),
+    )
+
+
+class PySlurm(SlurmCLI):
+    """The command-line backend with the per-cycle queue query done by pyslurm."""
+
+    name = "pyslurm"
+
+    def __init__(self, cluster: Optional[str] = None) -> None:
+        super().__init__(cluster)
+        self._pyslurm = load_pyslurm()
+
+    def query(
+        self,
+        job_ids: Sequence[str],
+        *,
+        user: Optional[str],
+        accounting: bool,
+        since: Optional[str] = None,
+    ) -> QueryResult:
+        if accounting:
+            return super().query(job_ids, user=user, accounting=True, since=since)
+        try:
+            jobs = self._pyslurm.Jobs.load()
+        except Exception as exc:  # pyslurm raises its own RPCError
+            raise SchedulerUnavailable(f"pyslurm could not load the job table: {exc}") from None
+        wanted = set(job_ids)
+        infos: list[JobInfo] = []
+        for job in getattr(jobs, "values", lambda: jobs)():
+            info = job_info_from(job)
+            if info is None:
+                continue
+            if user and str(getattr(job, "user_name", user)) != user and info.job_id not in wanted:
+                continue
+            infos.append(info)
+        return QueryResult("squeue", tuple(infos))

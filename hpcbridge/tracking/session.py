@@ -1,0 +1,51 @@
+"""Wire configuration, state store, scheduler and poller together for one command."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from hpcbridge.fsutil import xdg_dir
+from hpcbridge.scheduler import Scheduler, get_scheduler
+from hpcbridge.tracking.poll import Poller
+from hpcbridge.tracking.store import Store
+from hpcbridge.tracking.tracker import Tracker
+
+
+def current_user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return getpass.getuser()
+
+
+@dataclass
+class Session:
+    cfg: Any  # hpcbridge.config.Config
+    store: Store
+    scheduler: Scheduler
+    poller: Poller
+    tracker: Tracker
+    user: str
+
+    @property
+    def min_interval(self) -> float:
+        return float(self.cfg.polling.min_interval)
+
+    @property
+    def max_backoff(self) -> float:
+        return max(float(self.cfg.polling.max_backoff), self.min_interval)
+
+
+def open_session(cfg: Any, scheduler: Optional[Scheduler] = None) -> Session:
+    state_dir = getattr(cfg.state, "dir", None) or xdg_dir("state")
+    store = Store(state_dir)
+    store.ensure()
+    sched = scheduler or get_scheduler(cfg.scheduler.backend, cfg.scheduler.cluster)
+    user = current_user()
+    poller = Poller(store.cache, sched, user=user, min_interval=float(cfg.polling.min_interval))
+    return Session(cfg, store, sched, poller, Tracker(store, poller), user)

@@ -1,0 +1,238 @@
+"""Merge the outcome files with one scheduler answer into per-task states (pure).
+
+Sources, most trusted first for each question:
+
+* *Why did it end?* (time-out, out of memory, node failure, cancelled): only the
+  scheduler knows (squeue within MinJobAge, sacct with accounting).
+* *Did it end, and with which exit code?* The task's own ``<T>.end`` file.
+* *Is it pending or running?* The scheduler; a ``<T>.start`` without ``<T>.end``
+  means running while the scheduler still lists the job.
+
+A task the scheduler no longer knows, with a start but no end file, was killed
+without a chance to record anything (SIGKILL: memory limit, node failure): it
+counts as FAILED, so ``resubmit --failed`` reruns it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Optional
+
+from hpcbridge.scheduler.base import JobInfo, QueryResult
+from hpcbridge.scheduler.slurm import format_indices, parse_indices
+from hpcbridge.scheduler.states import REASON_STATES, JobState
+from hpcbridge.tracking.outcomes import Outcome
+
+Record = Mapping[str, Any]
+
+# A task signalled this close to its time limit (or later) timed out.
+TIMEOUT_SLACK = 10.0
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    task: int
+    state: JobState
+    exit_code: Optional[int] = None
+    signal: Optional[str] = None
+    reason: str = ""
+    job_id: str = ""  # "123_4" (array) or "123"
+    # False while the scheduler may still refine it (e.g. a non-zero exit that
+    # Slurm will call OUT_OF_MEMORY): only final statuses are remembered.
+    final: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "state": self.state.value,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "reason": self.reason,
+            "job_id": self.job_id,
+        }
+
+
+def chunk_tasks(chunk: Mapping[str, Any]) -> list[tuple[int, int]]:
+    """(global task, local index) pairs of one chunk record."""
+    local = parse_indices(str(chunk["indices"])) or ()
+    offset = int(chunk.get("offset", 0))
+    return [(i + offset, i) for i in local]
+
+
+def record_tasks(record: Record) -> list[int]:
+    return sorted(t for c in record.get("chunks", []) for t, _ in chunk_tasks(c))
+
+
+def index_jobs(
+    result: Optional[QueryResult],
+) -> tuple[dict[tuple[str, int], JobInfo], dict[str, JobInfo]]:
+    """Scheduler lines by (job id, local task) and, for plain jobs, by job id."""
+    tasks: dict[tuple[str, int], JobInfo] = {}
+    plain: dict[str, JobInfo] = {}
+    if result is None:
+        return tasks, plain
+    for info in result.jobs:
+        if info.task_ids is None:
+            plain[info.job_id] = info
+        else:
+            for i in info.task_ids:
+                tasks[(info.job_id, i)] = info
+    return tasks, plain
+
+
+def _from_outcome(
+    task: int, out: Outcome, job_id: str, cancelled: bool, time_limit: Optional[float]
+) -> TaskStatus:
+    code = out.exit_code
+    sig = out.signal_name
+    if code == 0:
+        return TaskStatus(task, JobState.COMPLETED, 0, None, "", job_id)
+    if sig is not None:
+        if cancelled:
+            return TaskStatus(task, JobState.CANCELLED, code, sig, "cancelled by hpcbridge", job_id)
+        elapsed = out.elapsed
+        if time_limit and elapsed is not None and elapsed >= time_limit - TIMEOUT_SLACK:
+            reason = f"signal {sig} after {elapsed:.0f} s, at the time limit ({time_limit:.0f} s)"
+            return TaskStatus(task, JobState.TIMEOUT, code, sig, reason, job_id)
+        return TaskStatus(task, JobState.FAILED, code, sig, f"killed by signal {sig}", job_id)
+    return TaskStatus(task, JobState.FAILED, code, None, f"exit code {code}", job_id)
+
+
+def task_status(
+    task: int,
+    local: int,
+    chunk_job: Optional[str],
+    *,
+    is_array: bool,
+    outcome: Optional[Outcome],
+    info: Optional[JobInfo],
+    query_ok: bool,
+    cancelled: bool,
+    time_limit: Optional[float],
+) -> TaskStatus:
+    """The state of one task from its outcome files and its scheduler line."""
+    job_id = "" if chunk_job is None else (f"{chunk_job}_{local}" if is_array else chunk_job)
+    if chunk_job is None:
+        return TaskStatus(task, JobState.PENDING, reason="not submitted yet")
+    if info is not None and info.state in REASON_STATES:
+        code = outcome.exit_code if outcome and outcome.finished else info.exit_code
+        sig = outcome.signal_name if outcome else None
+        reason = info.reason or info.raw_state
+        return TaskStatus(task, info.state, code, sig, reason, job_id)
+    if outcome is not None and outcome.finished:
+        st = _from_outcome(task, outcome, job_id, cancelled, time_limit)
+        if st.state is not JobState.COMPLETED and (not query_ok or info is not None):
+            # the scheduler still lists it (or was not asked): it may add a reason
+            return replace(st, final=info is not None and info.state.terminal)
+        return st
+    if info is not None:
+        if info.state is JobState.COMPLETED or info.state is JobState.FAILED:
+            code = info.exit_code
+            reason = info.reason if info.state is JobState.FAILED else ""
+            if info.state is JobState.FAILED and not reason:
+                reason = "failed (no outcome file)"
+            return TaskStatus(task, info.state, code, None, reason, job_id)
+        return TaskStatus(task, info.state, None, None, info.reason, job_id)
+    if cancelled:
+        return TaskStatus(task, JobState.CANCELLED, reason="cancelled by hpcbridge", job_id=job_id)
+    if not query_ok:
+        state = JobState.RUNNING if outcome is not None else JobState.UNKNOWN
+        return TaskStatus(task, state, reason="scheduler not reachable", job_id=job_id)
+    if outcome is not None:
+        why = "ended without recording an outcome (SIGKILL: memory limit or node failure?)"
+        return TaskStatus(task, JobState.FAILED, None, None, why, job_id)
+    return TaskStatus(
+        task, JobState.FAILED, None, None, "unknown to the scheduler and never started", job_id
+    )
+
+
+def task_statuses(
+    record: Record,
+    outcomes: Mapping[int, Outcome],
+    result: Optional[QueryResult],
+    *,
+    known: Optional[Mapping[int, TaskStatus]] = None,
+    young: frozenset[str] | set[str] = frozenset(),
+) -> dict[int, TaskStatus]:
+    """Every task of a record; ``known`` holds earlier terminal statuses to keep as they are.
+
+    ``young``: job ids submitted so recently that the scheduler's answer may not
+    show them yet (accounting lags); missing from the answer, they are PENDING.
+    """
+    by_task, plain = index_jobs(result)
+    query_ok = result is not None
+    cancelled = set(parse_indices(str(record.get("cancelled") or "")) or ())
+    limit = record.get("time_limit")
+    time_limit = float(limit) if limit else None
+    is_array = bool(record.get("is_array", True))
+    out: dict[int, TaskStatus] = {}
+    for chunk in record.get("chunks", []):
+        job = chunk.get("job_id")
+        for task, local in chunk_tasks(chunk):
+            if known is not None and task in known:
+                out[task] = known[task]
+                continue
+            info = None
+            if job is not None:
+                info = by_task.get((job, local)) if is_array else plain.get(job)
+                if info is None and job in young and task not in outcomes and query_ok:
+                    out[task] = TaskStatus(
+                        task, JobState.PENDING, reason="just submitted", job_id=str(job)
+                    )
+                    continue
+            out[task] = task_status(
+                task,
+                local,
+                job,
+                is_array=is_array,
+                outcome=outcomes.get(task),
+                info=info,
+                query_ok=query_ok,
+                cancelled=task in cancelled,
+                time_limit=time_limit,
+            )
+    return out
+
+
+def summarise(
+    record: Record, statuses: Mapping[int, TaskStatus], *, source: str = ""
+) -> dict[str, Any]:
+    """Counts per state, failed tasks with exit codes and reasons: the ``status --json`` object."""
+    counts: dict[str, int] = {}
+    failed: list[dict[str, Any]] = []
+    for task in sorted(statuses):
+        st = statuses[task]
+        counts[st.state.value] = counts.get(st.state.value, 0) + 1
+        if st.state.failed:
+            failed.append(st.to_dict())
+    total = len(statuses)
+    finished = sum(1 for s in statuses.values() if s.state.terminal)
+    return {
+        "id": record.get("id"),
+        "name": record.get("name"),
+        "kind": record.get("kind", "submit"),
+        "parent": record.get("parent"),
+        "submitted_at": record.get("submitted_at"),
+        "job_ids": [c.get("job_id") for c in record.get("chunks", [])],
+        "total": total,
+        "finished": finished,
+        "counts": dict(sorted(counts.items())),
+        "failed": failed,
+        "failed_tasks": format_indices([f["task"] for f in failed]),
+        "done": finished == total,
+        "ok": counts.get(JobState.COMPLETED.value, 0) == total,
+        "source": source,
+    }
+
+
+def latest_view(
+    statuses: Mapping[int, TaskStatus], children: list[Mapping[int, TaskStatus]]
+) -> dict[int, TaskStatus]:
+    """Each task's latest attempt: children (resubmissions, oldest first) override."""
+    merged = dict(statuses)
+    for child in children:
+        for task, st in child.items():
+            if task in merged:
+                merged[task] = st
+    return merged
