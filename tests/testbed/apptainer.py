@@ -246,8 +246,8 @@ def ensure_apptainer(
 # squashfuse_ll processes that outlive killed steps
 
 
-def _proc_entries() -> Iterator[tuple[int, str, int]]:
-    """(pid, comm, real uid) of every process."""
+def _proc_entries() -> Iterator[tuple[int, str, int, str]]:
+    """(pid, comm, real uid, first word of cmdline) of every process."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -255,11 +255,26 @@ def _proc_entries() -> Iterator[tuple[int, str, int]]:
         try:
             comm = Path(f"/proc/{pid}/comm").read_text().strip()
             status = Path(f"/proc/{pid}/status").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
         except OSError:
             continue
         m = re.search(r"^Uid:\s+(\d+)", status, re.M)
-        if m:
-            yield pid, comm, int(m.group(1))
+        state = re.search(r"^State:\s+(\S)", status, re.M)
+        if m and not (state and state.group(1) in "ZX"):
+            yield pid, comm, int(m.group(1)), cmd
+
+
+def _testbed_uids(state_dir: Path, uids: Iterable[int] | None) -> set[int]:
+    if uids is None:
+        try:
+            info = json.loads((Path(state_dir) / "apptainer.json").read_text())
+        except (OSError, ValueError):
+            return set()
+        wanted = {int(info["uid"])}
+    else:
+        wanted = set(uids)
+    wanted.discard(0)
+    return wanted
 
 
 def stray_squashfuse(state_dir: Path, uids: Iterable[int] | None = None) -> list[int]:
@@ -267,26 +282,28 @@ def stray_squashfuse(state_dir: Path, uids: Iterable[int] | None = None) -> list
 
     `uids` defaults to the test user recorded by `ensure_apptainer` in state_dir. Only
     processes whose real uid is one of them are returned (never other users' mounts)."""
-    wanted: set[int]
-    if uids is None:
-        try:
-            info = json.loads((Path(state_dir) / "apptainer.json").read_text())
-        except (OSError, ValueError):
-            return []
-        wanted = {int(info["uid"])}
-    else:
-        wanted = set(uids)
-    wanted.discard(0)
+    wanted = _testbed_uids(state_dir, uids)
     return sorted(
-        pid for pid, comm, uid in _proc_entries() if comm.startswith("squashfuse") and uid in wanted
+        pid
+        for pid, comm, uid, _ in _proc_entries()
+        if comm.startswith("squashfuse") and uid in wanted
     )
 
 
-def stop_stray_squashfuse(
-    state_dir: Path, uids: Iterable[int] | None = None, timeout: float = 5.0
-) -> list[int]:
-    """TERM (then KILL) the processes `stray_squashfuse` finds, by PID; return them."""
-    pids = stray_squashfuse(state_dir, uids)
+def stray_starters(state_dir: Path, uids: Iterable[int] | None = None) -> list[int]:
+    """PIDs of Apptainer `starter` processes ("Apptainer runtime parent") of the testbed's
+    users. They outlive a killed wrapper (bwrap) together with the container process and
+    its squashfuse_ll; a TERM to the starter ends all three."""
+    wanted = _testbed_uids(state_dir, uids)
+    return sorted(
+        pid
+        for pid, comm, uid, cmd in _proc_entries()
+        if uid in wanted and (comm.startswith("starter") or cmd.startswith("Apptainer runtime"))
+    )
+
+
+def _signal_and_wait(pids: list[int], timeout: float) -> list[int]:
+    """TERM the pids, wait up to timeout, return those still alive."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -295,10 +312,23 @@ def stop_stray_squashfuse(
     while alive and time.monotonic() < deadline:
         time.sleep(0.1)
         alive = [p for p in alive if Path(f"/proc/{p}").exists() and not _zombie(p)]
+    return alive
+
+
+def stop_stray_squashfuse(
+    state_dir: Path, uids: Iterable[int] | None = None, timeout: float = 5.0
+) -> list[int]:
+    """Stop the testbed users' Apptainer leftovers by PID: TERM the starters first (they
+    take their container process and squashfuse_ll with them), then TERM any
+    squashfuse_ll left, KILL what still runs after `timeout`. Returns the PIDs signalled."""
+    starters = stray_starters(state_dir, uids)
+    alive = _signal_and_wait(starters, timeout)
+    fuses = stray_squashfuse(state_dir, uids)
+    alive += _signal_and_wait(fuses, timeout)
     for pid in alive:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    return pids
+    return starters + fuses
 
 
 def _zombie(pid: int) -> bool:
