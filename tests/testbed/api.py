@@ -59,6 +59,8 @@ class UserCommandFailed(subprocess.CalledProcessError):
 class Testbed:
     """A running testbed (read from ``<state>/testbed.json``)."""
 
+    __test__ = False  # not a test class, whatever pytest thinks of its name
+
     def __init__(self, state: Mapping[str, Any]) -> None:
         self._lock = threading.Lock()
         self._counter = itertools.count()

@@ -343,7 +343,7 @@ def env_vars(
     """The environment a test or a person uses to talk to the testbed cluster."""
     parts = [str(bin_dir)] if bin_dir else []
     parts += [p for p in path.split(":") if p and p not in parts and not p.startswith("/root")]
-    return {
+    env = {
         "SLURM_CONF": str(layout.slurm_conf),
         "PATH": ":".join(parts),
         "HOME": user_home,
@@ -351,6 +351,9 @@ def env_vars(
         "LOGNAME": user_name,
         "HPCBRIDGE_TESTBED_DIR": str(layout.root),
     }
+    if bin_dir:
+        env["HPCBRIDGE_TESTBED_BIN"] = str(bin_dir)
+    return env
 
 
 def env_sh(env: Mapping[str, str]) -> str:
@@ -359,6 +362,7 @@ def env_sh(env: Mapping[str, str]) -> str:
     lines = ["# source me: the hpcbridge testbed's Slurm and Apptainer for this shell"]
     for key in ("SLURM_CONF", "HPCBRIDGE_TESTBED_DIR"):
         lines.append(f"export {key}={shlex.quote(env[key])}")
-    first = env["PATH"].split(":")[0]
-    lines.append(f'export PATH={shlex.quote(first)}:"$PATH"')
+    bin_dir = env.get("HPCBRIDGE_TESTBED_BIN")
+    if bin_dir:
+        lines.append(f'export PATH={shlex.quote(bin_dir)}:"$PATH"')
     return "\n".join(lines) + "\n"
