@@ -119,7 +119,9 @@ def bind_args(bind: BindArg, flavor: str) -> list[Arg]:
     """``["-B", "src:dst[:ro]"]`` or ``["--mount", "type=bind,..."]`` for one bind."""
     for what, value in (("source", bind.src), ("destination", bind.dst)):
         text = display(value)
-        if not text.startswith("/"):
+        first = _parts(value)[0] if _parts(value) else ""
+        # a value starting with a per-task variable starts with an (absolute) input path
+        if isinstance(first, str) and not text.startswith("/"):
             raise JobSpecError(
                 f"bind {what} {text!r} is not an absolute path", "write it starting with /"
             )

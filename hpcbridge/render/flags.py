@@ -169,7 +169,7 @@ def _take(
     info = table.get(key)
     if info is None:
         raise ConfigError(
-            f"{flavor} has no flag {key!r} {where}",
+            f"{flavor} has no flag {key!r} {where}{_why_missing(key, flavor)}",
             "check the runtime's flag list (docs/jobs.md) or the configured runtime.flavor",
         )
     reason = available(info, flavor, version)
@@ -185,3 +185,17 @@ def _take(
             raise ConfigError(f"flag --{info.name} needs a value")
         return "--" + info.name, rest[i + 1], i + 2
     return "--" + info.name, (inline if eq else None), i + 1
+
+
+def _why_missing(key: str, flavor: str) -> str:
+    for f in _table():
+        if key not in ("--" + f.name, "-" + (f.short or "")):
+            continue
+        if flavor == "apptainer" and not f.in_apptainer:
+            return " (it exists only in SingularityCE)"
+        if flavor == "singularity" and not f.in_singularityce:
+            return " (it exists only in Apptainer)"
+        if f.scope == "global":
+            return " (it is a global flag: it goes before the subcommand)"
+        return " (it is an action flag: it goes after the subcommand, before the image)"
+    return ""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
-from hpcbridge import __version__
 from hpcbridge.errors import JobSpecError
 from hpcbridge.model_values import parse_array
 from hpcbridge.render import launcher
@@ -146,7 +145,6 @@ def render_job(
             comment=f"hpcb:{tracking.submission_id}" if tracking else None,
             dependency=dependency_value(job),
         ),
-        "version": __version__,
         "source": job.source,
         "image_ref": image.ref,
         "image_digest": image.digest,

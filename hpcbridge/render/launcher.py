@@ -28,6 +28,7 @@ FORWARD_PREFIXES: tuple[str, ...] = ("SLURM_", "PMI", "OMPI_", "UCX_")
 #: Single variables every task forwards when set.
 FORWARD_NAMES: tuple[str, ...] = (
     "CUDA_VISIBLE_DEVICES",
+    "SLURMD_NODENAME",
     "ROCR_VISIBLE_DEVICES",
     "HIP_VISIBLE_DEVICES",
     "GPU_DEVICE_ORDINAL",

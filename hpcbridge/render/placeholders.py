@@ -35,7 +35,7 @@ _INT_SPEC = re.compile(
 def printf_format(spec: str, what: str) -> str:
     """Translate a Python int format spec into a printf format with the same output.
 
-    Supported: width, ``0`` padding, ``<``/``>`` alignment, sign, ``#x``, types
+    Supported: width, ``0`` padding, ``<``/``>`` alignment, sign, types
     d/x/X/o.  Anything else is refused (naming the spec) rather than approximated.
     """
     m = _INT_SPEC.match(spec)
@@ -48,10 +48,8 @@ def printf_format(spec: str, what: str) -> str:
     align, zero, alt, typ = m.group("align"), m.group("zero"), m.group("alt"), m.group("type")
     if zero and align == "<":
         raise bad  # Python pads with zeros on the right; printf cannot
-    if alt and typ not in ("x", "X"):
-        raise bad  # Python writes 0o17, printf 017
-    if typ == "X" and alt:
-        raise bad  # Python: 0XFF, printf: 0XFF - same, but keep it simple
+    if alt:
+        raise bad  # Python writes 0o17 and 0x0, printf 017 and 0
     flags = ("-" if align == "<" else "") + (m.group("sign") or "") + (alt or "") + (zero or "")
     return "%" + flags + (m.group("width") or "") + (typ or "d")
 

@@ -1,0 +1,95 @@
+"""Shared by the golden, exec-flag and testbed render tests: load a golden case.
+
+A case is ``cases/<name>.toml`` rendered with ``site.toml`` as the site config,
+as if the job file lived in ``/home/alice/project`` (so the goldens do not depend
+on where the repository is checked out).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from hpcbridge import _toml
+from hpcbridge.config import Config, load_config
+from hpcbridge.model import JobSpec, job_from_dict
+from hpcbridge.render import RenderedJob, ResolvedImage, TrackingContext, render_job
+
+HERE = Path(__file__).resolve().parent
+CASES = HERE / "cases"
+SITE = HERE / "site.toml"
+JOB_DIR = "/home/alice/project"
+SUBMISSION = "hpcb-20261122-0001"
+OUTCOMES = f"/home/alice/.local/state/hpcbridge/submissions/{SUBMISSION}/outcomes"
+IMAGE = ResolvedImage(
+    ref="docker://ghcr.io/example/tools:1.2",
+    digest="sha256:" + "3" * 64,
+    sif_path="/home/alice/.cache/hpcbridge/sif/sha256-" + "3" * 64 + ".sif",
+    sif_sha256="7" * 64,
+)
+
+
+def case_names() -> list[str]:
+    return sorted(p.stem for p in CASES.glob("*.toml"))
+
+
+def golden_config(tmp: Path, site: Path = SITE, **overrides: Any) -> Config:
+    """The golden site config, isolated from the caller's own config files."""
+    environ = {"HOME": str(tmp), "XDG_CONFIG_HOME": str(tmp / "config"), "USER": "alice"}
+    environ["HPCBRIDGE_SITE_CONFIG"] = str(site)
+    return load_config(overrides, cwd=tmp, environ=environ)
+
+
+def load_case(name: str, sets: tuple[str, ...] = ()) -> JobSpec:
+    data = _toml.load_bytes((CASES / f"{name}.toml").read_bytes())
+    return job_from_dict(data, job_dir=JOB_DIR, sets=sets, source=f"{JOB_DIR}/{name}.toml")
+
+
+def image_for(job: JobSpec, sif_path: Optional[str] = None) -> ResolvedImage:
+    return ResolvedImage(
+        ref=job.image,
+        digest=IMAGE.digest,
+        sif_path=sif_path or IMAGE.sif_path,
+        sif_sha256=IMAGE.sif_sha256,
+    )
+
+
+def render_case(name: str, tmp: Path) -> RenderedJob:
+    job = load_case(name)
+    cfg = golden_config(tmp)
+    return render_job(
+        job, cfg, image=image_for(job), tracking=TrackingContext(SUBMISSION, OUTCOMES)
+    )
+
+
+def golden_path(name: str) -> Path:
+    return HERE / f"{name}.sh"
+
+
+def update_requested() -> bool:
+    return os.environ.get("HPCBRIDGE_UPDATE_GOLDEN") == "1"
+
+
+def container_argvs(script: str) -> list[list[str]]:
+    """Every runtime command line of a rendered script, as argv lists.
+
+    The scripts hold the runtime argv in a bash array ``hpcb_container=( ... )``
+    (one option per line); shlex reads the words exactly as bash does for the
+    quoting forms the renderer emits (single quotes, ``"${var}"``).
+    """
+    import shlex
+
+    out: list[list[str]] = []
+    lines = script.splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].strip() == "hpcb_container=(":
+            body: list[str] = []
+            i += 1
+            while lines[i].strip() != ")":
+                body.append(lines[i])
+                i += 1
+            out.append(shlex.split("\n".join(body)))
+        i += 1
+    return out

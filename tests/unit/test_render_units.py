@@ -1,0 +1,246 @@
+"""Unit tests of the pure render pieces: quoting, placeholders, binds, launcher, header.
+
+Shell behaviour is checked by running bash (through hpcbridge.runner) on the
+generated text, not by comparing strings.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from hpcbridge import runner
+from hpcbridge.errors import ConfigError, JobSpecError
+from hpcbridge.model_values import expand
+from hpcbridge.render.apptainer import BindArg, ContainerCall, bind_args, build_argv
+from hpcbridge.render.header import sbatch_value
+from hpcbridge.render.launcher import launcher_argv, split_allow
+from hpcbridge.render.placeholders import TaskVars, input_values, printf_format
+from hpcbridge.render.words import Var, Word, quote_argv, shquote
+
+NASTY = [
+    "plain",
+    "a b",
+    "it's",
+    '"dq"',
+    "$HOME",
+    "`id`",
+    "\\x",
+    "new\nline",
+    "é ü 中",
+    "",
+    "*",
+    "-n",
+]
+
+
+def bash(code: str, env: dict[str, str] | None = None) -> str:
+    return runner.run(["bash", "-c", code], env=env or {"PATH": "/usr/bin:/bin"}).stdout
+
+
+def test_shquote_round_trips_through_bash() -> None:
+    line = quote_argv(NASTY)
+    out = bash(f"for a in {line}; do printf '%s\\0' \"$a\"; done")
+    assert out.split("\0")[:-1] == NASTY
+
+
+def test_word_expands_variables_inside_one_word() -> None:
+    w = Word.of("/out/", Var("v"), " it's.txt")
+    out = bash(f"v='a b*'; printf '%s|' {shquote(w)}")
+    assert out == "/out/a b* it's.txt|"
+
+
+def test_shquote_refuses_unknown_types() -> None:
+    with pytest.raises(TypeError):
+        shquote(3.5)
+    with pytest.raises(TypeError):
+        shquote(True)
+
+
+@pytest.mark.parametrize("spec", ["04d", "d", "5", ">6", "<6", "+d", " d", "x", "X", "o", "08x"])
+def test_printf_formats_match_python(spec: str) -> None:
+    fmt = printf_format(spec, "command")
+    values = [0, 7, 42, 1000, 123456]
+    out = bash("; ".join(f"printf {shlex.quote(fmt)}'|' {v}" for v in values))
+    assert out == "".join(format(v, spec) + "|" for v in values)
+
+
+@pytest.mark.parametrize("spec", ["<05d", "#o", "#x", ",d", ".3", "*^9", "b", "e"])
+def test_printf_refuses_specs_without_exact_equivalent(spec: str) -> None:
+    with pytest.raises(JobSpecError) as err:
+        printf_format(spec, "command[1]")
+    assert spec in str(err.value)
+
+
+def test_task_vars_reuse_one_variable_per_format() -> None:
+    tv = TaskVars()
+    a = tv.word("/o/{task:04d}", "a")
+    b = tv.word("{task:04d}-{task}", "b")
+    assert isinstance(a, Word) and isinstance(b, Word)
+    assert tv.formats == {"hpcb_task_1": "%04d"}
+    assert b.variables() == ("hpcb_task_1", "hpcb_task")
+    assert tv.word("{{literal}}", "c") == "{literal}"
+
+
+def test_input_fields_refuse_format_specs() -> None:
+    with pytest.raises(JobSpecError, match="only {task} takes a format"):
+        TaskVars().word("{input:>9}", "command[0]")
+
+
+@pytest.mark.parametrize("name", ["a.txt", "a.tar.gz", ".bashrc", "..a.b", "a.", "dir/", "noext"])
+def test_input_values_follow_the_model(name: str) -> None:
+    path = f"/data/{name}"
+    vals = input_values(path)
+    for field in ("input", "input_name", "input_stem"):
+        assert vals[field] == expand("{" + field + "}", 0, path)
+
+
+def test_plain_binds_use_dash_b() -> None:
+    assert bind_args(BindArg("/data", "/data", True), "apptainer") == ["-B", "/data:/data:ro"]
+
+
+def test_odd_binds_use_csv_quoted_mount() -> None:
+    out = bind_args(BindArg('/a,b:c"d', "/mnt/x", False), "apptainer")
+    assert out[0] == "--mount"
+    assert out[1] == 'type=bind,"source=/a,b:c""d","destination=/mnt/x"'
+
+
+def test_per_task_input_binds_use_mount_with_variables() -> None:
+    word = Word.of(Var("hpcb_input"))
+    out = bind_args(BindArg(word, "/in", True), "apptainer")
+    assert out[0] == "--mount"
+    text = bash(f"hpcb_input='/d/a,b c'; printf '%s' {shquote(out[1])}")
+    assert text == 'type=bind,"source=/d/a,b c","destination=/in",ro'
+
+
+def test_per_task_index_binds_stay_dash_b() -> None:
+    out = bind_args(BindArg(Word.of("/r/", Var("hpcb_task_1")), "/out"), "apptainer")
+    assert out[0] == "-B"
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "flavor", "needle"),
+    [
+        ("data", "/d", "apptainer", "not an absolute path"),
+        ("/d", "rel", "apptainer", "not an absolute path"),
+        ("/a\nb", "/d", "apptainer", "line break"),
+        ("/a,b", "/d", "singularity", "SingularityCE"),
+    ],
+)
+def test_bad_binds_are_refused(src: str, dst: str, flavor: str, needle: str) -> None:
+    with pytest.raises(JobSpecError, match=needle):
+        bind_args(BindArg(src, dst), flavor)
+
+
+def test_argv_order_and_gpu_flags() -> None:
+    call = ContainerCall(
+        image="/c/i.sif",
+        command=("prog", "--nv"),
+        version="1.4.5",
+        binds=(BindArg("/d", "/d"),),
+        pwd="/w",
+        gpu="nvidia",
+        global_flags=("--quiet",),
+    )
+    argv = build_argv(call)
+    assert argv == [
+        "apptainer", "--quiet", "exec", "--cleanenv", "--no-eval", "--nv",
+        "-B", "/d:/d", "--pwd", "/w", "/c/i.sif", "prog", "--nv",
+    ]  # fmt: skip
+    amd = build_argv(ContainerCall(image="/i.sif", command=("x",), gpu="amd"))
+    assert "--rocm" in amd
+
+
+def test_old_apptainer_gets_no_no_eval_and_site_flags_are_checked() -> None:
+    argv = build_argv(ContainerCall(image="/i.sif", command=("x",), version="1.0.3"))
+    assert "--no-eval" not in argv
+    with pytest.raises(ConfigError, match="1.3"):
+        build_argv(
+            ContainerCall(
+                image="/i.sif", command=("x",), version="1.2.0", extra_options=("--cwd=/x",)
+            )
+        )
+
+
+def test_launcher_forwards_per_task_values_byte_exact() -> None:
+    argv = launcher_argv(
+        ["SLURM_", "PMI", "MYSITE_"], ["CUDA_VISIBLE_DEVICES", "FOO"], "APPTAINERENV_"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "SLURM_PROCID": "3",
+        "PMIX_RANK": "3",
+        "PMI_FD": "7",
+        "MYSITE_X": "a,b=c\nd $HOME `x`",
+        "CUDA_VISIBLE_DEVICES": "0,1",
+        "FOO": "",
+        "OTHER": "not forwarded",
+        "APPTAINERENV_SLURM_PROCID": "set by the job",
+    }
+    out = runner.run([*argv, "env", "-0"], env=env).stdout
+    got = dict(item.split("=", 1) for item in out.split("\0") if item)
+    assert got["APPTAINERENV_MYSITE_X"] == "a,b=c\nd $HOME `x`"
+    assert got["APPTAINERENV_PMIX_RANK"] == "3"
+    assert got["APPTAINERENV_PMI_FD"] == "7"
+    assert got["APPTAINERENV_CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert got["APPTAINERENV_FOO"] == ""
+    assert got["APPTAINERENV_SLURM_PROCID"] == "set by the job"  # job's own value wins
+    assert "APPTAINERENV_OTHER" not in got
+    assert "APPTAINERENV_PATH" not in got
+
+
+def test_allow_list_entries() -> None:
+    assert split_allow(["A", "B_*"]) == (["B_"], ["A"])
+    with pytest.raises(ConfigError, match="not a variable name"):
+        split_allow(["1BAD"])
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [
+        ("debug", "debug"),
+        ("my job", '"my job"'),
+        ('a"b', '"a\\"b"'),
+        ("x#y", '"x#y"'),
+    ],
+)
+def test_sbatch_values_are_quoted_for_sbatch(value: str, want: str) -> None:
+    assert sbatch_value(value, "k") == want
+
+
+@pytest.mark.parametrize("value", ["a\nb", "myhetjob", "PackJob"])
+def test_sbatch_values_refused(value: str) -> None:
+    with pytest.raises(JobSpecError):
+        sbatch_value(value, "k")
+
+
+def test_templates_found_in_repo_or_package() -> None:
+    from hpcbridge.render.environment import builtin_template_dir
+
+    assert (builtin_template_dir() / "job.sh.j2").is_file()
+
+
+def test_site_template_dir_is_searched_first(tmp_path: Path) -> None:
+    from hpcbridge.render.environment import render_template
+
+    (tmp_path / "_header.sh.j2").write_text("#!/bin/bash\n# site header {{ sbatch|length }}\n")
+    from hpcbridge.render import render_job
+    from tests.golden.support import golden_config, image_for, load_case
+
+    cfg = golden_config(tmp_path / "c", **{"templates.dir": str(tmp_path)})
+    job = load_case("plain")
+    script = render_job(job, cfg, image=image_for(job)).script
+    assert script.startswith("#!/bin/bash\n# site header ")
+    assert "hpcb_container=(" in script
+    with pytest.raises(ConfigError, match="not found"):
+        render_template("nope.sh.j2", {}, str(tmp_path))
+
+
+def test_strict_undefined_in_site_templates(tmp_path: Path) -> None:
+    from hpcbridge.render.environment import render_template
+
+    (tmp_path / "x.sh.j2").write_text("{{ no_such_value }}")
+    with pytest.raises(ConfigError, match="no_such_value"):
+        render_template("x.sh.j2", {}, str(tmp_path))
