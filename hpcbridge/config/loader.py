@@ -237,7 +237,7 @@ def load_config(
     site_env = env.get("HPCBRIDGE_SITE_CONFIG")
     if site_env:
         site = Path(site_env)
-        if not site.is_file():
+        if not site.exists() or site.is_dir():  # /dev/null: no site file
             raise ConfigError(
                 f"HPCBRIDGE_SITE_CONFIG={site_env} does not exist or is not a file",
                 "point it at the site TOML file or unset it",
@@ -324,7 +324,9 @@ def check_file(path: Path, environ: Optional[Mapping[str, str]] = None) -> list[
     base = str(path.parent.absolute())
     problems: list[str] = []
     for section, table in doc.items():
-        items = table.items() if isinstance(table, dict) and section != "partitions" else [None]
+        items = (
+            table.items() if isinstance(table, dict) and table and section != "partitions" else [None]
+        )
         for item in items:
             sub = {section: dict([item])} if item is not None else {section: table}
             if section == "partitions" and isinstance(table, dict):

@@ -161,7 +161,8 @@ def _from_text(base: str, raw: str, dotted: str, label: str) -> Any:
         if text.startswith("{"):
             return _toml_value(text, dotted, label)
         out: dict[str, str] = {}
-        for item in (p for p in text.split(",") if p.strip()):
+        # a comma starts a new pair only before NAME=, so values may hold commas
+        for item in (p for p in re.split(r",(?=\s*[A-Za-z_][A-Za-z0-9_]*=)", text) if p.strip()):
             name, sep, val = item.partition("=")
             if not sep:
                 raise _bad(label, dotted, raw, "is not NAME=value,...", "e.g. UCX_TLS=self,tcp")
@@ -364,8 +365,9 @@ def _check(cfg: Config) -> None:
         )
     defaults = [p.name for p in cfg.partitions.values() if p.default]
     if len(defaults) > 1:
+        where = cfg.source_of(f"partitions.{defaults[-1]}.default")
         raise ConfigError(
-            f"partitions {', '.join(defaults)} are all marked default = true",
+            f"{where}: partitions {', '.join(defaults)} are all marked default = true",
             "mark exactly one partition as the default",
         )
     for p in cfg.partitions.values():
