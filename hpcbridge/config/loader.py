@@ -325,7 +325,9 @@ def check_file(path: Path, environ: Optional[Mapping[str, str]] = None) -> list[
     problems: list[str] = []
     for section, table in doc.items():
         items = (
-            table.items() if isinstance(table, dict) and table and section != "partitions" else [None]
+            table.items()
+            if isinstance(table, dict) and table and section != "partitions"
+            else [None]
         )
         for item in items:
             sub = {section: dict([item])} if item is not None else {section: table}
