@@ -142,7 +142,8 @@ class _Prefetch:
         self._pos = 0
         self._done = False
         self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, name=f"decompress-{name[:19]}", daemon=True)
+        self._name = name
+        self._t = threading.Thread(target=self._run, name=f"decompress-{name[7:19]}", daemon=True)
         self._t.start()
 
     def _run(self) -> None:
@@ -173,10 +174,10 @@ class _Prefetch:
         if isinstance(item, BaseException):
             self._done = True
             if isinstance(item, ImageError):
-                raise item
+                raise ImageError(f"layer {self._name}: {item.message}", item.hint) from item
             if isinstance(item, (zlib.error, EOFError)) or type(item).__name__ == "ZstdError":
                 raise ImageError(
-                    f"layer data is corrupt: {item}",
+                    f"layer {self._name} is corrupt: {item}",
                     "delete the blob from the cache and fetch again",
                 ) from item
             raise item
@@ -257,4 +258,4 @@ def open_decompressed(layer: Layer, *, threaded: bool = True) -> BinaryReader:
         )
     if not threaded:
         return src
-    return _Prefetch(src, layer.digest.split(":")[-1])
+    return _Prefetch(src, layer.digest)

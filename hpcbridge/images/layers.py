@@ -12,7 +12,8 @@ and clamped at the root (``../x`` and ``/x`` both land on ``<root>/x``, as umoci
 and containerd do); every parent component is resolved by hand, a symlink being
 followed *inside* the root (an absolute target is relative to the root), and the
 final component is never followed.  Device nodes and FIFOs are skipped,
-setuid/setgid/sticky bits dropped, files made owner-readable and directories
+setuid/setgid bits dropped (the sticky bit of directories such as /tmp is kept,
+as apptainer keeps it), files made owner-readable and directories
 owner-rwx so that a non-root ``mksquashfs`` can read the tree.  Ownership is
 ignored (the squashfs is written with ``-all-root``).
 """
@@ -207,7 +208,7 @@ class RootfsWriter:
         except FileNotFoundError:
             existing = None
         if ti.isdir():
-            mode = (ti.mode & 0o777) | 0o700
+            mode = (ti.mode & 0o1777) | 0o700  # the sticky bit of /tmp is kept, as apptainer does
             if existing is not None and stat.S_ISDIR(existing.st_mode):
                 if stat.S_IMODE(existing.st_mode) != mode:
                     os.chmod(path, mode)

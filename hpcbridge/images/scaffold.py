@@ -380,6 +380,7 @@ def make_scaffold(config: Mapping[str, Any], *, source_ref: str, manifest_digest
         Entry(f"{sd}/actions/test", "file", 0o755, T.ACTION_TEST),
         Entry(f"{sd}/env/01-base.sh", "file", 0o755, T.ENV_01_BASE),
         Entry(f"{sd}/env/90-environment.sh", "file", 0o755, T.ENV_90_ENVIRONMENT),
+        Entry(f"{sd}/env/94-appsbase.sh", "file", 0o755, ""),
         Entry(f"{sd}/env/95-apps.sh", "file", 0o755, T.ENV_95_APPS),
         Entry(f"{sd}/env/99-base.sh", "file", 0o755, T.ENV_99_BASE),
         Entry(f"{sd}/env/99-runtimevars.sh", "file", 0o755, T.ENV_99_RUNTIMEVARS),
