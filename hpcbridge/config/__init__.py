@@ -23,6 +23,7 @@ from hpcbridge.config.schema import (
     TemplatesConfig,
 )
 from hpcbridge.config.validate import (
+    bind_problem,
     effective_gpu_vendor,
     effective_gres_name,
     effective_partition_name,
@@ -47,6 +48,7 @@ __all__ = [
     "SchedulerConfig",
     "StateConfig",
     "TemplatesConfig",
+    "bind_problem",
     "effective_gpu_vendor",
     "effective_gres_name",
     "effective_partition_name",

@@ -105,7 +105,7 @@ def validate_job(job: JobSpec, cfg: Config) -> None:
             "split the work into several jobs",
         )
     for i, bind in enumerate(job.binds):
-        problem = _bind_problem(bind.src, bind.per_task, cfg)
+        problem = bind_problem(bind.src, bind.per_task, cfg)
         if problem:
             raise JobSpecError(f"binds[{i}].src = {bind.src!r} {problem[0]}", problem[1])
     for path in job.inputs:
@@ -171,7 +171,7 @@ def _check_mpi(job: JobSpec, cfg: Config) -> None:
             BAD_PAIRINGS[(job.mpi.flavor, pmi)],
         )
     if job.mpi.model == "bind" and job.mpi.host_mpi_dir:
-        problem = _bind_problem(job.mpi.host_mpi_dir, False, cfg)
+        problem = bind_problem(job.mpi.host_mpi_dir, False, cfg)
         if problem:
             raise JobSpecError(
                 f"mpi.host_mpi_dir = {job.mpi.host_mpi_dir!r} {problem[0]}", problem[1]
@@ -192,7 +192,12 @@ def _static_prefix(src: str) -> str:
     )
 
 
-def _bind_problem(src: str, per_task: bool, cfg: Config) -> Optional[tuple[str, str]]:
+def bind_problem(src: str, per_task: bool, cfg: Config) -> Optional[tuple[str, str]]:
+    """(what is wrong, fix) for a bind source under the site policy, or None when fine.
+
+    Per-task sources are checked by their literal directory prefix (they are created
+    per task); others must exist and pass the deny/allow lists (symlinks resolved).
+    """
     if per_task:
         first = parse_template(src, "bind")[0]
         if isinstance(first, Field) and first.name in INPUT_FIELDS:
@@ -232,3 +237,6 @@ def _policy_problem(path: str, cfg: Config, tree_only: bool = False) -> Optional
 
 def _under(path: str, base: str) -> bool:
     return base == "/" or path == base or path.startswith(base.rstrip("/") + "/")
+
+
+_bind_problem = bind_problem  # the name doctor imported first
