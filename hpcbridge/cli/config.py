@@ -61,7 +61,7 @@ def show(sources: bool, as_json: bool, sets: tuple[str, ...]) -> None:
         click.echo(json.dumps(doc, indent=2))
         return
     rows = flat_items(cfg)
-    width = max(len(f"{k} = {v}") for k, v, _ in rows)
+    width = min(max(len(f"{k} = {v}") for k, v, _ in rows), 60)  # long lists overflow
     for key, value, source in rows:
         line = f"{key} = {value}"
         click.echo(f"{line:<{width}}  # {source}" if sources else line)
