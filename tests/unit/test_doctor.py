@@ -1,0 +1,261 @@
+"""Doctor checks over plain facts, the parsers, and the probe on real temp directories."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from hpcbridge.config import Config, load_config
+from hpcbridge.doctor import diagnose, report_dict, worst
+from hpcbridge.doctor.facts import (
+    BindFacts,
+    DirFacts,
+    Facts,
+    FuseFacts,
+    GpuHostFacts,
+    HostMpiFacts,
+    KernelFacts,
+    QuotaFacts,
+    RuntimeFacts,
+    SlurmFacts,
+)
+from hpcbridge.doctor.findings import Status
+from hpcbridge.doctor.host import (
+    check_dir,
+    check_dirs,
+    check_fuse,
+    check_runtime,
+    check_userns,
+    parse_lfs_quota,
+    parse_quota,
+    parse_runtime_version,
+)
+from hpcbridge.doctor.job import check_binds, check_gpu, check_mpi, check_slurm
+from hpcbridge.doctor.probe import Probe, _try_semantics, parse_mpi_list
+from hpcbridge.model import JobSpec, MpiSpec, load_job
+from hpcbridge.scheduler.base import ClusterLimits
+
+SITE = """
+[runtime]
+executable = "apptainer"
+version = "1.4.5"
+[mpi]
+pmi = "pmix"
+openmpi_pmi = "pmix"
+mpich_pmi = "pmi2"
+[partitions.cpu]
+default = true
+[partitions.gpu]
+gpu_vendor = "nvidia"
+gpus_per_node = 4
+[partitions.mi]
+gpu_vendor = "amd"
+"""
+
+RT = RuntimeFacts(
+    "apptainer", "apptainer", "1.4.5", "/usr/bin/apptainer", "apptainer version 1.4.5"
+)
+GOOD_DIR = DirFacts(
+    "cache", "/c", "cache.dir", "default", True, False, "ext4", "/", 1, 100 * 2**30, 200 * 2**30,
+    True, True,
+)  # fmt: skip
+LIMITS = ClusterLimits(max_array_size=1001, max_job_count=10000, slurm_version="22.05.8")
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Config:
+    site = tmp_path / "site.toml"
+    site.write_text(SITE)
+    env = {"HOME": str(tmp_path / "home"), "USER": "u", "HPCBRIDGE_SITE_CONFIG": str(site)}
+    return load_config(cwd=tmp_path, environ=env)
+
+
+def job(tmp_path: Path, extra: str = "") -> JobSpec:
+    path = tmp_path / "job.toml"
+    path.write_text('name = "j"\nimage = "x.sif"\ncommand = ["true"]\n' + extra)
+    return load_job(path)
+
+
+def statuses(findings: list) -> list[tuple[str, str]]:  # type: ignore[type-arg]
+    return [(f.check, f.status.label) for f in findings]
+
+
+# ------------------------------------------------------------------ runtime / rootless
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("apptainer version 1.4.5-1", ("apptainer", (1, 4, 5))),
+        ("singularity-ce version 4.1.0-jammy", ("singularity", (4, 1, 0))),
+        ("singularity version 3.8.7", ("singularity", (3, 8, 7))),
+        ("whatever", None),
+    ],
+)
+def test_parse_runtime_version(text: str, expected: object) -> None:
+    assert parse_runtime_version(text) == expected
+
+
+def test_runtime_checks() -> None:
+    assert statuses(check_runtime(RT)) == [("runtime", "ok")]
+    missing = check_runtime(replace(RT, path=None))
+    assert missing[0].status == Status.FAIL and "not found on PATH" in missing[0].message
+    other = check_runtime(replace(RT, version_output="apptainer version 1.3.1"))
+    assert other[0].status == Status.WARN and "1.3.1" in other[0].message
+    old = check_runtime(
+        replace(RT, configured_version=None, version_output="apptainer version 1.0.3")
+    )
+    assert old[0].status == Status.WARN and "older" in old[0].message
+
+
+def test_userns_and_fuse() -> None:
+    off = KernelFacts(0, None, None)
+    assert check_userns(off, RT)[0].status == Status.FAIL
+    assert check_userns(off, replace(RT, suid_starter=True))[0].status == Status.OK
+    assert check_userns(KernelFacts(100, 0, None), RT)[0].status == Status.FAIL
+    assert check_userns(KernelFacts(100, 1, None), RT)[0].status == Status.OK
+    fuse = FuseFacts("/dev/fuse", True, True, 0o600, False, "/usr/bin/squashfuse_ll", None)
+    bad = check_fuse(fuse, RT)
+    assert bad[0].status == Status.WARN and "mode 0600" in bad[0].message
+    assert "0666" in bad[0].fix
+    good = check_fuse(replace(fuse, mode=0o666, usable=True), RT)
+    assert good[0].status == Status.OK
+    no_tool = check_fuse(replace(fuse, usable=True, squashfuse=None), RT)
+    assert no_tool[0].status == Status.WARN and "squashfuse" in no_tool[0].message
+
+
+# ------------------------------------------------------------------ directories
+
+
+def test_dir_checks() -> None:
+    assert statuses(check_dir(GOOD_DIR)) == [("cache-dir", "ok")]
+    full = check_dir(replace(GOOD_DIR, free_bytes=512 * 1024))
+    assert full[0].status == Status.FAIL and "512.0 KiB free" in full[0].message
+    low = check_dir(replace(GOOD_DIR, free_bytes=3 * 2**30))
+    assert low[0].status == Status.WARN
+    broken = check_dir(replace(GOOD_DIR, error="cannot write here: the filesystem is full"))
+    assert broken[0].status == Status.FAIL and "full" in broken[0].message
+    excl = check_dir(replace(GOOD_DIR, excl_ok=False))
+    assert excl[0].status == Status.FAIL and "O_EXCL" in excl[0].message
+    quota = QuotaFacts("quota", used_kib=9_900_000, soft_kib=10_000_000, hard_kib=None)
+    assert check_dir(replace(GOOD_DIR, quota=quota))[0].status == Status.FAIL
+    tmp_nfs = check_dir(replace(GOOD_DIR, role="tmp", fstype="nfs4"))
+    assert tmp_nfs[0].status == Status.WARN and "nfs4" in tmp_nfs[0].message
+    apart = check_dirs([GOOD_DIR, replace(GOOD_DIR, role="tmp", path="/t", device=2)])
+    assert apart[-1].status == Status.WARN and "different filesystems" in apart[-1].message
+
+
+def test_quota_parsers() -> None:
+    out = (
+        "Disk quotas for user u (uid 1000):\n"
+        "     Filesystem  blocks   quota   limit   grace   files   quota   limit   grace\n"
+        "      /dev/sda1  5000*   4000    6000  6days      10       0       0\n"
+    )
+    assert parse_quota(out, "/dev/sda1") == QuotaFacts("quota", 5000, 4000, 6000)
+    assert parse_quota(out, "/dev/sdb1") is None
+    lfs = "/lustre 123456 0 2000000 - 10 0 0 -\n"
+    assert parse_lfs_quota(lfs) == QuotaFacts("lfs quota", 123456, None, 2000000)
+
+
+def test_probe_semantics_on_a_real_directory(tmp_path: Path) -> None:
+    assert _try_semantics(tmp_path) == (True, True, "")
+    assert list(tmp_path.iterdir()) == []  # cleaned up
+    probe = Probe(mounts=tmp_path / "mounts")
+    (tmp_path / "mounts").write_text(
+        f"/dev/sda1 / ext4 rw 0 0\nserver:/export {tmp_path} nfs4 rw 0 0\n"
+    )
+    assert probe.mount_of(tmp_path / "sub") == ("server:/export", str(tmp_path), "nfs4")
+    facts = probe.directory("tmp", tmp_path / "new", "cache.tmp_dir", "default")
+    assert facts.created and facts.fstype == "nfs4" and facts.excl_ok and facts.rename_ok
+
+
+def test_probe_fuse_device_is_injectable(tmp_path: Path) -> None:
+    fake = tmp_path / "fuse"
+    fake.write_text("")
+    facts = Probe(fuse_device=str(fake)).fuse(None)
+    assert facts.exists and not facts.is_char_device
+    assert check_fuse(facts, RT)[0].status == Status.WARN
+
+
+# ------------------------------------------------------------------ job side
+
+
+def test_binds(tmp_path: Path) -> None:
+    missing = BindFacts("/nope", "/data", False, "job", ("does not exist", "create it"))
+    found = check_binds([missing, BindFacts(str(tmp_path), "/in", False, "job")])
+    assert statuses(found) == [("bind", "fail")]
+    assert "/nope -> /data: source does not exist" in found[0].message
+    assert statuses(check_binds([BindFacts("/a/{task}", "/o", True, "job")])) == [("bind", "ok")]
+
+
+def test_gpu(cfg: Config, tmp_path: Path) -> None:
+    assert check_gpu(job(tmp_path), cfg, GpuHostFacts()) == []
+    on_gpu = job(tmp_path, '[resources]\npartition = "gpu"\ngpus_per_node = 1\n')
+    found = check_gpu(on_gpu, cfg, GpuHostFacts())
+    assert [f.status for f in found] == [Status.OK, Status.OK]
+    assert "--nv" in found[0].message and "only be checked on a GPU node" in found[1].message
+    wrong = job(tmp_path, '[resources]\npartition = "gpu"\n[gpu]\nvendor = "amd"\ncount = 1\n')
+    bad = check_gpu(wrong, cfg, GpuHostFacts())
+    assert bad[0].status == Status.FAIL and "--rocm" in bad[0].message
+    here = check_gpu(on_gpu, cfg, GpuHostFacts(("libcuda.so.1",)))
+    assert "libcuda.so.1 present" in here[1].message
+
+
+def test_mpi(cfg: Config, tmp_path: Path) -> None:
+    plugins = SlurmFacts(LIMITS, ("pmix", "none", "cray_shasta", "pmi2"))
+    ok_job = job(tmp_path, '[mpi]\ntype = "srun"\nflavor = "openmpi"\n')
+    assert statuses(check_mpi(ok_job, cfg, plugins, HostMpiFacts())) == [("mpi", "ok")]
+    # load_job refuses this pairing itself; a site default (mpi.mpich_pmi) can still cause it.
+    mismatch = replace(ok_job, mpi=MpiSpec(type="srun", pmi="pmix", flavor="mpich"))
+    found = check_mpi(mismatch, cfg, plugins, HostMpiFacts())
+    assert statuses(found) == [("mpi", "fail")] and 'mpi.pmi = "pmi2"' in found[0].fix
+    no_pmix = check_mpi(ok_job, cfg, SlurmFacts(LIMITS, ("none", "pmi2")), HostMpiFacts())
+    assert no_pmix[0].status == Status.FAIL and "not available" in no_pmix[0].message
+    unknown = job(tmp_path, '[mpi]\ntype = "srun"\n')
+    assert Status.WARN in [f.status for f in check_mpi(unknown, cfg, plugins, HostMpiFacts())]
+    mpirun = job(tmp_path, '[mpi]\ntype = "mpirun"\nflavor = "mpich"\n')
+    ompi = HostMpiFacts("/usr/bin/mpirun", "mpirun (Open MPI) 4.1.4")
+    assert check_mpi(mpirun, cfg, plugins, ompi)[0].status == Status.FAIL
+    hydra = HostMpiFacts("/usr/bin/mpirun", "HYDRA build details:")
+    assert check_mpi(mpirun, cfg, plugins, hydra)[0].status == Status.OK
+    assert check_mpi(mpirun, cfg, plugins, HostMpiFacts())[0].status == Status.FAIL
+
+
+def test_mpi_list_formats() -> None:
+    new = "MPI plugin types are...\n\tpmix\n\tnone\n\tpmi2\nspecific pmix plugin versions available: pmix_v4\n"
+    assert parse_mpi_list(new) == ("pmix", "none", "pmi2")
+    old = "srun: MPI types are...\nsrun: none\nsrun: pmi2\nsrun: openmpi\n"
+    assert parse_mpi_list(old) == ("none", "pmi2", "openmpi")
+
+
+def test_slurm_limits(cfg: Config, tmp_path: Path) -> None:
+    assert check_slurm(None, cfg, SlurmFacts(error="down"))[0].status == Status.WARN
+    big = job(tmp_path, 'array = "0-2500"\n')
+    found = check_slurm(big, cfg, SlurmFacts(LIMITS))
+    assert found[0].status == Status.OK and "in 3 sbatch arrays" in found[0].message
+    huge = job(tmp_path, 'array = "0-19999"\n')
+    assert check_slurm(huge, cfg, SlurmFacts(LIMITS))[0].status == Status.FAIL
+    capped = SlurmFacts(replace(LIMITS, max_submit_jobs=500))
+    over = check_slurm(big, cfg, capped)
+    assert over[0].status == Status.FAIL and "MaxSubmitJobs=500" in over[0].message
+
+
+def test_diagnose_orders_and_summarises(cfg: Config, tmp_path: Path) -> None:
+    facts = Facts(
+        runtime=RT,
+        kernel=KernelFacts(100, None, None),
+        fuse=FuseFacts("/dev/fuse", True, True, 0o666, True, "/usr/bin/squashfuse_ll", None),
+        dirs=(GOOD_DIR, replace(GOOD_DIR, role="tmp", config_key="cache.tmp_dir")),
+        slurm=SlurmFacts(LIMITS, ("pmix",)),
+        binds=(BindFacts("/nope", "/d", False, "job", ("does not exist", "create it")),),
+    )
+    j = job(tmp_path, '[mpi]\ntype = "srun"\nflavor = "openmpi"\n')
+    findings = diagnose(facts, cfg, j)
+    checks = [f.check for f in findings]
+    assert checks[:5] == ["runtime", "userns", "fuse", "cache-dir", "tmp-dir"]
+    assert worst(findings) == Status.FAIL
+    doc = report_dict(findings)
+    assert doc["status"] == "fail"
+    assert set(doc["findings"][0]) == {"check", "status", "message", "fix"}
