@@ -58,8 +58,7 @@ def _cluster_args(cluster: Optional[str]) -> list[str]:
 
 def parse_indices(spec: str) -> Optional[tuple[int, ...]]:
     """``"1,3,5-7:2%4"`` / ``"[1-3]"`` -> sorted indices; None if it is not a range list."""
-    text = spec.strip().strip("[]")
-    text = text.split("%", 1)[0]
+    text = spec.strip().split("%", 1)[0].strip().strip("[]")
     if not text:
         return None
     out: set[int] = set()

@@ -1,0 +1,163 @@
+"""Pure tracking logic: chunk planning, outcome files, merging, summaries, resources."""
+
+from __future__ import annotations
+
+import pytest
+
+from hpcbridge.errors import InputError
+from hpcbridge.scheduler import slurm
+from hpcbridge.scheduler.states import JobState
+from hpcbridge.tracking.outcomes import combine, parse_end, parse_start
+from hpcbridge.tracking.plan import new_mem, new_time, plan_chunks, resubmit_groups
+from hpcbridge.tracking.report import progress_line, status_lines
+from hpcbridge.tracking.summary import latest_view, summarise, task_statuses
+
+
+def test_chunks_respect_max_array_size_as_an_index_cap() -> None:
+    chunks = plan_chunks(range(2500), max_array_size=1001)
+    assert [(c.offset, c.spec) for c in chunks] == [
+        (0, "0-1000"),
+        (1001, "0-1000"),
+        (2002, "0-497"),
+    ]
+    assert sorted(t for c in chunks for t in c.tasks) == list(range(2500))
+    for c in chunks:
+        assert max(c.local) < 1001
+
+
+def test_chunks_of_sparse_indices_and_task_cap() -> None:
+    chunks = plan_chunks([3, 17, 999, 1500, 4000], max_array_size=1001)
+    assert [(c.offset, c.local) for c in chunks] == [(0, (3, 17, 999)), (1500, (0,)), (4000, (0,))]
+    capped = plan_chunks(range(10), max_array_size=1001, max_tasks=4)
+    assert [c.tasks for c in capped] == [(0, 1, 2, 3), (4, 5, 6, 7), (8, 9)]
+    assert plan_chunks(range(5), max_array_size=1001)[0].offset == 0
+
+
+def test_outcome_parsing() -> None:
+    start = parse_start(7, "1700000000 123 120 n1\n")
+    assert start is not None and (start.job_id, start.array_job_id, start.host) == (
+        "123",
+        "120",
+        "n1",
+    )
+    assert parse_end("1700000060 143 signal:TERM") == (1700000060.0, 143, "signal:TERM")
+    assert parse_end("garbage") is None
+    o = combine(7, "1700000000 123 - n1", "1700000060 143 signal:TERM")
+    assert o is not None and o.array_job_id is None and o.signal_name == "TERM" and o.elapsed == 60
+    assert combine(7, "bad", None) is None
+
+
+def _record(**kw: object) -> dict[str, object]:
+    rec: dict[str, object] = {
+        "id": "20260101-000000-abcdef",
+        "name": "t",
+        "is_array": True,
+        "time_limit": 60,
+        "chunks": [{"offset": 0, "indices": "0-4", "job_id": "50"}],
+    }
+    rec.update(kw)
+    return rec
+
+
+SQ = """\
+50_[4]|50|50|4|PENDING|Priority|hpcb:x.0
+50_3|53|50|3|RUNNING|None|hpcb:x.0
+"""
+
+
+def test_merge_outcomes_with_squeue() -> None:
+    outcomes = {
+        0: combine(0, "100 51 50 n1", "105 0 exit"),
+        1: combine(1, "100 52 50 n1", "103 3 exit"),
+        2: combine(2, "100 52 50 n1", "162 143 signal:TERM"),
+        3: combine(3, "100 53 50 n1", None),
+    }
+    st = task_statuses(_record(), {k: v for k, v in outcomes.items() if v}, slurm.parse_squeue(SQ))
+    assert st[0].state is JobState.COMPLETED
+    assert (st[1].state, st[1].exit_code) == (JobState.FAILED, 3)
+    assert st[2].state is JobState.TIMEOUT and st[2].signal == "TERM"  # at the 60 s limit
+    assert st[3].state is JobState.RUNNING and st[3].job_id == "50_3"
+    assert st[4].state is JobState.PENDING and st[4].reason == "Priority"
+    s = summarise(_record(), st)
+    assert s["counts"] == {"COMPLETED": 1, "FAILED": 1, "PENDING": 1, "RUNNING": 1, "TIMEOUT": 1}
+    assert s["failed_tasks"] == "1-2" and not s["done"]
+
+
+def test_scheduler_reason_wins_and_forgotten_jobs() -> None:
+    sacct = slurm.parse_sacct("50_1|51|OUT_OF_MEMORY|0:125|None|t\n")
+    out = {1: combine(1, "100 51 50 n1", "110 137 exit"), 2: combine(2, "100 52 50 n1", None)}
+    st = task_statuses(_record(), {k: v for k, v in out.items() if v}, sacct)
+    assert st[1].state is JobState.OUT_OF_MEMORY and st[1].exit_code == 137
+    # started, never ended, and the scheduler forgot it: killed hard -> FAILED
+    assert st[2].state is JobState.FAILED and "SIGKILL" in st[2].reason
+    # never started and unknown: FAILED (so resubmit --failed reruns it)
+    assert st[0].state is JobState.FAILED
+
+
+def test_unreachable_scheduler_keeps_tasks_open() -> None:
+    out = {0: combine(0, "100 51 50 n1", "105 0 exit"), 1: combine(1, "100 52 50 n1", None)}
+    st = task_statuses(_record(), {k: v for k, v in out.items() if v}, None)
+    assert st[0].state is JobState.COMPLETED
+    assert st[1].state is JobState.RUNNING and st[2].state is JobState.UNKNOWN
+    assert not st[2].state.terminal
+
+
+def test_young_jobs_are_pending_and_cancelled_tasks() -> None:
+    empty = slurm.parse_sacct("")
+    st = task_statuses(_record(), {}, empty, young={"50"})
+    assert all(s.state is JobState.PENDING for s in st.values())
+    rec = _record(cancelled="2")
+    st = task_statuses(rec, {2: combine(2, "100 52 50 n1", "101 143 signal:TERM")}, empty)  # type: ignore[dict-item]
+    assert st[2].state is JobState.CANCELLED
+
+
+def test_unsubmitted_chunk_and_plain_job() -> None:
+    rec = _record(chunks=[{"offset": 0, "indices": "0-1", "job_id": None}])
+    st = task_statuses(rec, {}, slurm.parse_squeue(""))
+    assert st[0].reason == "not submitted yet"
+    plain = _record(is_array=False, chunks=[{"offset": 0, "indices": "0", "job_id": "70"}])
+    st = task_statuses(plain, {}, slurm.parse_squeue("70|70|70|N/A|RUNNING|None|\n"))
+    assert st[0].state is JobState.RUNNING and st[0].job_id == "70"
+
+
+def test_latest_view_and_report() -> None:
+    sq = slurm.parse_squeue("")
+    parent = task_statuses(_record(), {0: combine(0, "1 51 50 n", "2 0 exit")}, sq)  # type: ignore[dict-item]
+    child_rec = _record(chunks=[{"offset": 0, "indices": "1-4", "job_id": "60"}])
+    done = {t: combine(t, "1 61 60 n", "2 0 exit") for t in range(1, 5)}
+    child = task_statuses(child_rec, {k: v for k, v in done.items() if v}, sq)
+    merged = latest_view(parent, [child])
+    assert all(s.state is JobState.COMPLETED for s in merged.values())
+    s = summarise(_record(), parent)
+    s["latest"] = summarise(_record(), merged)
+    s["children"] = ["x"]
+    text = "\n".join(status_lines(s))
+    assert "1 completed, 4 failed" in text and "after resubmission(s) x: 5 completed" in text
+    assert progress_line(s).endswith("5/5 finished")
+
+
+def test_resubmit_resources() -> None:
+    assert new_mem("+50%", 256) == 384
+    assert new_mem("8G", 256) == 8192
+    assert new_mem(None, 256) is None
+    assert new_time("x2", 60) == 120
+    assert new_time("02:00:00", 60) == 7200
+    with pytest.raises(InputError):
+        new_mem("+50%", None)
+    with pytest.raises(InputError):
+        new_time("xabc", 60)
+    groups = resubmit_groups(
+        [(1, "FAILED"), (2, "TIMEOUT"), (3, "OUT_OF_MEMORY")], mem=None, time=None
+    )
+    assert groups == {(False, False): [1], (False, True): [2], (True, False): [3]}
+    assert resubmit_groups([(1, "FAILED")], mem="8G", time=None) == {(True, False): [1]}
+
+
+def test_ten_thousand_tasks_summarised() -> None:
+    lines = [f"90_{i}|{1000 + i}|COMPLETED|0:0|None|big" for i in range(9990)]
+    lines += [f"90_{i}|{1000 + i}|FAILED|2:0|None|big" for i in range(9990, 10000)]
+    rec = _record(chunks=[{"offset": 0, "indices": "0-9999", "job_id": "90"}])
+    st = task_statuses(rec, {}, slurm.parse_sacct("\n".join(lines)))
+    s = summarise(rec, st)
+    assert s["counts"] == {"COMPLETED": 9990, "FAILED": 10}
+    assert s["failed_tasks"] == "9990-9999" and s["failed"][0]["exit_code"] == 2
