@@ -1,0 +1,171 @@
+"""``hpcbridge doctor`` as the test user on the testbed, including induced failures.
+
+Real parts: the testbed's Apptainer 1.4.5 wrapper on PATH, its Slurm (scontrol,
+``srun --mpi=list``), the host's Open MPI ``mpirun``, /proc and the real
+filesystems.  Failures are induced without touching what other tests use: a
+private mount namespace (bwrap, as the unprivileged user) puts a mode-0600 fuse
+device node over /dev/fuse or a 1 MiB tmpfs over the tmp dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.testbed.api import Testbed
+
+pytestmark = pytest.mark.testbed
+
+SITE = """
+[runtime]
+flavor = "apptainer"
+executable = "apptainer"
+version = "1.4.5"
+
+[mpi]
+pmi = "pmix"
+openmpi_pmi = "pmix"
+mpich_pmi = "{mpich_pmi}"
+
+[partitions.debug]
+default = true
+gpu_vendor = "nvidia"
+gpus_per_node = 2
+default_mpi = "pmix"
+"""
+
+
+def _setup(tb: Testbed, d: Path, job: str, mpich_pmi: str = "pmi2") -> dict[str, str]:
+    (d / "site.toml").write_text(SITE.format(mpich_pmi=mpich_pmi))
+    (d / "data").mkdir(exist_ok=True)
+    (d / "job.toml").write_text(
+        'name = "preflight"\nimage = "tool.sif"\ncommand = ["true"]\n' + job
+    )
+    for p in (d / "site.toml", d / "data", d / "job.toml"):
+        os.chown(p, tb.user.uid, tb.user.gid)
+    return {
+        "HPCBRIDGE_SITE_CONFIG": str(d / "site.toml"),
+        "HPCBRIDGE_CACHE_DIR": str(d / "cache"),
+        "NO_COLOR": "1",
+    }
+
+
+def _doctor(tb: Testbed, d: Path, env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:
+    res = tb.hpcbridge("doctor", *args, "--json", cwd=d, env=env)
+    assert res.stderr == "", res.stderr
+    return res.returncode, json.loads(res.stdout)
+
+
+def _by_check(doc: dict[str, Any], check: str) -> list[dict[str, str]]:
+    return [f for f in doc["findings"] if f["check"] == check]
+
+
+def test_clean_job_is_all_ok(testbed: Testbed, user_dir: Path) -> None:
+    env = _setup(
+        testbed,
+        user_dir,
+        f'array = "0-1500"\nbinds = ["{user_dir}/data:/data:ro", "{user_dir}/out/{{task}}:/output"]\n'
+        '[mpi]\ntype = "srun"\nflavor = "openmpi"\n',
+    )
+    code, doc = _doctor(testbed, user_dir, env, "job.toml")
+    assert [f["status"] for f in doc["findings"]] == ["ok"] * len(doc["findings"]), doc
+    assert code == 0
+    checks = {f["check"] for f in doc["findings"]}
+    assert {
+        "runtime",
+        "userns",
+        "fuse",
+        "cache-dir",
+        "tmp-dir",
+        "bind",
+        "job",
+        "mpi",
+        "slurm",
+    } <= checks
+    assert "apptainer 1.4.5" in _by_check(doc, "runtime")[0]["message"]
+    assert "srun --mpi=pmix is available" in _by_check(doc, "mpi")[0]["message"]
+    slurm = _by_check(doc, "slurm")[0]["message"]
+    assert "MaxArraySize=1001" in slurm and "in 2 sbatch arrays" in slurm
+    cache = _by_check(doc, "cache-dir")[0]["message"]
+    assert "O_EXCL and atomic rename work" in cache and "created" in cache
+
+
+def test_missing_bind_source_fails(testbed: Testbed, user_dir: Path) -> None:
+    env = _setup(testbed, user_dir, f'binds = ["{user_dir}/no-such-dir:/data"]\n')
+    code, doc = _doctor(testbed, user_dir, env, "job.toml")
+    assert code == 2 and doc["status"] == "fail"
+    bind = _by_check(doc, "bind")[0]
+    assert bind["status"] == "fail"
+    assert f"{user_dir}/no-such-dir -> /data: source does not exist" in bind["message"]
+    assert bind["fix"]
+
+
+def test_mpi_mismatch_fails(testbed: Testbed, user_dir: Path) -> None:
+    # Host mpirun is Open MPI (Debian's default alternative); the image says MPICH.
+    env = _setup(testbed, user_dir, '[mpi]\ntype = "mpirun"\nflavor = "mpich"\n')
+    code, doc = _doctor(testbed, user_dir, env, "job.toml")
+    mpi = _by_check(doc, "mpi")[0]
+    assert code == 2 and mpi["status"] == "fail"
+    assert "is openmpi but the image has mpich" in mpi["message"]
+    # A site default pairing MPICH with pmix: caught against the real srun --mpi=list too.
+    env = _setup(testbed, user_dir, '[mpi]\ntype = "srun"\nflavor = "mpich"\n', mpich_pmi="pmix")
+    code, doc = _doctor(testbed, user_dir, env, "job.toml")
+    statuses = [(f["check"], f["status"]) for f in doc["findings"]]
+    assert ("mpi", "fail") in statuses and ("job", "fail") in statuses
+    assert any('mpi.pmi = "pmi2"' in f["fix"] for f in _by_check(doc, "mpi"))
+
+
+def test_gpu_vendor_against_partition(testbed: Testbed, user_dir: Path) -> None:
+    env = _setup(testbed, user_dir, "[gpu]\ncount = 1\n")
+    _, doc = _doctor(testbed, user_dir, env, "job.toml")
+    gpu = _by_check(doc, "gpu")
+    assert gpu[0]["status"] == "ok" and "--nv" in gpu[0]["message"]
+    assert "can only be checked on a GPU node" in gpu[1]["message"]
+    env = _setup(testbed, user_dir, '[gpu]\ncount = 1\nvendor = "amd"\n')
+    code, doc = _doctor(testbed, user_dir, env, "job.toml")
+    assert code == 2 and _by_check(doc, "gpu")[0]["status"] == "fail"
+
+
+def test_fuse_without_permission_warns(testbed: Testbed, user_dir: Path) -> None:
+    env = _setup(testbed, user_dir, "")
+    node = user_dir / "fuse-0600"
+    os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(10, 229))  # root-owned, like a locked /dev/fuse
+    exe = testbed.repo / ".venv" / "bin" / "hpcbridge"
+    res = testbed.run_as_user(
+        ["bwrap", "--dev-bind", "/", "/", "--dev-bind", str(node), "/dev/fuse", "--",
+         str(exe), "doctor", "--json"],
+        cwd=user_dir, env=env, check=False,
+    )  # fmt: skip
+    doc = json.loads(res.stdout)
+    fuse = _by_check(doc, "fuse")[0]
+    assert fuse["status"] == "warn" and "mode 0600" in fuse["message"]
+    assert "0666" in fuse["fix"]
+    assert res.returncode == 1 and doc["status"] == "warn"
+
+
+def test_full_tmp_dir_fails(testbed: Testbed, user_dir: Path) -> None:
+    env = _setup(testbed, user_dir, "")
+    tmp = user_dir / "small-tmp"
+    tmp.mkdir()
+    os.chown(tmp, testbed.user.uid, testbed.user.gid)
+    env["HPCBRIDGE_CACHE_TMP_DIR"] = str(tmp)
+    exe = testbed.repo / ".venv" / "bin" / "hpcbridge"
+    script = f'dd if=/dev/zero of="{tmp}/fill" bs=64k 2>/dev/null; exec "{exe}" doctor --json'
+    res = testbed.run_as_user(
+        ["bwrap", "--dev-bind", "/", "/", "--size", str(1024 * 1024), "--tmpfs", str(tmp), "--",
+         "/bin/sh", "-c", script],
+        cwd=user_dir, env=env, check=False,
+    )  # fmt: skip
+    doc = json.loads(res.stdout)
+    tmp_finding = _by_check(doc, "tmp-dir")
+    assert tmp_finding[0]["status"] == "fail"
+    assert "the filesystem is full" in tmp_finding[0]["message"]
+    assert any("different filesystems" in f["message"] for f in tmp_finding)
+    assert res.returncode == 2
+    assert not (tmp / "fill").exists()  # the tmpfs lived only in the sandbox
