@@ -302,8 +302,9 @@ def stray_starters(state_dir: Path, uids: Iterable[int] | None = None) -> list[i
     )
 
 
-def _signal_and_wait(pids: list[int], timeout: float) -> list[int]:
-    """TERM the pids, wait up to timeout, return those still alive."""
+def stop_pids(pids: Iterable[int], timeout: float = 5.0) -> list[int]:
+    """TERM the pids, wait up to `timeout` for them to go, KILL the rest; return them."""
+    pids = list(pids)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -312,23 +313,20 @@ def _signal_and_wait(pids: list[int], timeout: float) -> list[int]:
     while alive and time.monotonic() < deadline:
         time.sleep(0.1)
         alive = [p for p in alive if Path(f"/proc/{p}").exists() and not _zombie(p)]
-    return alive
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
 
 
 def stop_stray_squashfuse(
     state_dir: Path, uids: Iterable[int] | None = None, timeout: float = 5.0
 ) -> list[int]:
-    """Stop the testbed users' Apptainer leftovers by PID: TERM the starters first (they
-    take their container process and squashfuse_ll with them), then TERM any
-    squashfuse_ll left, KILL what still runs after `timeout`. Returns the PIDs signalled."""
-    starters = stray_starters(state_dir, uids)
-    alive = _signal_and_wait(starters, timeout)
-    fuses = stray_squashfuse(state_dir, uids)
-    alive += _signal_and_wait(fuses, timeout)
-    for pid in alive:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return starters + fuses
+    """Stop ALL the testbed users' Apptainer processes by PID (teardown only): TERM the
+    starters first (they take their container process and squashfuse_ll with them),
+    then any squashfuse_ll left; KILL what still runs after `timeout`."""
+    stopped = stop_pids(stray_starters(state_dir, uids), timeout)
+    return stopped + stop_pids(stray_squashfuse(state_dir, uids), timeout)
 
 
 def _zombie(pid: int) -> bool:
