@@ -28,7 +28,10 @@ def diagnose(facts: Facts, cfg: Config, job: Optional[JobSpec] = None) -> list[F
     findings += check_dirs(facts.dirs)
     findings += check_binds(facts.binds)
     if job is not None:
-        findings += check_job_rules(job, cfg)
+        rules = check_job_rules(job, cfg)
+        bind_failed = any(f.check == "bind" and f.status == Status.FAIL for f in findings)
+        if not (bind_failed and rules[0].message.startswith("binds[")):
+            findings += rules  # (a bind problem is already reported, with the same fix)
         findings += check_gpu(job, cfg, facts.gpu)
         findings += check_mpi(job, cfg, facts.slurm, facts.mpi)
     findings += check_slurm(job, cfg, facts.slurm)
