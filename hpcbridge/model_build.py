@@ -144,6 +144,9 @@ def build_job(
 ) -> JobSpec:
     """Validate ``data`` (a parsed job file) into a :class:`JobSpec`."""
     check_keys(data, SCHEMA, "")
+    for section, sub in SCHEMA.items():  # keys of tables first: misplaced top-level keys
+        if isinstance(sub, dict) and isinstance(data.get(section), dict):
+            check_keys(data[section], sub, f"{section}.")
     if "image" not in data:
         raise JobSpecError("the job has no image", 'add image = "docker://..." or a .sif path')
     image = _image(as_line(data["image"], "image"), job_dir)

@@ -91,6 +91,13 @@ def check_keys(table: Mapping[str, Any], schema: Mapping[str, Any], prefix: str)
     for key in table:
         if key not in schema:
             dotted = f"{prefix}{key}"
+            if prefix and key in SCHEMA and not isinstance(SCHEMA[key], dict):
+                section = prefix.rstrip(".")
+                raise JobSpecError(
+                    f"unknown key {dotted!r}: {key!r} is a top-level key but stands under [{section}]",
+                    f"move {key} = ... above the first [table] header: TOML puts every key "
+                    f"after [{section}] into that table",
+                )
             raise JobSpecError(f"unknown key {dotted!r}", unknown_hint(key, schema))
 
 

@@ -101,6 +101,8 @@ CASES: list[tuple[str, str, tuple[str, ...], tuple[str, ...], str]] = [
     ("bad-signal", BASE + 'signal = "USR9@60"\n', (), ("signal = 'USR9@60'",), "USR1"),
     ("requeue-not-bool", BASE + 'requeue = "yes"\n', (), ("requeue = 'yes'",), "true"),
     ("output-placeholder", BASE + 'output = "log_{task}.out"\n', (), ("placeholder {task} is not available",), "no placeholders"),
+    ("top-level-key-under-a-table", '[mpi]\ntype = "srun"\n' + BASE, (),
+     ("unknown key 'mpi.image'", "is a top-level key but stands under [mpi]"), "above the first [table]"),
     ("module-with-space", BASE + 'modules = ["gcc openmpi"]\n', (), ("modules[0]",), "one module"),
 ]  # fmt: skip
 
