@@ -30,6 +30,7 @@ hpcb_outcomes=/home/alice/.local/state/hpcbridge/submissions/hpcb-20261122-0001/
 hpcb_record() {
   printf '%s\n' "$2" >"$hpcb_outcomes/.$1.$$" && mv -f "$hpcb_outcomes/.$1.$$" "$hpcb_outcomes/$1"
 }
+hpcb_cleanup() { :; }
 hpcb_finish() {
   [[ -n "$hpcb_done" ]] && return 0
   hpcb_done=1
@@ -51,7 +52,7 @@ trap 'hpcb_on_signal INT 2' INT
 trap 'hpcb_on_signal USR1 10' USR1
 trap 'hpcb_on_signal USR2 12' USR2
 trap 'hpcb_on_signal XCPU 24' XCPU
-trap 'hpcb_finish $? exit' EXIT
+trap 'hpcb_finish $? exit; hpcb_cleanup' EXIT
 printf -v hpcb_now '%(%s)T' -1
 hpcb_record "$hpcb_task.start" "$hpcb_now ${SLURM_JOB_ID:--} ${SLURM_ARRAY_JOB_ID:--} ${HOSTNAME:-$(hostname)}"
 

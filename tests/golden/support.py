@@ -93,3 +93,38 @@ def container_argvs(script: str) -> list[list[str]]:
             out.append(shlex.split("\n".join(body)))
         i += 1
     return out
+
+
+#: The pyxis-style golden: ``hpcbridge sbatch`` with these arguments, run in JOB_DIR.
+PYXIS_ARGV = [
+    "-p",
+    "gpu",
+    "--gres=gpu:1",
+    "--container-image=nvcr.io#nvidia/pytorch:24.01-py3",
+    "--container-env=NCCL_DEBUG,WANDB_MODE",
+    "--no-container-mount-home",
+    "pyxis-train.sh",
+    "--epochs",
+    "3 (three)",
+]
+
+
+def render_pyxis_case(tmp: Path, argv: Optional[list[str]] = None) -> RenderedJob:
+    from hpcbridge.render.pyxis import render_pyxis
+    from hpcbridge.render.pyxis_args import image_reference, plan_request
+
+    text = (HERE / "inputs" / "pyxis-train.sh").read_text(encoding="utf-8")
+    request, body, lines = plan_request(argv or PYXIS_ARGV, lambda _p: text, {}, JOB_DIR)
+    cfg = golden_config(tmp)
+    ref = image_reference(request.container.image or "")
+    image = ResolvedImage(ref, IMAGE.digest, IMAGE.sif_path, IMAGE.sif_sha256)
+    return render_pyxis(
+        body,
+        request.script,
+        request.script_args,
+        request.container,
+        cfg,
+        image=image,
+        comment_lines=lines,
+        sbatch_options=request.sbatch_options,
+    )

@@ -39,3 +39,9 @@ def compare_golden(name: str, text: str) -> None:
 def test_golden_script(name: str, tmp_path: Path) -> None:
     rendered = render_case(name, tmp_path)
     compare_golden(name, rendered.script)
+
+
+def test_golden_pyxis_entry(tmp_path: Path) -> None:
+    from tests.golden.support import render_pyxis_case
+
+    compare_golden("pyxis-entry", render_pyxis_case(tmp_path).script)
