@@ -18,10 +18,13 @@ CLUSTER = "hpcbtb"
 ACCOUNT = "hpcbacct"
 
 # Ports on 127.0.0.1.  Slurm's defaults (6817-6819) are left free for a real install.
-CTLD_PORT = 17817
-DBD_PORT = 17819
-SLURMD_PORT_BASE = 17820  # n1 -> 17821, n2 -> 17822, ...
-MARIADB_PORT = 17306
+# HPCBRIDGE_TESTBED_PORT_OFFSET shifts them all, so a second testbed (another state
+# dir, e.g. bench/testbed_up.py) can run next to the main one.
+PORT_OFFSET = int(os.environ.get("HPCBRIDGE_TESTBED_PORT_OFFSET") or 0)
+CTLD_PORT = 17817 + PORT_OFFSET
+DBD_PORT = 17819 + PORT_OFFSET
+SLURMD_PORT_BASE = 17820 + PORT_OFFSET  # n1 -> 17821, n2 -> 17822, ...
+MARIADB_PORT = 17306 + PORT_OFFSET
 REGISTRY = "127.0.0.1:5000"
 
 

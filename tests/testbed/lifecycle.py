@@ -218,7 +218,19 @@ def up(
     return state
 
 
+def _owns_test_user() -> bool:
+    """Whether this testbed may treat every test-user squashfuse as its own.
+
+    squashfuse_ll runs with a scrubbed environment, so only its uid ties it to the
+    testbed.  A secondary testbed (HPCBRIDGE_TESTBED_PORT_OFFSET set, e.g. the
+    benchmark's) shares the test user with the main one and must not touch them.
+    """
+    return C.PORT_OFFSET == 0
+
+
 def _stop_squashfuse(layout: C.Layout) -> None:
+    if not _owns_test_user():
+        return
     try:
         from tests.testbed import apptainer
     except ImportError:
@@ -247,7 +259,7 @@ def down(*, quiet: bool = False, environ: Optional[Mapping[str, str]] = None) ->
                 stopped.append(name)
                 _log(quiet, f"stopped {name}")
         _stop_squashfuse(layout)
-        uid = _test_uid()
+        uid = _test_uid() if _owns_test_user() else None
         stray = [
             p.pid
             for p in testbed_processes(layout.root, uid)
@@ -270,7 +282,7 @@ def leftovers(environ: Optional[Mapping[str, str]] = None) -> list[str]:
     """Descriptions of testbed daemons still running (empty when clean)."""
     env = os.environ if environ is None else environ
     layout = C.Layout(C.state_dir(env))
-    found = testbed_processes(layout.root, _test_uid())
+    found = testbed_processes(layout.root, _test_uid() if _owns_test_user() else None)
     return [f"{p.pid} {p.comm} ({p.state}) uid={p.uid}: {' '.join(p.cmdline)[:200]}" for p in found]
 
 
