@@ -152,3 +152,46 @@ def as_lines(value: Any, key: str) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(ln for ln in as_str(value, key).splitlines() if ln.strip())
     return tuple(as_line(v, f"{key}[{i}]") for i, v in enumerate(as_list(value, key)))
+
+
+#: Command-line flags for job fields (``--partition gpu`` == ``--set resources.partition=gpu``),
+#: for commands that offer the job fields as options (render, submit).
+JOB_FLAGS: dict[str, str] = {
+    "name": "name",
+    "image": "image",
+    "workdir": "workdir",
+    "partition": "resources.partition",
+    "account": "resources.account",
+    "qos": "resources.qos",
+    "time": "resources.time",
+    "nodes": "resources.nodes",
+    "ntasks": "resources.ntasks",
+    "ntasks-per-node": "resources.ntasks_per_node",
+    "cpus-per-task": "resources.cpus_per_task",
+    "mem": "resources.mem",
+    "mem-per-cpu": "resources.mem_per_cpu",
+    "gpus": "resources.gpus",
+    "gpus-per-node": "resources.gpus_per_node",
+    "gres": "resources.gres",
+    "constraint": "resources.constraint",
+    "array": "array",
+    "inputs": "inputs",
+    "mpi": "mpi.type",
+    "pmi": "mpi.pmi",
+    "gpu-vendor": "gpu.vendor",
+    "signal": "signal",
+}
+
+
+def flag_sets(values: Mapping[str, object]) -> tuple[str, ...]:
+    """``--set`` items for the given flags (flag name without dashes -> value; None = not given)."""
+    out = []
+    for flag, value in values.items():
+        key = JOB_FLAGS.get(flag.lstrip("-").replace("_", "-"))
+        if key is None:
+            raise JobSpecError(
+                f"--{flag} is not a job field", unknown_hint(flag, JOB_FLAGS, "job flags")
+            )
+        if value is not None:
+            out.append(f"{key}={value}")
+    return tuple(out)

@@ -225,3 +225,21 @@ def test_relative_cwd_independence(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.chdir(tmp_path)
     spec = load_job(Path("sub/job.toml"))
     assert spec.binds[0].src == os.path.join(str(tmp_path), "sub", "data")
+
+
+def test_job_flags_map_to_sets(tmp_path: Path) -> None:
+    from hpcbridge.model_fields import JOB_FLAGS, SCHEMA, flag_sets
+
+    sets = flag_sets({"partition": "gpu", "time": "01:00:00", "cpus_per_task": 4, "mem": None})
+    assert sets == (
+        "resources.partition=gpu",
+        "resources.time=01:00:00",
+        "resources.cpus_per_task=4",
+    )
+    spec = job(tmp_path, sets=sets)
+    assert spec.resources.partition == "gpu" and spec.resources.cpus_per_task == 4
+    for key in JOB_FLAGS.values():  # every flag names a real schema key
+        head, _, tail = key.partition(".")
+        assert head in SCHEMA and (not tail or tail in SCHEMA[head])
+    with pytest.raises(JobSpecError, match="--partiton is not a job field"):
+        flag_sets({"partiton": "x"})
