@@ -120,3 +120,29 @@ def manifest_digest(ref_repo: str, tag: str, addr: str = DEFAULT_ADDR) -> str | 
         raise
     except (urllib.error.URLError, OSError):
         return None
+
+
+def stop_registry(pid: int, timeout: float = 10.0) -> None:
+    """TERM the registry `pid` (KILL after `timeout`) and reap it if this process started it."""
+    import signal
+
+    proc = _CHILDREN.pop(pid, None)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    if proc is not None:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)

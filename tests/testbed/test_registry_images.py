@@ -203,3 +203,35 @@ def test_layers_are_deterministic_tars(testbed: Any) -> None:
     assert {(m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, "", "")}
     assert "bin/busybox" in names and "usr/local/bin/entry.sh" in names
     assert not any(n.startswith("work") for n in names)  # WorkingDir is not in the layers
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_images_pushed_again_to_an_empty_registry(testbed: Any, tmp_path: Path) -> None:
+    """After the registry's storage is lost, ensure_images pushes the cached images again
+    (no rebuild) with the same manifest digests; a second call pushes nothing."""
+    from tests.testbed.images import ensure_images
+    from tests.testbed.registry import manifest_digest, start_registry, stop_registry
+
+    addr = f"127.0.0.1:{_free_port()}"
+    pid = start_registry(tmp_path, tmp_path, addr)
+    try:
+        names = ["busybox", "whiteout"]
+        assert all(manifest_digest(f"hpcb/{n}", RECIPES[n]["tag"], addr) is None for n in names)
+        got = ensure_images(testbed.cache_dir, tmp_path, addr, names=names)
+        for n in names:
+            assert got[n]["digest"] == testbed.image(n).digest
+            assert manifest_digest(f"hpcb/{n}", RECIPES[n]["tag"], addr) == got[n]["digest"]
+        uploads = sorted((tmp_path / "registry").rglob("data"))
+        again = ensure_images(testbed.cache_dir, tmp_path, addr, names=names)
+        assert again == got
+        assert sorted((tmp_path / "registry").rglob("data")) == uploads
+    finally:
+        stop_registry(pid)
