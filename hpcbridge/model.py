@@ -322,7 +322,7 @@ def _list_inputs(kind: str, value: str, job_dir: str) -> tuple[str, list[str]]:
     """
     if kind == "glob":
         pattern = value if os.path.isabs(value) else os.path.join(job_dir, value)
-        matches = sorted(p for p in glob.glob(pattern) if not os.path.isdir(p))
+        matches = sorted(glob.glob(pattern))  # files or directories; dotfiles need a dot
         return job_dir, [
             os.path.relpath(m, job_dir) if not os.path.isabs(value) else m for m in matches
         ]

@@ -288,7 +288,7 @@ def _inputs(data: Mapping[str, Any], job_dir: str, list_inputs: ListInputs) -> t
         what = f"inputs = {pattern!r}"
         if not entries:
             raise JobSpecError(
-                f"{what} matches no files under {job_dir}",
+                f"{what} matches nothing under {job_dir}",
                 "check the pattern; it is relative to the job file",
             )
     else:

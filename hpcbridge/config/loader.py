@@ -236,7 +236,7 @@ def load_config(
     files: list[str] = []
     site_env = env.get("HPCBRIDGE_SITE_CONFIG")
     if site_env:
-        site = Path(site_env)
+        site = Path(here) / site_env  # an absolute value stays as it is
         if not site.exists() or site.is_dir():  # /dev/null: no site file
             raise ConfigError(
                 f"HPCBRIDGE_SITE_CONFIG={site_env} does not exist or is not a file",

@@ -322,3 +322,10 @@ def test_config_is_frozen(env: Env) -> None:
     cfg = env.load()
     with pytest.raises(AttributeError):
         cfg.polling.min_interval = 1  # type: ignore[misc]
+
+
+def test_relative_site_config_variable_is_relative_to_cwd(env: Env) -> None:
+    (env.project / "site.toml").write_text("[convert]\nlevel = 2\n")
+    cfg = env.load(HPCBRIDGE_SITE_CONFIG="site.toml")
+    assert cfg.convert.level == 2
+    assert cfg.source_of("convert.level") == "site.toml"

@@ -66,7 +66,7 @@ CASES: list[tuple[str, str, tuple[str, ...], tuple[str, ...], str]] = [
     ("inputs-and-inputs-file", BASE + 'inputs = "*.x"\ninputs_file = "l.txt"\n', (),
      ("both inputs and inputs_file",), "keep one"),
     ("inputs-glob-matches-nothing", BASE + 'inputs = "nothing/*.csv"\n', (),
-     ("inputs = 'nothing/*.csv' matches no files",), "relative to the job file"),
+     ("inputs = 'nothing/*.csv' matches nothing",), "relative to the job file"),
     ("inputs-file-missing", BASE + 'inputs_file = "missing.txt"\n', (),
      ("inputs_file = 'missing.txt'", "does not exist"), "check the path"),
     ("relative-bind-destination", BASE + 'binds = ["/tmp:data"]\n', (),

@@ -243,3 +243,11 @@ def test_job_flags_map_to_sets(tmp_path: Path) -> None:
         assert head in SCHEMA and (not tail or tail in SCHEMA[head])
     with pytest.raises(JobSpecError, match="--partiton is not a job field"):
         flag_sets({"partiton": "x"})
+
+
+def test_inputs_glob_takes_directories_too(tmp_path: Path) -> None:
+    for name in ("s2", "s1"):
+        (tmp_path / "samples" / name).mkdir(parents=True)
+    (tmp_path / "samples" / ".hidden").mkdir()
+    spec = job(tmp_path, 'inputs = "samples/*"\n')
+    assert spec.inputs == (str(tmp_path / "samples" / "s1"), str(tmp_path / "samples" / "s2"))
