@@ -132,7 +132,8 @@ def task_status(
             reason = info.reason if info.state is JobState.FAILED else ""
             if info.state is JobState.FAILED and not reason:
                 reason = "failed (no outcome file)"
-            return TaskStatus(task, info.state, code, None, reason, job_id)
+            # its outcome file may still show up (NFS): final only with an exit code
+            return TaskStatus(task, info.state, code, None, reason, job_id, final=code is not None)
         return TaskStatus(task, info.state, None, None, info.reason, job_id)
     if cancelled:
         return TaskStatus(task, JobState.CANCELLED, reason="cancelled by hpcbridge", job_id=job_id)

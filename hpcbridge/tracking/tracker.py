@@ -132,9 +132,6 @@ class Tracker:
                     except Exception as exc:
                         log.warning("resubmission %s of %s: %s", child, rec["id"], exc)
         known = {i: _load_known(self.store.path(i) / "status.json") for i in records}
-        outcomes = {
-            i: read_outcomes(self.store.path(i) / "outcomes", skip=known[i]) for i in records
-        }
         pending = [
             r
             for r in records.values()
@@ -155,6 +152,11 @@ class Tracker:
                 queue_view=bool(pending),
             )
         result = answer.result if answer is not None else None
+        # outcome files are read AFTER the query: a task the answer shows as ended
+        # has written its <T>.end before, so the two never disagree by a race
+        outcomes = {
+            i: read_outcomes(self.store.path(i) / "outcomes", skip=known[i]) for i in records
+        }
         for rec in pending:
             self._reconcile(rec, outcomes[rec["id"]], result)
         statuses: dict[str, dict[int, TaskStatus]] = {}

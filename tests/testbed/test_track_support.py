@@ -109,7 +109,7 @@ def read_calls(log: Path) -> list[tuple[float, str, str]]:
         return []
     out = []
     for line in log.read_text().splitlines():
-        stamp, name, args = (line.split(" ", 2) + ["", ""])[:3]
+        stamp, name, args = [*line.split(" ", 2), "", ""][:3]
         out.append((float(stamp), name, args))
     return out
 
