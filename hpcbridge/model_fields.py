@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 from hpcbridge.errors import JobSpecError
 from hpcbridge.model_values import Field, parse_template, unknown_hint
 
 ListInputs = Callable[[str, str, str], "tuple[str, list[str]]"]
-Schema = Mapping[str, Union[str, "Schema"]]
 
 # kind of each key: str, int, bool, time, mem, array, argv, list, lines, binds, env,
 # deps, inputs, or a nested table.

@@ -104,7 +104,7 @@ def convert_value(
         return float(value)
     if base == "path":
         return _path(value, dotted, label, base_dir, environ)
-    if base in ("strlist", "pathlist", "pathlist"):
+    if base in ("strlist", "pathlist"):
         items = _str_list(value, dotted, label)
         if base == "pathlist":
             return tuple(_deny_entry(v, dotted, label, environ) for v in items)
