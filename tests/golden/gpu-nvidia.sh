@@ -3,8 +3,8 @@
 #SBATCH --partition=gpu
 #SBATCH --time=04:00:00
 #SBATCH --cpus-per-task=8
-#SBATCH --mem=64G
-#SBATCH --gres=gpu:a100:2
+#SBATCH --mem=8G
+#SBATCH --gres=gpu:2
 #SBATCH --output=%x_%j.out
 #SBATCH --comment=hpcb:hpcb-20261122-0001
 #

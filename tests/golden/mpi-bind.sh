@@ -5,7 +5,6 @@
 #SBATCH --nodes=2
 #SBATCH --ntasks=2
 #SBATCH --ntasks-per-node=1
-#SBATCH --constraint=ib
 #SBATCH --output=%x_%j.out
 #SBATCH --dependency=afterok:1234
 #SBATCH --comment=hpcb:hpcb-20261122-0001
