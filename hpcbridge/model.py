@@ -61,7 +61,8 @@ __all__ = [
     "parse_time",
 ]
 
-#: Longest job name accepted (hpcbridge's own limit; it keeps ``%x`` log names short).
+#: Longest job name accepted: hpcbridge's own limit, well under Slurm's 1024 characters
+#: (sbatch fails beyond), so ``%x`` log file names stay usable.
 MAX_NAME_LEN = 128
 
 MPI_TYPES = ("none", "srun", "mpirun")
