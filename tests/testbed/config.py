@@ -78,6 +78,15 @@ class Knobs:
 
 KNOB_NAMES = tuple(f.name for f in dataclasses.fields(Knobs))
 
+# Knobs slurmctld takes from `scontrol reconfigure`; every other change restarts the daemons.
+RECONFIGURABLE = ("min_job_age", "max_array_size")
+
+
+def reconfigure_only(old: Knobs, new: Knobs) -> bool:
+    """True when ``old`` -> ``new`` changes only knobs ``scontrol reconfigure`` applies."""
+    diff = {k for k in KNOB_NAMES if getattr(old, k) != getattr(new, k)}
+    return bool(diff) and diff <= set(RECONFIGURABLE)
+
 
 def parse_bool(text: str) -> bool:
     low = text.strip().lower()

@@ -154,7 +154,13 @@ def up(
         else:
             accounting.stop_accounting(pids)
         restart = changed and was_up
-        if restart:
+        old_knobs = C.Knobs.from_dict(prev.get("knobs", {})) if prev else None
+        if restart and old_knobs and C.reconfigure_only(old_knobs, knobs):
+            # MinJobAge / MaxArraySize: `scontrol reconfigure`, no daemon restart.
+            slurm.reconfigure(layout, knobs)
+            restart = False
+            _log(quiet, "configuration changed: scontrol reconfigure")
+        elif restart:
             _log(quiet, "configuration changed: restarting slurmctld and slurmd")
         slurm.ensure_slurm(layout, pids, knobs, restart=restart)
         if not was_up or restart:

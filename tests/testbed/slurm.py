@@ -272,3 +272,19 @@ def scontrol_show_config(env: Mapping[str, str]) -> dict[str, str]:
             key, _, value = line.partition(" = ")
             out[key.strip()] = value.strip()
     return out
+
+
+def reconfigure(layout: C.Layout, knobs: C.Knobs, timeout: float = 30) -> None:
+    """``scontrol reconfigure`` and wait until slurmctld reports the new values."""
+    env = client_env(layout)
+    runner.run(["scontrol", "reconfigure"], env=env, timeout=60)
+    want = {"MinJobAge": f"{knobs.min_job_age} sec", "MaxArraySize": str(knobs.max_array_size)}
+    deadline = time.monotonic() + timeout
+    while True:
+        conf = scontrol_show_config(env)
+        if all(conf.get(k) == v for k, v in want.items()):
+            return
+        if time.monotonic() > deadline:
+            got = {k: conf.get(k) for k in want}
+            raise TimeoutError(f"scontrol reconfigure: slurmctld still reports {got}, want {want}")
+        time.sleep(0.2)
