@@ -6,6 +6,7 @@ generated text, not by comparing strings.
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
@@ -244,3 +245,127 @@ def test_strict_undefined_in_site_templates(tmp_path: Path) -> None:
     (tmp_path / "x.sh.j2").write_text("{{ no_such_value }}")
     with pytest.raises(ConfigError, match="no_such_value"):
         render_template("x.sh.j2", {}, str(tmp_path))
+
+
+# ------------------------------------------------------------------ render_job semantics
+
+
+def _render(tmp_path: Path, name: str, sets: tuple[str, ...] = (), **kw: object) -> str:
+    from hpcbridge.render import render_job
+    from tests.golden.support import golden_config, image_for, load_case
+
+    job = load_case(name, sets)
+    return render_job(job, golden_config(tmp_path), image=image_for(job), **kw).script  # type: ignore[arg-type]
+
+
+def test_array_chunk_offsets_and_inputs(tmp_path: Path) -> None:
+    from hpcbridge.render import ArrayChunk, render_job
+    from tests.golden.support import golden_config, image_for, load_case
+
+    job = load_case("array-inputs")
+    r = render_job(job, golden_config(tmp_path), image=image_for(job), chunk=ArrayChunk(1, "0-1"))
+    assert r.array == "0-1%2"  # the job's throttle carries over
+    assert r.task_ids == (1, 2)
+    assert "hpcb_task=$(( ${SLURM_ARRAY_TASK_ID:-0} + 1 ))" in r.script
+    assert "[0]=" not in r.script  # only this chunk's inputs are embedded
+    # the embedded arrays give each global task its input
+    out = bash(
+        r.script.split("# ---- per-task values")[1].split("# ---- modules")[0]
+        + 'printf "%s|%s" "$hpcb_input" "$hpcb_input_stem"',
+        env={"PATH": "/usr/bin:/bin", "hpcb_task": "2"},
+    )
+    assert out == "/home/alice/project/inputs/delta,x.txt|delta,x"
+
+
+def test_chunk_outside_the_array_is_refused(tmp_path: Path) -> None:
+    from hpcbridge.render import ArrayChunk
+
+    with pytest.raises(JobSpecError, match="task 5"):
+        _render(tmp_path, "array-inputs", chunk=ArrayChunk(5, "0"))
+
+
+def test_gpu_on_partition_without_gpus(tmp_path: Path) -> None:
+    with pytest.raises(JobSpecError, match="'cpu'"):
+        _render(tmp_path, "gpu-nvidia", ("resources.partition=cpu",))
+
+
+def test_gpu_request_styles(tmp_path: Path) -> None:
+    from hpcbridge.render import render_job
+    from tests.golden.support import golden_config, image_for, load_case
+
+    job = load_case("gpu-nvidia")
+    cfg = golden_config(tmp_path, **{"gpu.request": "gpus"})
+    script = render_job(job, cfg, image=image_for(job)).script
+    assert "#SBATCH --gpus-per-node=2" in script and "--gres" not in script
+
+
+def test_time_above_partition_maximum(tmp_path: Path) -> None:
+    with pytest.raises(JobSpecError, match="above the maximum"):
+        _render(tmp_path, "plain", ("resources.time=3-00:00:00",))
+
+
+def test_known_bad_pairing_from_site_default(tmp_path: Path) -> None:
+    from hpcbridge.render import render_job
+    from tests.golden.support import golden_config, image_for, load_case
+
+    job = load_case("mpi-mpich-pmi2")
+    cfg = golden_config(tmp_path, **{"mpi.mpich_pmi": "pmix"})
+    with pytest.raises(JobSpecError, match="1-rank"):
+        render_job(job, cfg, image=image_for(job))
+
+
+def test_script_jobs_run_through_sh(tmp_path: Path) -> None:
+    import dataclasses
+
+    from hpcbridge.render import render_job
+    from tests.golden.support import golden_config, image_for, load_case
+
+    job = dataclasses.replace(load_case("plain"), command=None, script='echo "$HPCBRIDGE_TASK"')
+    script = render_job(job, golden_config(tmp_path), image=image_for(job)).script
+    assert "  /bin/sh -c 'echo \"$HPCBRIDGE_TASK\"' hpcb-script\n" in script
+
+
+def test_outcome_section_only_with_tracking(tmp_path: Path) -> None:
+    from hpcbridge.render import TrackingContext
+
+    plain = _render(tmp_path, "plain")
+    assert "hpcb_record() { :; }" in plain and "--comment" not in plain
+    tracked = _render(tmp_path, "plain", tracking=TrackingContext("s1", "/o/d"))
+    assert "hpcb_outcomes=/o/d" in tracked and "#SBATCH --comment=hpcb:s1" in tracked
+
+
+def test_rendered_script_records_outcomes_and_signals(tmp_path: Path) -> None:
+    """Run the outcome machinery of a real script with a stand-in runtime on PATH."""
+    from hpcbridge.render import TrackingContext
+
+    outcomes = tmp_path / "outcomes"
+    script = _render(tmp_path, "plain", tracking=TrackingContext("s1", str(outcomes)))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "apptainer").write_text('#!/bin/sh\nexec sleep "${FAKE_SLEEP:-0}"\n')
+    (bindir / "apptainer").chmod(0o755)
+    (bindir / "module").write_text("#!/bin/sh\nexit 0\n")
+    (bindir / "module").chmod(0o755)
+    path = tmp_path / "job.sh"
+    path.write_text(script)
+    env = {"PATH": f"{bindir}:/usr/bin:/bin", "SLURM_JOB_ID": "77", "PWD": str(tmp_path)}
+    runner.run(["bash", str(path)], env=env, cwd=tmp_path)
+    end = (outcomes / "0.end").read_text().split()
+    assert end[1:] == ["0", "exit"]
+    start = (outcomes / "0.start").read_text().split()
+    assert start[1:3] == ["77", "-"]
+    # a TERM while the command runs: recorded at once as signal:TERM, exit 143
+    import shutil
+    import signal
+    import time
+
+    shutil.rmtree(outcomes)
+    proc = runner.spawn(["bash", str(path)], env={**env, "FAKE_SLEEP": "30"}, cwd=tmp_path)
+    deadline = time.monotonic() + 20
+    while not (outcomes / "0.start").exists():
+        assert time.monotonic() < deadline, "the script never started"
+        time.sleep(0.05)
+    time.sleep(0.3)  # the command is running in the background now
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=20, check=False) == 143
+    assert (outcomes / "0.end").read_text().split()[1:] == ["143", "signal:TERM"]
