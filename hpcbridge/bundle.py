@@ -1,0 +1,295 @@
+"""Publishable bundles: everything needed to reproduce a past submission elsewhere.
+
+``hpcbridge export ID -o bundle/`` writes::
+
+    bundle/bundle.json        manifest: submission, image (ref, manifest digest, SIF sha256,
+                              pinned reference), conversion settings, sets, file checksums
+    bundle/job.toml           the job file exactly as submitted
+    bundle/scripts/job-N.sh   the rendered sbatch script of each chunk (and render's extra files)
+    bundle/config.json        the resolved configuration with the source of every value
+    bundle/image.def          a definition file that builds the same image with Apptainer
+    bundle/README.md          the exact commands to reproduce it
+
+``rerun --from bundle/`` (:func:`rerun_from_bundle`) checks the checksums,
+converts the pinned digest with the recorded compression settings, refuses to
+go on unless the SIF is byte-identical (same sha256), and submits ``job.toml``
+with ``image`` set to the pinned reference.  :func:`bundle_files` is pure; the
+rest reads the state store and writes the bundle atomically (a temp directory
+renamed into place).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpcbridge import __version__
+from hpcbridge.errors import ImageError, InputError, StateError
+from hpcbridge.wrap import pinned_ref
+
+if TYPE_CHECKING:
+    from hpcbridge.tracking.session import Session
+
+SCHEMA = 1
+MANIFEST = "bundle.json"
+_SKIP = {"record.json", "status.json", "job.toml"}
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def definition_file(ref: str, digest: str) -> str:
+    """An Apptainer definition file building the image of ``ref`` at ``digest``."""
+    from hpcbridge.images.refs import ArchiveRef, RegistryRef, SifRef, parse_ref
+
+    parsed = parse_ref(ref)
+    head = [
+        "# Builds the image of this submission with Apptainer:",
+        "#   apptainer build image.sif image.def",
+        f"# Image manifest digest: {digest}",
+    ]
+    if isinstance(parsed, RegistryRef):
+        body = ["Bootstrap: docker", f"From: {parsed.name}@{digest}"]
+    elif isinstance(parsed, ArchiveRef):
+        source = parsed.path + (f":{parsed.tag}" if parsed.tag else "")
+        body = [f"Bootstrap: {parsed.kind}", f"From: {source}"]
+    elif isinstance(parsed, SifRef):
+        body = ["Bootstrap: localimage", f"From: {parsed.path}"]
+    else:  # pragma: no cover - parse_ref returns one of the three
+        raise InputError(f"cannot write a definition file for {ref!r}")
+    return "\n".join(head + body) + "\n"
+
+
+def _convert_settings(record: Mapping[str, Any]) -> dict[str, Any]:
+    values = ((record.get("config") or {}).get("values") or {}).get("convert") or {}
+    return {
+        "compression": values.get("compression", "gzip"),
+        "level": int(values.get("level", 9)),
+        "platform": values.get("platform", "linux/amd64"),
+    }
+
+
+def bundle_files(
+    record: Mapping[str, Any], extra: Mapping[str, str], exported_at: str
+) -> dict[str, str]:
+    """Every file of the bundle (relative path -> text) from a submission record and the
+    text files of its directory (``job-N.sh`` and render's extra files)."""
+    image = dict(record.get("image") or {})
+    if not image.get("digest"):
+        raise StateError(f"submission {record.get('id')} records no image digest to pin")
+    job = record.get("job") or {}
+    files: dict[str, str] = {"job.toml": str(job.get("text", ""))}
+    for name, text in sorted(extra.items()):
+        files[f"scripts/{name}"] = text
+    files["config.json"] = json.dumps(record.get("config") or {}, indent=1, sort_keys=True) + "\n"
+    pinned = pinned_ref(str(image.get("ref", "")), str(image["digest"]))
+    files["image.def"] = definition_file(str(image.get("ref", "")), str(image["digest"]))
+    manifest = {
+        "schema": SCHEMA,
+        "hpcbridge": __version__,
+        "exported_at": exported_at,
+        "submission": {
+            "id": record.get("id"),
+            "name": record.get("name"),
+            "kind": record.get("kind"),
+            "created_at": record.get("created_at"),
+            "user": record.get("user"),
+            "host": record.get("host"),
+            "cluster": record.get("cluster"),
+            "tasks": record.get("tasks"),
+            "task_count": record.get("task_count"),
+            "job_ids": [c.get("job_id") for c in record.get("chunks", []) if c.get("job_id")],
+        },
+        "image": {
+            "ref": image.get("ref"),
+            "digest": image["digest"],
+            "sif_sha256": image.get("sif_sha256"),
+            "pinned_ref": pinned,
+        },
+        "convert": _convert_settings(record),
+        "job": {"file": "job.toml", "sets": list(job.get("sets") or [])},
+    }
+    files["README.md"] = readme(manifest, sorted(files))
+    manifest["files"] = {name: sha256_text(text) for name, text in sorted(files.items())}
+    files[MANIFEST] = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+    return files
+
+
+def readme(manifest: Mapping[str, Any], names: Sequence[str]) -> str:
+    from hpcbridge.render.words import quote_argv
+
+    sub, image, conv = manifest["submission"], manifest["image"], manifest["convert"]
+    sets = manifest["job"]["sets"]
+    submit = ["hpcbridge", "submit", "job.toml", *(a for s in sets for a in ("--set", s))]
+    submit += ["--set", f"image={image['pinned_ref']}"]
+    convert = [
+        "hpcbridge",
+        "convert",
+        image["pinned_ref"],
+        "--compression",
+        conv["compression"],
+        "--level",
+        str(conv["level"]),
+    ]
+    lines = [
+        f"# Reproducing submission {sub['id']} ({sub['name']})",
+        "",
+        f"Submitted {sub['created_at']} by {sub['user']} on {sub['host']}: "
+        f"{sub['task_count']} task(s) ({sub['tasks']}), Slurm job(s) "
+        f"{', '.join(str(j) for j in sub['job_ids']) or '-'}.",
+        "",
+        f"Image: `{image['ref']}`, manifest digest `{image['digest']}`; "
+        f"the SIF hpcbridge made from it has sha256 `{image['sif_sha256']}`.",
+        "",
+        "## With hpcbridge (recommended)",
+        "",
+        "Put the job's input data where `job.toml` expects it (relative paths are relative to",
+        "this directory), then:",
+        "",
+        "```",
+        "hpcbridge rerun --from .",
+        "```",
+        "",
+        "This checks the files against `bundle.json`, converts the pinned digest to a SIF,",
+        f"refuses to continue unless its sha256 is `{image['sif_sha256']}`, and submits `job.toml`",
+        "with the image pinned. The same steps by hand:",
+        "",
+        "```",
+        quote_argv(convert) + "   # prints the SIF path",
+        f"sha256sum <that path>            # expect {image['sif_sha256']}",
+        quote_argv(submit),
+        "```",
+        "",
+        "## Without hpcbridge",
+        "",
+        "`image.def` builds the same image with Apptainer (`apptainer build image.sif image.def`;",
+        "a SIF built that way runs the same but is not byte-identical). The scripts in",
+        "`scripts/` are what was submitted; they name paths of the original machine (the SIF,",
+        "the outcome and log directories) that you would adapt before `sbatch`.",
+        "",
+        "## Files",
+        "",
+        *(f"- `{n}`" for n in names if n != "README.md"),
+        "- `README.md` (this file), `bundle.json` (manifest with the sha256 of every file)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ I/O
+
+
+def export_submission(store_root: Path, sub_ref: str, out: Path) -> tuple[str, dict[str, str]]:
+    """Write the bundle of submission ``sub_ref`` to ``out`` (which must not exist or be
+    empty); returns the full id and the files written."""
+    from hpcbridge.tracking.store import Store, utc_now
+
+    store = Store(store_root)
+    sub_id = store.resolve(sub_ref)
+    record = store.load(sub_id)
+    sub_dir = store.path(sub_id)
+    extra: dict[str, str] = {}
+    for path in sorted(sub_dir.iterdir()):
+        if path.is_file() and not path.name.startswith(".") and path.name not in _SKIP:
+            try:
+                extra[path.name] = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise StateError(f"cannot read {path}: {exc}") from None
+    files = bundle_files(record, extra, utc_now())
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out} already exists and is not empty", "give a new directory with -o")
+    parent = out.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    try:
+        for name, text in files.items():
+            target = tmp / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+            os.chmod(target, 0o755 if name.endswith(".sh") else 0o644)
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            out.rmdir()
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return sub_id, files
+
+
+def read_bundle(bundle: Path) -> dict[str, Any]:
+    """The manifest, after checking every listed file against its sha256."""
+    try:
+        manifest = json.loads((bundle / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(
+            f"{bundle} is not an hpcbridge bundle (no {MANIFEST})",
+            "give the -o directory of export",
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{bundle / MANIFEST} is unreadable: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
+        raise InputError(f"{bundle / MANIFEST}: unknown bundle schema", "export it again")
+    for name, digest in sorted((manifest.get("files") or {}).items()):
+        try:
+            text = (bundle / name).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"bundle file {name} is missing: {exc.strerror}") from None
+        if sha256_text(text) != digest:
+            raise InputError(
+                f"bundle file {name} was changed since export (sha256 differs)",
+                "restore it, or submit job.toml with `hpcbridge submit` instead",
+            )
+    return manifest
+
+
+def rerun_from_bundle(sess: Session, bundle: Path, *, retries: int = 0) -> dict[str, Any]:
+    """Convert the pinned image (byte-identical SIF or an error), then submit the job."""
+    from hpcbridge.images.convert import convert
+    from hpcbridge.tracking.actions import submit_job
+
+    bundle = bundle.absolute()
+    manifest = read_bundle(bundle)
+    image, conv = manifest["image"], manifest["convert"]
+    cfg = sess.cfg
+    res = convert(
+        image["pinned_ref"],
+        cache_dir=cfg.cache.dir,
+        tmp_dir=cfg.cache.tmp_dir,
+        backend="native",
+        platform=conv.get("platform", "linux/amd64"),
+        compression=conv.get("compression", "gzip"),
+        level=int(conv.get("level", 9)),
+        apptainer_exe=cfg.runtime.executable or cfg.runtime.flavor,
+        shared=cfg.cache.shared,
+        group=cfg.cache.group,
+        insecure_registries=cfg.convert.insecure_registries,
+    )
+    if res.digest != image["digest"]:
+        raise ImageError(
+            f"{image['pinned_ref']} resolved to {res.digest}, not the bundle's {image['digest']}"
+        )
+    if image.get("sif_sha256") and res.sif_sha256 != image["sif_sha256"]:
+        raise ImageError(
+            f"the SIF converted here ({res.path}) has sha256 {res.sif_sha256}, "
+            f"the bundle's has {image['sif_sha256']}",
+            f"the bundle was made by hpcbridge {manifest.get('hpcbridge')}: convert "
+            f"{image['pinned_ref']} with --force and --compression {conv.get('compression')} "
+            f"--level {conv.get('level')}, with that version",
+        )
+    sets = [*manifest["job"]["sets"], f"image={image['pinned_ref']}"]
+    out = submit_job(
+        sess, str(bundle / manifest["job"]["file"]), sets, retries=retries, cwd=str(bundle)
+    )
+    out["bundle"] = {
+        "path": str(bundle),
+        "from": manifest["submission"]["id"],
+        "sif": str(res.path),
+    }
+    return out
