@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -50,7 +51,7 @@ def recipe(source: str, output: Optional[str], target: Optional[str]) -> None:
 
     name = "<stdin>" if source == "-" else source
     try:
-        text = click.get_text_stream("stdin").read() if source == "-" else Path(source).read_text()
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {name}: {exc}", "give a readable text file") from exc
     if target is None:
