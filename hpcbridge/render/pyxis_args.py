@@ -351,7 +351,7 @@ def parse_mounts(value: str, cwd: str) -> list[Mount]:
         if src in ("tmpfs", "umount"):
             raise InputError(
                 f"--container-mounts entry {item!r}: {src} mounts are not supported",
-                "Apptainer gives every container a private /tmp; drop the entry",
+                "bind a host directory instead (e.g. a job-local scratch directory)",
             )
         if not src.startswith((".", "/")):
             raise InputError(
