@@ -283,6 +283,7 @@ class Testbed:
                 before = C.Knobs.from_dict((lifecycle.read_state(layout) or {})["knobs"])
                 wanted = before.replace(**knobs)
                 self._load(lifecycle.up(wanted.to_dict(), quiet=True))
+                self.state["knobs_before"] = before.to_dict()
                 try:
                     yield self
                 finally:

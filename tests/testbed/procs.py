@@ -89,6 +89,22 @@ def _reap(pid: int) -> None:
         pass
 
 
+def mentions_path(pid: int, marker: str) -> bool:
+    """Whether ``pid``'s cwd or an open file lies under ``marker`` (e.g. slurmstepd's slurmd log)."""
+    base = Path("/proc") / str(pid)
+    links = [base / "cwd"]
+    with contextlib.suppress(OSError):
+        links += list((base / "fd").iterdir())
+    for link in links:
+        try:
+            target = os.readlink(link)
+        except OSError:
+            continue
+        if target == marker or target.startswith(marker + "/"):
+            return True
+    return False
+
+
 def environ_of(pid: int) -> str:
     try:
         return (Path("/proc") / str(pid) / "environ").read_bytes().decode(errors="replace")
@@ -205,6 +221,8 @@ def start_daemon(
     stderr to ``log_file``; both exec, so the PID we get is the daemon's.
     """
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    if cwd is None:
+        cwd = registry.dir.parent  # the state dir: daemons hold no other directory open
     wrapped = ["setsid", "sh", "-c", 'exec "$@" >>"$0" 2>&1', str(log_file), *argv]
     proc = runner.spawn(wrapped, env=env, cwd=cwd, stderr_pipe=False)
     registry.record(name, proc.pid, argv)
@@ -231,8 +249,9 @@ def wait_for(what: str, predicate: object, timeout: float, pid: Optional[int] = 
 def testbed_processes(state_dir: Path, test_uid: Optional[int]) -> list[ProcInfo]:
     """Running daemon-like processes that belong to this testbed.
 
-    A process belongs to it when its command line or environment names the state
-    directory, or (for squashfuse, slurmstepd) when it runs as the test user.
+    A process belongs to it when its command line, environment, working directory or
+    an open file names the state directory (slurmstepd keeps slurmd's log open), or
+    when it runs as the test user (squashfuse_ll, whose environment is scrubbed).
     """
     marker = str(state_dir)
     found: list[ProcInfo] = []
@@ -249,7 +268,11 @@ def testbed_processes(state_dir: Path, test_uid: Optional[int]) -> list[ProcInfo
             names.add("slurmstepd")
         if not names & set(DAEMON_NAMES):
             continue
-        ours = marker in " ".join(info.cmdline) or marker in environ_of(info.pid)
+        ours = (
+            marker in " ".join(info.cmdline)
+            or marker in environ_of(info.pid)
+            or mentions_path(info.pid, marker)
+        )
         if not ours and test_uid is not None and info.uid == test_uid:
             ours = True
         if ours:

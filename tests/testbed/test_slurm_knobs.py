@@ -40,6 +40,7 @@ def _wait_sacct(
 
 def test_accounting_on_makes_sacct_answer(testbed: Testbed, user_dir: Path) -> None:
     with testbed.reconfigure(accounting=True) as tb:
+        before = tb.state.get("knobs_before")
         assert tb.knobs.accounting
         conf = tb.run(["scontrol", "show", "config"]).stdout
         assert "accounting_storage/slurmdbd" in conf
@@ -58,15 +59,16 @@ def test_accounting_on_makes_sacct_answer(testbed: Testbed, user_dir: Path) -> N
         assert rows[f"{job}_3"] == ("COMPLETED", "0:0")
         assocs = tb.run(["sacctmgr", "-n", "-P", "list", "assoc", "format=user"]).stdout.split()
         assert tb.user.name in assocs
-    # restored: accounting off again, and sacct says so
-    assert not testbed.knobs.accounting
-    done = testbed.run_as_user(["sacct", "-n"], check=False)
-    assert "accounting storage is disabled" in (done.stdout + done.stderr)
+    assert testbed.knobs.to_dict() == before  # restored
+    if not testbed.knobs.accounting:
+        done = testbed.run_as_user(["sacct", "-n"], check=False)
+        assert "accounting storage is disabled" in (done.stdout + done.stderr)
 
 
 def test_mem_limit_kills_an_over_memory_task(testbed: Testbed, user_dir: Path) -> None:
     hog = "import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(20); print('survived')"
     with testbed.reconfigure(mem_limit=True) as tb:
+        before = tb.state.get("knobs_before")
         big = tb.sbatch("--mem=64M", "-o", "big.out", "--wrap", f'python3 -c "{hog}"', cwd=user_dir)
         small = tb.sbatch("--mem=64M", "-o", "small.out", "--wrap", "echo fine", cwd=user_dir)
         states = tb.wait_for_jobs([big, small], timeout=120)
@@ -77,11 +79,12 @@ def test_mem_limit_kills_an_over_memory_task(testbed: Testbed, user_dir: Path) -
         out = (user_dir / "big.out").read_text()
         assert "survived" not in out
         assert "Exceeded job memory limit" in out
-    assert not testbed.knobs.mem_limit
+    assert testbed.knobs.to_dict() == before
 
 
 def test_max_array_size_knob(testbed: Testbed, user_dir: Path) -> None:
     with testbed.reconfigure(max_array_size=11) as tb:
+        before = tb.state.get("knobs_before")
         conf = tb.run(["scontrol", "show", "config"]).stdout
         assert any(line.split() == ["MaxArraySize", "=", "11"] for line in conf.splitlines())
         refused = tb.run_as_user(
@@ -91,7 +94,7 @@ def test_max_array_size_knob(testbed: Testbed, user_dir: Path) -> None:
         assert "Invalid job array specification" in refused.stderr
         job = tb.sbatch("--array=0-10", "-o", "/dev/null", "--wrap", "true", cwd=user_dir)
         assert len(tb.wait_for_jobs([job], timeout=120)) == 11
-    assert testbed.knobs.max_array_size == 1001
+    assert testbed.knobs.to_dict() == before
 
 
 def test_small_min_job_age_makes_squeue_forget(testbed: Testbed, user_dir: Path) -> None:
@@ -110,9 +113,11 @@ def test_small_min_job_age_makes_squeue_forget(testbed: Testbed, user_dir: Path)
 def test_nodes_knob_and_a_job_surviving_the_restart(testbed: Testbed, user_dir: Path) -> None:
     running = testbed.sbatch("-o", "survivor.out", "--wrap", "sleep 6; echo survived", cwd=user_dir)
     with testbed.reconfigure(nodes=3) as tb:
+        before = tb.state.get("knobs_before")
         assert tb.nodes == ["n1", "n2", "n3"]
         done = tb.run_as_user(["srun", "-N3", "-n3", "hostname"], cwd=user_dir, timeout=120)
         assert sorted(done.stdout.split()) == ["n1", "n2", "n3"]
-    assert testbed.nodes == ["n1", "n2"]
+    assert testbed.knobs.to_dict() == before
+    assert testbed.nodes == [f"n{i}" for i in range(1, testbed.knobs.nodes + 1)]
     assert testbed.wait_for_jobs([running], timeout=120) == {running: "COMPLETED"}
     assert (user_dir / "survivor.out").read_text().strip() == "survived"
