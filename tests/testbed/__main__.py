@@ -72,9 +72,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         sys.stdout.write(layout.env_sh.read_text())
         return 0
     if args.cmd == "demo":
-        from tests.testbed import demo
+        from tests.testbed.demo import main as demo_main
 
-        return demo.main()
+        rc: int = demo_main()
+        return rc
     if args.cmd == "leftovers":
         rest = lifecycle.leftovers()
         for line in rest:

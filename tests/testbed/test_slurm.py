@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,29 @@ def test_job_tmpfs_is_per_node(testbed: Testbed, user_dir: Path) -> None:
     assert f"{testbed.state_dir}/slurm/tmp/%n" in done.stdout
     for node in ("n1", "n2"):
         assert (testbed.state_dir / "slurm" / "tmp" / node).is_dir()
+
+
+def test_cli_status_env_and_leftovers_see_the_running_testbed(
+    testbed: Testbed, user_dir: Path
+) -> None:
+    py = [str(testbed.repo / ".venv" / "bin" / "python"), "-m", "tests.testbed"]
+    env = {"HPCBRIDGE_TESTBED_DIR": str(testbed.state_dir)}
+    status = testbed.run([*py, "status"], cwd=testbed.repo, env=env)
+    assert "nodes: n1=" in status.stdout
+    assert "slurmctld" in status.stdout
+    shell = testbed.run([*py, "env"], cwd=testbed.repo, env=env).stdout
+    assert f"export SLURM_CONF={testbed.slurm_conf}" in shell
+    job = testbed.sbatch("-o", "/dev/null", "--wrap", "sleep 20", cwd=user_dir)
+    try:
+        deadline = 60.0
+        while testbed.job_states([job]).get(job) != "RUNNING":
+            time.sleep(0.5)
+            deadline -= 0.5
+            assert deadline > 0, "job did not start"
+        found = testbed.run([*py, "leftovers"], cwd=testbed.repo, env=env, check=False)
+        assert found.returncode == 1  # the testbed is up: its daemons are "left over"
+        for name in ("slurmctld", "slurmd", "munged", "slurmstepd"):
+            assert f" {name} (" in found.stderr, name
+        assert f"[{job}.batch]" in found.stderr
+    finally:
+        testbed.run(["scancel", job], check=False)
