@@ -60,12 +60,6 @@ def render_pyxis(
             continue
         if stripped and not stripped.startswith("#"):
             break
-    for name in opts.env:
-        if not name.replace("_", "a").isalnum() or name[0].isdigit():
-            raise InputError(
-                f"--container-env name {name!r} is not a variable name",
-                "list names separated by commas, e.g. --container-env=FOO,BAR",
-            )
     base = os.path.basename(script_name) or "script.sh"
     inside = Word.of(Var(SCRIPT_DIR_VAR), "/" + base)
     flavor = cfg.runtime.flavor

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -56,6 +57,7 @@ _CONTAINER_BOOL = {
     "writable": ("writable", True),
     "readonly": ("writable", False),
 }
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TRUE = {"1", "true", "yes", "y"}
 _FALSE = {"0", "false", "no", "n"}
 #: mount flags hpcbridge honours or may ignore (Apptainer binds are already private, nosuid)
@@ -321,6 +323,12 @@ def _to_options(merged: Mapping[str, str], cwd: str) -> ContainerOptions:
         opts.workdir = posixpath.normpath(wd if wd.startswith("/") else "/" + wd)
     if "env" in merged:
         opts.env = [n for n in merged["env"].split(",") if n]
+        for name in opts.env:
+            if not _ENV_NAME.fullmatch(name):
+                raise InputError(
+                    f"--container-env name {name!r} is not a variable name",
+                    "list names separated by commas, e.g. --container-env=FOO,BAR",
+                )
     if "mount-home" in merged:
         opts.mount_home = True
     if "no-container-mount-home" in merged:
