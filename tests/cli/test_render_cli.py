@@ -101,7 +101,10 @@ SBATCH_BAD = [
     (["--container-image=127.0.0.1:9#x:1", "missing.sh"], "missing.sh"),
     (["run.sh"], "no container image"),
     (["--container-image=127.0.0.1:9#x:1", "--container-name=foo", "run.sh"], "--container-name"),
-    (["--container-image=127.0.0.1:9#x:1", "--container-mounts=/nonexistent/m:/m", "run.sh"], "/nonexistent/m"),
+    (
+        ["--container-image=127.0.0.1:9#x:1", "--container-mounts=/nonexistent/m:/m", "run.sh"],
+        "/nonexistent/m",
+    ),
     (["--container-image=127.0.0.1:9#x:1", "--container-mounts=/etc:/e", "run.sh"], "'/etc'"),
     (["--container-image=127.0.0.1:9#x:1", "--container-env=1BAD", "run.sh"], "'1BAD'"),
     (["--container-frob=1", "run.sh"], "--container-frob"),

@@ -49,7 +49,9 @@ def test_image_references_refused(image: str, needle: str) -> None:
 
 
 def test_mount_grammar() -> None:
-    got = parse_mounts("/a:/b:ro,./rel:./data:ro+nosuid,/same,/x:/y:x-create=dir+rw,/a:/b:ro", "/cwd")
+    got = parse_mounts(
+        "/a:/b:ro,./rel:./data:ro+nosuid,/same,/x:/y:x-create=dir+rw,/a:/b:ro", "/cwd"
+    )
     assert got == [
         Mount("/a", "/b", True),
         Mount("/cwd/rel", "/data", True),
