@@ -121,3 +121,45 @@ def test_shell_runscript_def_round_trip_runs(testbed: Testbed, user_dir: Path) -
         "<>",
         "built",
     ]
+
+
+HEREDOC_DOCKERFILE = """\
+# syntax=docker/dockerfile:1
+FROM {ref}
+RUN <<EOT
+set -e
+mkdir -p /etc/app
+cat > /etc/app/motd <<'MOTD'
+  indented line kept
+MOTD
+EOT
+COPY --chmod=0755 <<'EOF' /usr/local/bin/hello
+#!/bin/sh
+printf 'hello <%s>\\n' "$@"
+cat /etc/app/motd
+EOF
+SHELL ["/bin/sh", "-e", "-c"]
+RUN test -x /usr/local/bin/hello; \\
+    echo "shell form ran with -e" > /etc/app/shell
+ENTRYPOINT ["/usr/local/bin/hello"]
+CMD ["world"]
+"""
+
+
+def test_heredocs_and_shell_build_and_run(testbed: Testbed, user_dir: Path) -> None:
+    """BuildKit here-documents (RUN and COPY) and SHELL, translated and built for real."""
+    tb = testbed
+    (user_dir / "Dockerfile").write_text(HEREDOC_DOCKERFILE.format(ref=tb.image("busybox").ref))
+    shutil.chown(user_dir / "Dockerfile", tb.user.uid, tb.user.gid)
+    tb.hpcbridge("recipe", "Dockerfile", "-o", "image.def", cwd=user_dir, check=True)
+    _build(tb, user_dir, "image.def", "heredoc.sif")
+    assert _run(tb, user_dir, "heredoc.sif") == ["hello <world>", "  indented line kept"]
+    assert _run(tb, user_dir, "heredoc.sif", "a b", "") == [
+        "hello <a b>",
+        "hello <>",
+        "  indented line kept",
+    ]
+    shell = tb.run_as_user(
+        [str(tb.apptainer), "exec", "heredoc.sif", "cat", "/etc/app/shell"], cwd=user_dir
+    )
+    assert shell.stdout == "shell form ran with -e\n"
