@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional
 from hpcbridge.errors import JobSpecError
 from hpcbridge.model_values import parse_array
 from hpcbridge.render import launcher
-from hpcbridge.render.apptainer import BindArg, ContainerCall, build_argv, env_prefix
+from hpcbridge.render.apptainer import BindArg, ContainerCall, build_argv, env_prefix, has_flag
 from hpcbridge.render.flags import flags_for
 from hpcbridge.render.header import dependency_value, sbatch_lines
 from hpcbridge.render.mpi import plan as mpi_plan
@@ -91,7 +91,14 @@ def render_job(
     # environment inside the container
     prefix = env_prefix(flavor)
     container_env: list[tuple[str, str, Arg]] = []
+    no_eval = has_flag(flavor, cfg.runtime.version, "--no-eval")
     for name, value in job.env.items():
+        if not no_eval and any(c in value for c in '$`\\"'):
+            raise JobSpecError(
+                f"env.{name} = {value!r}: {flavor} {cfg.runtime.version} would shell-evaluate "
+                "it in the container (--no-eval needs Apptainer >= 1.1)",
+                'upgrade the runtime (runtime.version) or avoid $ ` \\ " in the value',
+            )
         container_env.append(("", prefix + name, tv.word(value, f"env.{name}")))
     for note, name, value in mpi.env:
         container_env.append((note, prefix + name, value))

@@ -369,3 +369,16 @@ def test_rendered_script_records_outcomes_and_signals(tmp_path: Path) -> None:
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=20, check=False) == 143
     assert (outcomes / "0.end").read_text().split()[1:] == ["143", "signal:TERM"]
+
+
+def test_old_runtime_without_no_eval_refuses_evaluated_env_values(tmp_path: Path) -> None:
+    from hpcbridge.render import render_job
+    from tests.golden.support import golden_config, image_for, load_case
+
+    job = load_case("plain")  # env.GREETING holds $HOME and backticks
+    cfg = golden_config(tmp_path, **{"runtime.version": "1.0.3"})
+    with pytest.raises(JobSpecError, match="GREETING"):
+        render_job(job, cfg, image=image_for(job))
+    ok = load_case("plain", ("env.GREETING=plain text",))
+    script = render_job(ok, cfg, image=image_for(ok)).script
+    assert "--no-eval" not in script
