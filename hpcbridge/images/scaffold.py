@@ -250,7 +250,8 @@ def build_labels(
     labels["org.label-schema.usage.singularity.deffile.bootstrap"] = bootstrap
     labels["org.label-schema.usage.singularity.deffile.from"] = frm
     if bootstrap == "docker" and manifest_digest:
-        labels["org.opencontainers.image.base.name"] = frm
+        if not re.match(r"^sha(256|512):[0-9a-f]+$", frm):  # a bare digest names no image
+            labels["org.opencontainers.image.base.name"] = frm
         labels["org.opencontainers.image.base.digest"] = manifest_digest
     labels["org.opencontainers.image.architecture"] = architecture
     if variant:
