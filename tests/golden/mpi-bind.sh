@@ -63,7 +63,7 @@ export HPCBRIDGE_TASK="$hpcb_task"
 # ---- modules
 module load apptainer/1.4.5
 
-# ---- container environment (byte-exact with --no-eval)
+# ---- container environment
 # MPI bind model: the host MPI comes first on PATH and LD_LIBRARY_PATH
 export APPTAINERENV_PREPEND_PATH=/opt/openmpi/4.1.6/bin
 export APPTAINERENV_LD_LIBRARY_PATH=/opt/openmpi/4.1.6/lib

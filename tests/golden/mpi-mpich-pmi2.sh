@@ -60,7 +60,7 @@ export HPCBRIDGE_TASK="$hpcb_task"
 # ---- modules
 module load apptainer/1.4.5
 
-# ---- container environment (byte-exact with --no-eval)
+# ---- container environment
 # MPI ranks: settings from the site config (mpi.env, mpi.<flavour>_env)
 export APPTAINERENV_UCX_TLS='^cma'
 export APPTAINERENV_UCX_POSIX_USE_PROC_LINK=n

@@ -61,7 +61,7 @@ export HPCBRIDGE_TASK="$hpcb_task"
 # ---- modules
 module load apptainer/1.4.5 gcc/12
 
-# ---- container environment (byte-exact with --no-eval)
+# ---- container environment
 export APPTAINERENV_OMP_NUM_THREADS=4
 export APPTAINERENV_GREETING='hello, world = '"'"'x'"'"' $HOME `id`'
 

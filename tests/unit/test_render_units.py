@@ -381,4 +381,4 @@ def test_old_runtime_without_no_eval_refuses_evaluated_env_values(tmp_path: Path
         render_job(job, cfg, image=image_for(job))
     ok = load_case("plain", ("env.GREETING=plain text",))
     script = render_job(ok, cfg, image=image_for(ok)).script
-    assert "--no-eval" not in script
+    assert "  --no-eval\n" not in script
