@@ -87,6 +87,7 @@ class _Store:
         self.layers = self.root / "layers"
         self.rootfs = self.root / "rootfs"
         self.logs = self.root / "logs"
+        self.built = False
         for d in (self.blobs, self.layers, self.rootfs, self.logs):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o755)
@@ -400,8 +401,6 @@ def _build_image(store: _Store, name: str, out: Path, ref: str) -> dict[str, Any
     tmp.mkdir(parents=True)
     oci_dir = tmp / "oci"
     digest = _write_layout(store, oci_dir, recipe["tag"], blobs, config)
-    src = f"oci:{out / 'oci'}:{recipe['tag']}"
-    # skopeo reads the layout at its final path, so the archives name the final one
     tmp_src = f"oci:{oci_dir}:{recipe['tag']}"
     _skopeo(store, tmp_src, f"docker-archive:{tmp / 'image.docker.tar'}:{ref}")
     _skopeo(store, tmp_src, f"oci-archive:{tmp / 'image.oci.tar'}:{recipe['tag']}")
@@ -413,7 +412,6 @@ def _build_image(store: _Store, name: str, out: Path, ref: str) -> dict[str, Any
         "config": config,
         "layers": [b.digest for b in blobs],
         "diff_ids": [b.diff_id for b in blobs],
-        "source": src,
     }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     if out.exists():
@@ -441,6 +439,7 @@ def _ensure_one(store: _Store, name: str, registry: str) -> dict[str, Any]:
         for old in store.root.glob(f"{name}-*"):
             if old != out and old.is_dir() and len(old.name) == len(out.name):
                 shutil.rmtree(old, ignore_errors=True)
+        store.built = True
     if manifest_digest(repo, recipe["tag"], registry) != meta["digest"]:
         _skopeo(
             store,
@@ -468,6 +467,28 @@ def _ensure_one(store: _Store, name: str, registry: str) -> dict[str, Any]:
     }
 
 
+def _collect_garbage(store: _Store) -> None:
+    """Drop root filesystems, layer records and blobs no current recipe uses, and the
+    leftovers of interrupted builds (called under the lock, after a build)."""
+    live: set[str] = set()
+    for name in RECIPES:
+        live.update(layer_keys(layer_specs(name)))
+    for d in store.rootfs.iterdir():
+        if d.name not in live:
+            shutil.rmtree(d, ignore_errors=True)
+    keep_blobs: set[str] = set()
+    for meta in store.layers.glob("*.json"):
+        if meta.stem in live:
+            keep_blobs.add(json.loads(meta.read_text())["digest"].split(":")[1])
+        else:
+            meta.unlink()
+    for blob in (store.blobs / "sha256").iterdir():
+        if blob.name not in keep_blobs:
+            blob.unlink()
+    for d in store.root.glob("*.tmp-*"):
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def ensure_images(
     cache_dir: Path,
     state_dir: Path,
@@ -482,6 +503,8 @@ def ensure_images(
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         result = {name: _ensure_one(store, name, registry) for name in (names or list(RECIPES))}
+        if store.built:
+            _collect_garbage(store)
     finally:
         os.close(lock_fd)
     Path(state_dir).mkdir(parents=True, exist_ok=True)
