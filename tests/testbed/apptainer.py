@@ -177,7 +177,9 @@ def _user_gid(uid: int) -> int:
         return uid
 
 
-def wrapper_script(rootfs: Path, binds: Iterable[Path], user_uid: int, user_gid: int) -> str:
+def wrapper_script(
+    rootfs: Path, binds: Iterable[Path], user_uid: int, user_gid: int, exe: str = "apptainer"
+) -> str:
     """The text of the `apptainer` wrapper (POSIX sh)."""
     q = shlex.quote
     bind_args = " ".join(f"--bind {q(str(b))} {q(str(b))}" for b in binds)
@@ -188,9 +190,9 @@ set -e
 ROOTFS={q(str(rootfs))}
 if [ "$(id -u)" = 0 ]; then
   # root here lacks CAP_SYS_RESOURCE: run as the test user in a user namespace
-  set -- --unshare-user --uid {user_uid} --gid {user_gid} -- /usr/bin/apptainer "$@"
+  set -- --unshare-user --uid {user_uid} --gid {user_gid} -- /usr/bin/{exe} "$@"
 else
-  set -- -- /usr/bin/apptainer "$@"
+  set -- -- /usr/bin/{exe} "$@"
 fi
 exec bwrap --bind "$ROOTFS" / --proc /proc --dev-bind /dev /dev --ro-bind /sys /sys \\
   --bind /tmp /tmp --bind /home /home --bind /var/tmp /var/tmp \\
@@ -228,8 +230,8 @@ def ensure_apptainer(
         elif not point.exists():
             point.parent.mkdir(parents=True, exist_ok=True)
             point.touch()
-    text = wrapper_script(rootfs, binds, user_uid, _user_gid(user_uid))
     for name in BIN_NAMES:
+        text = wrapper_script(rootfs, binds, user_uid, _user_gid(user_uid), name)
         target = bin_dir / name
         if not target.is_file() or target.read_text() != text:
             tmp = bin_dir / f".{name}.tmp"
