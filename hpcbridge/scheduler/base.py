@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Protocol
 
+from hpcbridge.errors import SchedulerUnavailable
 from hpcbridge.scheduler.states import JobState
+
+
+class AccountingUnavailable(SchedulerUnavailable):
+    """sacct failed (slurmdbd down or restarting); squeue still works."""
 
 
 @dataclass(frozen=True)

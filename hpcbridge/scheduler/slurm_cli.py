@@ -12,7 +12,7 @@ from typing import Optional
 from hpcbridge import runner
 from hpcbridge.errors import SchedulerError, SchedulerUnavailable
 from hpcbridge.scheduler import slurm
-from hpcbridge.scheduler.base import ClusterLimits, QueryResult, Submitted
+from hpcbridge.scheduler.base import AccountingUnavailable, ClusterLimits, QueryResult, Submitted
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,17 @@ class SlurmCLI:
         if accounting and job_ids:
             argv = slurm.sacct_argv(job_ids, since=since, cluster=self.cluster)
             done = runner.run(argv, check=False, timeout=QUERY_TIMEOUT)
-            if done.returncode == 0 and not slurm.accounting_disabled(done.stdout):
+            text = done.stdout + done.stderr
+            if done.returncode == 0 and not slurm.accounting_disabled(text):
                 return slurm.parse_sacct(done.stdout)
-            log.info("sacct unusable (%s); asking squeue", _last_line(done.stderr or done.stdout))
+            if not slurm.accounting_disabled(text):
+                # slurmdbd down or restarting: say so (ONE query per cycle; the
+                # caller uses squeue for the next cycles)
+                raise AccountingUnavailable(
+                    f"sacct failed: {_last_line(done.stderr) or done.returncode}",
+                    "squeue is used instead for a while",
+                )
+            log.info("accounting is disabled; asking squeue")
         argv = slurm.squeue_argv(user=user, cluster=self.cluster)
         if not user:
             argv = slurm.squeue_argv(job_ids=job_ids, cluster=self.cluster)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from hpcbridge.errors import InputError, StateError
 from hpcbridge.tracking.store import Store
@@ -26,14 +26,35 @@ def log_candidates(store: Store, sub_id: str, task: Optional[int]) -> tuple[list
             f"--task {task} is not part of {sub_id}", f"its tasks are {record.get('tasks')}"
         )
     local, chunk = match[0]
+    path = log_path(store.path(sub_id), record, chunk, local)
+    if path is None:
+        raise StateError(f"task {task} of {sub_id} has not been submitted yet")
+    return [path], task
+
+
+def log_path(
+    sub_dir: Path, record: Mapping[str, Any], chunk: Mapping[str, Any], local: int
+) -> Optional[Path]:
+    """Where Slurm writes the log of one task (``--output`` given by submit)."""
     job = chunk.get("job_id")
     if not job:
-        raise StateError(f"task {task} of {sub_id} has not been submitted yet")
-    logs = store.path(sub_id) / "logs"
-    name = chunk.get("job_name") or record.get("name") or "*"
+        return None
+    name = chunk.get("job_name") or record.get("name") or "job"
     if record.get("is_array", True):
-        return [logs / f"{name}_{job}_{local}.out"], task
-    return [logs / f"{name}_{job}.out"], task
+        return sub_dir / "logs" / f"{name}_{job}_{local}.out"
+    return sub_dir / "logs" / f"{name}_{job}.out"
+
+
+def log_tail(path: Optional[Path], size: int = 4096) -> str:
+    if path is None:
+        return ""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - size))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def find_log(store: Store, sub_id: str, task: Optional[int], *, wait: bool) -> tuple[Path, int]:

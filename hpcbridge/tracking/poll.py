@@ -25,12 +25,14 @@ from typing import Any, Optional
 from hpcbridge.errors import SchedulerError, SchedulerUnavailable
 from hpcbridge.fsutil import atomic_write_text
 from hpcbridge.scheduler import slurm
-from hpcbridge.scheduler.base import ClusterLimits, QueryResult, Scheduler
+from hpcbridge.scheduler.base import AccountingUnavailable, ClusterLimits, QueryResult, Scheduler
 from hpcbridge.tracking.locking import locked
 
 log = logging.getLogger(__name__)
 
 LIMITS_TTL = 3600.0
+# After sacct failed, squeue answers for this long before sacct is tried again.
+ACCOUNTING_RETRY = 300.0
 
 
 @dataclass(frozen=True)
@@ -129,33 +131,61 @@ class Poller:
                 if wanted <= covered and (not queue_view or data.get("source") == "squeue"):
                     result = _parse(str(data["source"]), str(data.get("stdout", "")))
                     return Answer(result, float(data["at"]), cached=True)
-            return self._query(sorted(wanted), since, queue_view)
+            return self._query(sorted(wanted), since, queue_view, data)
 
-    def _query(self, job_ids: list[str], since: Optional[str], queue_view: bool) -> Answer:
+    def _query(
+        self,
+        job_ids: list[str],
+        since: Optional[str],
+        queue_view: bool,
+        previous: Optional[dict[str, Any]] = None,
+    ) -> Answer:
         limits = self.cached_limits()
         accounting = limits.accounting if limits is not None else True
-        if queue_view:
-            accounting = False
+        acct_off_until = float((previous or {}).get("accounting_off_until") or 0)
         at = time.time()
+        if queue_view or at < acct_off_until:
+            accounting = False
         try:
             result = self.scheduler.query(
                 job_ids, user=self.user, accounting=accounting, since=since
             )
+        except AccountingUnavailable as exc:
+            self._write(
+                {
+                    "at": at,
+                    "error": exc.message,
+                    "job_ids": job_ids,
+                    "accounting_off_until": at + ACCOUNTING_RETRY,
+                }
+            )
+            return Answer(None, at, exc.message)
         except SchedulerUnavailable as exc:
             self._write({"at": at, "error": exc.message, "job_ids": job_ids})
             return Answer(None, at, exc.message)
         except SchedulerError as exc:
             self._write({"at": at, "error": exc.message, "job_ids": job_ids})
             return Answer(None, at, exc.message)
+        if accounting and result.source != "sacct" and limits is not None:
+            self._remember_no_accounting(limits)
         self._write(
             {
                 "at": at,
                 "source": result.source,
                 "stdout": _unparse(result),
                 "job_ids": job_ids,
+                "accounting_off_until": acct_off_until if at < acct_off_until else 0,
             }
         )
         return Answer(result, at)
+
+    def _remember_no_accounting(self, limits: ClusterLimits) -> None:
+        """sacct said accounting is disabled: stop asking it (until limits are read again)."""
+        data = {k: v for k, v in limits.__dict__.items() if k != "raw"}
+        data["accounting"] = False
+        atomic_write_text(
+            self.limits_file, json.dumps({"at": time.time(), "limits": data}), mode=0o600
+        )
 
     def _write(self, data: dict[str, Any]) -> None:
         atomic_write_text(self.cache_file, json.dumps(data), mode=0o600)

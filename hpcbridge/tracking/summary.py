@@ -15,6 +15,7 @@ counts as FAILED, so ``resubmit --failed`` reruns it.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Optional
@@ -51,6 +52,37 @@ class TaskStatus:
             "reason": self.reason,
             "job_id": self.job_id,
         }
+
+
+def signal_name(number: Optional[int]) -> Optional[str]:
+    """15 -> "TERM"; 0 / None -> None."""
+    if not number:
+        return None
+    try:
+        return signal.Signals(number).name.removeprefix("SIG")
+    except ValueError:
+        return str(number)
+
+
+# Lines Slurm (and the kernel, through slurmstepd) writes into a task's log when
+# it kills the task for memory or time: the cause when nothing else tells it
+# (jobacct_gather's OverMemoryKill leaves sacct at FAILED/signal 9).
+OOM_MARKERS = ("exceeded memory limit", "oom-kill event", "oom_kill", "out of memory")
+TIMEOUT_MARKERS = ("due to time limit",)
+
+
+def refine_from_log(st: TaskStatus, log_tail: str) -> TaskStatus:
+    """A task killed without a reason (FAILED, no exit code or SIGKILL): look at its log."""
+    if st.state is not JobState.FAILED or st.signal not in (None, "KILL"):
+        return st
+    if st.exit_code not in (None, 137):
+        return st
+    low = log_tail.lower()
+    if any(m in low for m in OOM_MARKERS):
+        return replace(st, state=JobState.OUT_OF_MEMORY, reason="memory limit exceeded (task log)")
+    if any(m in low for m in TIMEOUT_MARKERS):
+        return replace(st, state=JobState.TIMEOUT, reason="time limit (task log)")
+    return st
 
 
 def chunk_tasks(chunk: Mapping[str, Any]) -> list[tuple[int, int]]:
@@ -110,8 +142,14 @@ def task_status(
     query_ok: bool,
     cancelled: bool,
     time_limit: Optional[float],
+    absence_is_final: bool = True,
 ) -> TaskStatus:
-    """The state of one task from its outcome files and its scheduler line."""
+    """The state of one task from its outcome files and its scheduler line.
+
+    ``absence_is_final``: a task missing from the answer has left the scheduler
+    (true for squeue, whose answer is the controller's own table; false for
+    sacct, which may not have heard of a task yet).
+    """
     job_id = "" if chunk_job is None else (f"{chunk_job}_{local}" if is_array else chunk_job)
     if chunk_job is None:
         return TaskStatus(task, JobState.PENDING, reason="not submitted yet")
@@ -128,18 +166,25 @@ def task_status(
         return st
     if info is not None:
         if info.state is JobState.COMPLETED or info.state is JobState.FAILED:
-            code = info.exit_code
+            code, sig = info.exit_code, signal_name(info.signal)
+            if sig is not None and info.signal and not code:
+                code = 128 + int(info.signal)  # the shell's convention, as in outcome files
             reason = info.reason if info.state is JobState.FAILED else ""
             if info.state is JobState.FAILED and not reason:
-                reason = "failed (no outcome file)"
+                reason = f"killed by signal {sig}" if sig else "failed (no outcome file)"
             # its outcome file may still show up (NFS): final only with an exit code
-            return TaskStatus(task, info.state, code, None, reason, job_id, final=code is not None)
+            return TaskStatus(task, info.state, code, sig, reason, job_id, final=code is not None)
         return TaskStatus(task, info.state, None, None, info.reason, job_id)
     if cancelled:
         return TaskStatus(task, JobState.CANCELLED, reason="cancelled by hpcbridge", job_id=job_id)
     if not query_ok:
         state = JobState.RUNNING if outcome is not None else JobState.UNKNOWN
         return TaskStatus(task, state, reason="scheduler not reachable", job_id=job_id)
+    if not absence_is_final:
+        # accounting lags behind the controller: missing from sacct proves nothing
+        if outcome is not None:
+            return TaskStatus(task, JobState.RUNNING, reason="started", job_id=job_id)
+        return TaskStatus(task, JobState.PENDING, reason="not in accounting yet", job_id=job_id)
     if outcome is not None:
         why = "ended without recording an outcome (SIGKILL: memory limit or node failure?)"
         return TaskStatus(task, JobState.FAILED, None, None, why, job_id)
@@ -170,6 +215,7 @@ def task_statuses(
     out: dict[int, TaskStatus] = {}
     for chunk in record.get("chunks", []):
         job = chunk.get("job_id")
+        limit_s = float(chunk["time_limit"]) if chunk.get("time_limit") else time_limit
         for task, local in chunk_tasks(chunk):
             if known is not None and task in known:
                 out[task] = known[task]
@@ -191,7 +237,8 @@ def task_statuses(
                 info=info,
                 query_ok=query_ok,
                 cancelled=task in cancelled,
-                time_limit=time_limit,
+                time_limit=limit_s,
+                absence_is_final=result is None or result.source != "sacct",
             )
     return out
 

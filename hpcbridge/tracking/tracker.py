@@ -30,6 +30,7 @@ from hpcbridge.tracking.summary import (
     TaskStatus,
     chunk_tasks,
     latest_view,
+    refine_from_log,
     summarise,
     task_statuses,
 )
@@ -114,6 +115,18 @@ def since_arg(records: Sequence[Record]) -> Optional[str]:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(min(stamps) - 86400))
 
 
+def _refine_from_logs(sub_dir: Path, record: Record, st: dict[int, TaskStatus]) -> None:
+    """Killed tasks with no stated cause: read the tail of their logs (few files)."""
+    from hpcbridge.tracking.logs import log_path, log_tail
+
+    for chunk in record.get("chunks", []):
+        for task, local in chunk_tasks(chunk):
+            s = st.get(task)
+            if s is None or s.state is not JobState.FAILED or s.exit_code not in (None, 137):
+                continue
+            st[task] = refine_from_log(s, log_tail(log_path(sub_dir, record, chunk, local)))
+
+
 class Tracker:
     """Task states of submissions, from one shared scheduler query per cycle."""
 
@@ -168,6 +181,7 @@ class Tracker:
                 if c.get("job_id") and now - float(c.get("submitted_epoch") or 0) < YOUNG
             }
             st = task_statuses(rec, outcomes[i], result, known=known[i], young=young)
+            _refine_from_logs(self.store.path(i), rec, st)
             statuses[i] = st
             if len(known[i]) != sum(1 for s in st.values() if s.state.terminal and s.final):
                 _save_known(self.store.path(i) / "status.json", st)

@@ -18,7 +18,7 @@ from tests.testbed.api import Testbed
 SITE = """\
 [polling]
 min_interval = {interval}
-max_backoff = 8.0
+max_backoff = {backoff}
 """
 
 COUNTER = """\
@@ -38,7 +38,9 @@ class Bridge:
         cache = tb.user.home / ".cache" / "hpcbridge-track-tests"
         if not cache.is_dir():
             tb.run_as_user(["mkdir", "-p", str(cache)])
-        self.site = self.write("site.toml", SITE.format(interval=interval))
+        self.site = self.write(
+            "site.toml", SITE.format(interval=interval, backoff=max(8.0, interval))
+        )
         self.env: dict[str, str] = {
             "HPCBRIDGE_SITE_CONFIG": str(self.site),
             "HPCBRIDGE_STATE_DIR": str(self.state),

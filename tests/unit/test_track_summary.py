@@ -88,7 +88,11 @@ def test_scheduler_reason_wins_and_forgotten_jobs() -> None:
     out = {1: combine(1, "100 51 50 n1", "110 137 exit"), 2: combine(2, "100 52 50 n1", None)}
     st = task_statuses(_record(), {k: v for k, v in out.items() if v}, sacct)
     assert st[1].state is JobState.OUT_OF_MEMORY and st[1].exit_code == 137
-    # started, never ended, and the scheduler forgot it: killed hard -> FAILED
+    # accounting lags: a task missing from sacct is not concluded about
+    assert st[2].state is JobState.RUNNING and st[0].state is JobState.PENDING
+    squeue = slurm.parse_squeue("")
+    st = task_statuses(_record(), {k: v for k, v in out.items() if v}, squeue)
+    # started, never ended, and the controller forgot it: killed hard -> FAILED
     assert st[2].state is JobState.FAILED and "SIGKILL" in st[2].reason
     # never started and unknown: FAILED (so resubmit --failed reruns it)
     assert st[0].state is JobState.FAILED
@@ -103,7 +107,7 @@ def test_unreachable_scheduler_keeps_tasks_open() -> None:
 
 
 def test_young_jobs_are_pending_and_cancelled_tasks() -> None:
-    empty = slurm.parse_sacct("")
+    empty = slurm.parse_squeue("")
     st = task_statuses(_record(), {}, empty, young={"50"})
     assert all(s.state is JobState.PENDING for s in st.values())
     rec = _record(cancelled="2")
@@ -161,3 +165,20 @@ def test_ten_thousand_tasks_summarised() -> None:
     s = summarise(rec, st)
     assert s["counts"] == {"COMPLETED": 9990, "FAILED": 10}
     assert s["failed_tasks"] == "9990-9999" and s["failed"][0]["exit_code"] == 2
+
+
+def test_killed_tasks_get_their_cause_from_the_log() -> None:
+    from hpcbridge.tracking.summary import TaskStatus, refine_from_log
+
+    # OverMemoryKill (jobacct_gather): sacct says FAILED with signal 9
+    st = task_statuses(_record(), {}, slurm.parse_sacct("50_1|51|FAILED|0:9|None|t\n"))
+    assert (st[1].state, st[1].exit_code, st[1].signal) == (JobState.FAILED, 137, "KILL")
+    log = "slurmstepd-n2: error: StepId=51.batch exceeded memory limit (323489792 > 268435456)\n"
+    assert refine_from_log(st[1], log).state is JobState.OUT_OF_MEMORY
+    cut = (
+        "slurmstepd: error: *** JOB 51 ON n1 CANCELLED AT 2026-01-01T00:00:00 DUE TO TIME LIMIT ***"
+    )
+    assert refine_from_log(st[1], cut).state is JobState.TIMEOUT
+    assert refine_from_log(st[1], "nothing special").state is JobState.FAILED
+    plain = TaskStatus(1, JobState.FAILED, 3, None, "exit code 3")
+    assert refine_from_log(plain, log) is plain  # a real exit code is not second-guessed
