@@ -12,6 +12,8 @@ from different source forms of one image.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import uuid
@@ -64,7 +66,9 @@ def build_sif(
             f"image {source_ref} is for {os_name!r}, not linux", "use --platform linux/<arch>"
         )
     rootfs = Path(workdir) / "rootfs"
+    _rmtree(rootfs)  # left over by a killed run in the same private workdir
     rootfs.mkdir(mode=0o755)
+    out = Path(out)
     try:
         apply_layers(layers, str(rootfs), progress=progress)
         sc = make_scaffold(config, source_ref=source_ref, manifest_digest=manifest_digest)
@@ -82,7 +86,6 @@ def build_sif(
         layout = sif.plan(objects, partition_size=0, arch=arch, sif_id=sif_id, created=sc.created)
         if progress is not None:
             progress("squash", 0, 1)
-        out = Path(out)
         if out.exists() or out.is_symlink():
             out.unlink()
         size = squash(
@@ -110,6 +113,15 @@ def build_sif(
         os.chmod(out, 0o755)
         if progress is not None:
             progress("sif", 1, 1)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            out.unlink()  # never leave a partial SIF behind
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ImageError(
+                f"no space left while building {out}",
+                "free space there or set cache.tmp_dir to a larger filesystem",
+            ) from exc
+        raise
     finally:
         _rmtree(rootfs)
 

@@ -21,6 +21,7 @@ ignored (the squashfs is written with ``-all-root``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -349,6 +350,11 @@ def apply_layer(writer: RootfsWriter, layer: Layer) -> None:
                 raise ImageError(
                     f"layer {layer.digest}: cannot write {exc.filename!r}: {exc.strerror}",
                     "the image is malformed; rebuild it",
+                ) from exc
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ImageError(
+                    f"no space left while extracting layer {layer.digest} into {writer.root}",
+                    "free space there or set cache.tmp_dir to a larger filesystem",
                 ) from exc
             raise
     finally:

@@ -1,0 +1,159 @@
+"""build_sif end to end with the local mksquashfs (no Apptainer needed; see tests/testbed for that)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpcbridge import runner
+from hpcbridge.errors import ImageError
+from hpcbridge.images import sif
+from hpcbridge.images.build import build_sif
+from hpcbridge.images.squash import mksquashfs_argv
+from tests.unit.test_layers import GZ, Blob, d, entry, hard, layer, make_tar, sym
+
+pytestmark = pytest.mark.skipif(
+    runner.which("mksquashfs") is None or runner.which("unsquashfs") is None,
+    reason="squashfs-tools not installed",
+)
+
+CONFIG: dict[str, Any] = {
+    "architecture": "arm64",
+    "os": "linux",
+    "created": "2023-03-04T05:06:07Z",
+    "config": {
+        "Env": ["PATH=/bin", "A=1"],
+        "Cmd": ["/bin/sh"],
+        "Labels": {"x": "y"},
+        "WorkingDir": "/srv/app",
+    },
+    "rootfs": {"type": "layers", "diff_ids": []},
+}
+
+
+def layers() -> list[Blob]:
+    one = Blob(
+        gzip.compress(
+            make_tar(
+                d("bin/"),
+                entry("bin/sh", b"#!fake", mode=0o755),
+                d("etc/"),
+                entry("etc/gone", b"x"),
+            ),
+            mtime=0,
+        ),
+        GZ,
+    )
+    two = layer(
+        entry("etc/.wh.gone"),
+        hard("bin/sh2", "bin/sh"),
+        sym("lib", "usr/lib"),
+        entry("lib/l.so", b"l"),
+    )
+    return [one, two]
+
+
+def build(tmp_path: Path, name: str, **kw: Any) -> Path:
+    out = tmp_path / f"{name}.sif"
+    work = tmp_path / f"work-{name}"
+    work.mkdir()
+    build_sif(
+        layers(),
+        kw.pop("config", CONFIG),
+        manifest_digest="sha256:" + "c" * 64,
+        source_ref="docker://example.org/x:1",
+        out=out,
+        workdir=work,
+        **kw,
+    )
+    assert os.listdir(work) == []
+    return out
+
+
+def test_build_writes_a_valid_sif(tmp_path: Path) -> None:
+    out = build(tmp_path, "a")
+    assert os.stat(out).st_mode & 0o777 == 0o755
+    with open(out, "rb") as f:
+        s = sif.read_sif(f)
+        assert [d.datatype for d in s.descriptors] == [0x4001, 0x4006, 0x4006, 0x4004]
+        assert (
+            sif.read_object(f, s.descriptors[0]) == b"bootstrap: docker\nfrom: example.org/x:1\n\n"
+        )
+        p = s.primary_partition()
+        assert p.offset % 4096 == 0 and p.offset + p.size == os.path.getsize(out)
+        assert s.header.arch == b"04\x00" and s.header.created == 1677906367
+        assert sif.read_object(f, p)[:4] == b"hsqs"
+    listing = runner.run(["unsquashfs", "-o", str(p.offset), "-lls", "-d", "", str(out)]).stdout
+    assert " /bin/sh\n" in listing and " /bin/sh2\n" in listing
+    assert " /usr/lib/l.so\n" in listing and "/etc/gone" not in listing
+    assert " /srv/app\n" in listing and " /.singularity.d/runscript\n" in listing
+    assert "root/root" in listing and "0/0" not in listing
+
+
+def test_same_input_gives_identical_bytes_and_settings_change_them(tmp_path: Path) -> None:
+    a, b = build(tmp_path, "a"), build(tmp_path, "b")
+    c = build(tmp_path, "c", level=1)
+    digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (a, b, c)]
+    assert digest[0] == digest[1] != digest[2]
+
+
+def test_bad_layer_leaves_no_partial_output(tmp_path: Path) -> None:
+    out = tmp_path / "bad.sif"
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(ImageError, match="not a valid tar"):
+        build_sif(
+            [Blob(b"garbage" * 200)],
+            CONFIG,
+            manifest_digest="sha256:" + "d" * 64,
+            source_ref="x",
+            out=out,
+            workdir=work,
+        )
+    assert not out.exists() and os.listdir(work) == []
+
+
+def test_bad_config_and_windows_images_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match="not linux"):
+        build(tmp_path, "w", config={**CONFIG, "os": "windows"})
+    with pytest.raises(ImageError, match="no layers"):
+        build_sif(
+            [],
+            CONFIG,
+            manifest_digest="sha256:0",
+            source_ref="x",
+            out=tmp_path / "o",
+            workdir=tmp_path,
+        )
+
+
+def test_mksquashfs_argv() -> None:
+    argv = mksquashfs_argv("/r", "/o.sif", offset=36864, compression="gzip", level=9)
+    assert argv == [
+        "mksquashfs",
+        "/r",
+        "/o.sif",
+        "-offset",
+        "36864",
+        "-noappend",
+        "-comp",
+        "gzip",
+        "-Xcompression-level",
+        "9",
+        "-all-root",
+        "-no-xattrs",
+        "-no-progress",
+        "-quiet",
+    ]
+    assert "-Xcompression-level" not in mksquashfs_argv(
+        "/r", "/o", offset=0, compression="xz", level=9
+    )
+    with pytest.raises(ImageError, match="out of range"):
+        mksquashfs_argv("/r", "/o", offset=0, compression="gzip", level=12)
+    with pytest.raises(ImageError, match="unknown squashfs compression"):
+        mksquashfs_argv("/r", "/o", offset=0, compression="brotli", level=1)
