@@ -133,6 +133,8 @@ def up(
     was down), so a caller knows whether it should bring it down again.
     """
     env = os.environ if environ is None else environ
+    if os.geteuid() != 0:
+        raise RuntimeError("the testbed needs root (it starts daemons and creates the test user)")
     t0 = time.monotonic()
     layout = C.Layout(C.state_dir(env))
     cache = C.cache_dir(env)

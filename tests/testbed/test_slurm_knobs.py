@@ -60,9 +60,13 @@ def test_accounting_on_makes_sacct_answer(testbed: Testbed, user_dir: Path) -> N
         assocs = tb.run(["sacctmgr", "-n", "-P", "list", "assoc", "format=user"]).stdout.split()
         assert tb.user.name in assocs
     assert testbed.knobs.to_dict() == before  # restored
-    if not testbed.knobs.accounting:
-        done = testbed.run_as_user(["sacct", "-n"], check=False)
-        assert "accounting storage is disabled" in (done.stdout + done.stderr)
+
+
+def test_without_accounting_sacct_says_so(testbed: Testbed) -> None:
+    # inside a block: the knobs lock keeps other sessions from switching accounting on meanwhile
+    with testbed.reconfigure(accounting=False) as tb:
+        done = tb.run_as_user(["sacct", "-n"], check=False)
+        assert "Slurm accounting storage is disabled" in (done.stdout + done.stderr)
 
 
 def test_mem_limit_kills_an_over_memory_task(testbed: Testbed, user_dir: Path) -> None:
