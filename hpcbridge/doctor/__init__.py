@@ -14,6 +14,7 @@ from hpcbridge.config import Config
 from hpcbridge.doctor.facts import Facts
 from hpcbridge.doctor.findings import Finding, Status, report_dict, worst
 from hpcbridge.doctor.host import check_dirs, check_fuse, check_runtime, check_userns
+from hpcbridge.doctor.image import check_image
 from hpcbridge.doctor.job import check_binds, check_gpu, check_job_rules, check_mpi, check_slurm
 from hpcbridge.model import JobSpec
 
@@ -32,7 +33,8 @@ def diagnose(facts: Facts, cfg: Config, job: Optional[JobSpec] = None) -> list[F
         bind_failed = any(f.check == "bind" and f.status == Status.FAIL for f in findings)
         if not (bind_failed and rules[0].message.startswith("binds[")):
             findings += rules  # (a bind problem is already reported, with the same fix)
+        findings += check_image(facts.image)
         findings += check_gpu(job, cfg, facts.gpu)
-        findings += check_mpi(job, cfg, facts.slurm, facts.mpi)
+        findings += check_mpi(job, cfg, facts.slurm, facts.mpi, facts.image)
     findings += check_slurm(job, cfg, facts.slurm)
     return findings

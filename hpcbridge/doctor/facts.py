@@ -114,3 +114,19 @@ class Facts:
     mpi: HostMpiFacts = field(default_factory=HostMpiFacts)
     gpu: GpuHostFacts = field(default_factory=GpuHostFacts)
     binds: tuple[BindFacts, ...] = ()
+    image: Optional[ImageFacts] = None
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """The job's image, if already converted here, and one real run of it."""
+
+    ref: str
+    runtime: str = "apptainer"
+    sif: Optional[str] = None
+    digest: Optional[str] = None
+    error: str = ""  # why there is no SIF yet
+    exec_ok: Optional[bool] = None  # None: not tried (no runtime, no SIF, no /bin/sh)
+    exec_error: str = ""
+    exec_seconds: Optional[float] = None
+    mpi_libs: tuple[str, ...] = ()  # MPI libraries found inside the image

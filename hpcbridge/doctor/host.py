@@ -134,6 +134,16 @@ def check_fuse(f: FuseFacts, rt: RuntimeFacts) -> list[Finding]:
                 "ask the admins to load the fuse module",
             )
         )
+    elif not f.usable and not rt.suid_starter and f.squashfuse is not None:
+        # Verified with Apptainer 1.4.5: squashfuse_ll is tried and fails, no fallback.
+        out.append(
+            fail(
+                "fuse",
+                f"{f.device} is not readable and writable by you ({mode}): {f.squashfuse} "
+                "cannot mount SIFs, so `apptainer exec` of a SIF fails",
+                f"ask the admins for mode 0666 on {f.device}",
+            )
+        )
     elif not f.usable and not rt.suid_starter:
         out.append(
             warn(

@@ -13,8 +13,9 @@ from hpcbridge.config.validate import (
     resolve_partition,
     validate_job,
 )
-from hpcbridge.doctor.facts import BindFacts, GpuHostFacts, HostMpiFacts, SlurmFacts
-from hpcbridge.doctor.findings import Finding, fail, ok, warn
+from hpcbridge.doctor.facts import BindFacts, GpuHostFacts, HostMpiFacts, ImageFacts, SlurmFacts
+from hpcbridge.doctor.findings import Finding, Status, fail, ok, warn
+from hpcbridge.doctor.image import image_flavors
 from hpcbridge.errors import HpcbridgeError, JobSpecError
 from hpcbridge.model import BAD_PAIRINGS, JobSpec
 from hpcbridge.scheduler.base import ClusterLimits
@@ -99,12 +100,58 @@ def check_gpu(job: JobSpec, cfg: Config, host: GpuHostFacts) -> list[Finding]:
     return out
 
 
-def check_mpi(job: JobSpec, cfg: Config, slurm: SlurmFacts, host: HostMpiFacts) -> list[Finding]:
+def check_mpi(
+    job: JobSpec,
+    cfg: Config,
+    slurm: SlurmFacts,
+    host: HostMpiFacts,
+    image: Optional[ImageFacts] = None,
+) -> list[Finding]:
     if not job.mpi.enabled:
         return []
-    flavor = job.mpi.flavor
+    declared = job.mpi.flavor
+    detected = image_flavors(image)
     out: list[Finding] = []
-    if flavor == "unknown":
+    actual = declared
+    if detected is not None:
+        libs = (
+            ", ".join(sorted({lib.rsplit("/", 1)[-1] for lib in image.mpi_libs})[:4])
+            if image
+            else ""
+        )
+        names = " and ".join(sorted(detected))
+        if not detected:
+            out.append(
+                warn(
+                    "mpi",
+                    "no MPI library (libmpi*, libmpich*, libopen-pal*) found in the image",
+                    "use an image built with Open MPI or MPICH, or mpi.model = bind",
+                )
+            )
+        elif declared != "unknown" and declared not in detected:
+            out.append(
+                fail(
+                    "mpi",
+                    f"mpi.flavor = {declared!r} but the image has {names} ({libs})",
+                    f'set mpi.flavor = "{sorted(detected)[0]}"',
+                )
+            )
+        elif declared == "unknown":
+            if len(detected) == 1:
+                actual = next(iter(detected))
+            choice = (
+                f'set mpi.flavor = "{actual}"'
+                if len(detected) == 1
+                else 'set mpi.flavor to the MPI your program links ("mpich" or "openmpi")'
+            )
+            out.append(
+                warn(
+                    "mpi",
+                    f"mpi.flavor is not set; the image has {names} ({libs})",
+                    choice + " so the launcher and PMI match it",
+                )
+            )
+    elif declared == "unknown":
         out.append(
             warn(
                 "mpi",
@@ -114,9 +161,9 @@ def check_mpi(job: JobSpec, cfg: Config, slurm: SlurmFacts, host: HostMpiFacts) 
             )
         )
     if job.mpi.type == "srun":
-        out += _check_srun(job, cfg, slurm, flavor)
+        out += _check_srun(job, cfg, slurm, actual)
     elif job.mpi.type == "mpirun":
-        out += _check_mpirun(host, flavor)
+        out += _check_mpirun(host, actual)
     return out
 
 
@@ -149,8 +196,9 @@ def _check_srun(job: JobSpec, cfg: Config, slurm: SlurmFacts, flavor: str) -> li
                 f'set mpi.pmi = "{GOOD_PMI[flavor]}"',
             )
         )
-    if not out or all(f.status == 0 for f in out):
-        out.append(ok("mpi", f"srun --mpi={pmi} is available and suits {flavor}"))
+    if not out or all(f.status == Status.OK for f in out):
+        suits = f" and suits {flavor}" if flavor != "unknown" else ""
+        out.append(ok("mpi", f"srun --mpi={pmi} is available{suits}"))
     return out
 
 

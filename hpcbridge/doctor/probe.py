@@ -12,8 +12,9 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -26,6 +27,7 @@ from hpcbridge.doctor.facts import (
     FuseFacts,
     GpuHostFacts,
     HostMpiFacts,
+    ImageFacts,
     KernelFacts,
     QuotaFacts,
     RuntimeFacts,
@@ -241,6 +243,38 @@ class Probe:
         tools = tuple(t for t in ("nvidia-smi", "rocm-smi") if self.which(t))
         return GpuHostFacts(libs, tools)
 
+    def image(self, job: JobSpec, cfg: Config, runtime_path: Optional[str]) -> ImageFacts:
+        """The job's SIF if converted already (never downloads), and one real run of it."""
+        from hpcbridge.doctor.image import MPI_PROBE
+        from hpcbridge.images.convert import convert
+
+        base = ImageFacts(job.image, runtime=cfg.runtime.executable or cfg.runtime.flavor)
+        try:
+            res = convert(
+                job.image,
+                cache_dir=cfg.cache.dir,
+                tmp_dir=cfg.cache.tmp_dir,
+                offline=True,
+                insecure_registries=cfg.convert.insecure_registries,
+            )
+        except HpcbridgeError as exc:
+            return replace(base, error=exc.message)
+        found = replace(base, sif=str(res.path), digest=res.digest)
+        if runtime_path is None:
+            return replace(found, exec_error="no runtime on PATH")
+        start = time.monotonic()
+        done = self.run([runtime_path, "exec", str(res.path), "/bin/sh", "-c", MPI_PROBE])
+        took = time.monotonic() - start
+        if done is None:
+            return replace(found, exec_ok=False, exec_error="did not finish in time")
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["exit status " + str(done.returncode)])[-1]
+            if "/bin/sh" in last and "no such file" in last.lower():
+                return replace(found, exec_error="the image has no /bin/sh")
+            return replace(found, exec_ok=False, exec_error=last.strip())
+        libs = tuple(ln.strip() for ln in done.stdout.splitlines() if ln.strip().startswith("/"))
+        return replace(found, exec_ok=True, exec_seconds=took, mpi_libs=libs)
+
 
 def parse_mpi_list(text: str) -> tuple[str, ...]:
     """Plugin names from ``srun --mpi=list`` (Slurm 20-23 formats)."""
@@ -259,8 +293,6 @@ def parse_mpi_list(text: str) -> tuple[str, ...]:
 
 
 def _replace(facts: DirFacts, **changes: object) -> DirFacts:
-    from dataclasses import replace
-
     return replace(facts, **changes)  # type: ignore[arg-type]
 
 
@@ -346,4 +378,5 @@ def gather(cfg: Config, job: Optional[JobSpec], probe: Optional[Probe] = None) -
         mpi=p.host_mpi() if job is not None and job.mpi.type == "mpirun" else HostMpiFacts(),
         gpu=p.gpu(vendor) if vendor else GpuHostFacts(),
         binds=p.binds(job, cfg),
+        image=p.image(job, cfg, rt.path) if job is not None else None,
     )

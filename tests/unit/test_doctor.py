@@ -118,8 +118,10 @@ def test_userns_and_fuse() -> None:
     assert check_userns(KernelFacts(100, 1, None), RT)[0].status == Status.OK
     fuse = FuseFacts("/dev/fuse", True, True, 0o600, False, "/usr/bin/squashfuse_ll", None)
     bad = check_fuse(fuse, RT)
-    assert bad[0].status == Status.WARN and "mode 0600" in bad[0].message
+    assert bad[0].status == Status.FAIL and "mode 0600" in bad[0].message
     assert "0666" in bad[0].fix
+    # without squashfuse, Apptainer unpacks the SIF to a sandbox instead: slower, not fatal
+    assert check_fuse(replace(fuse, squashfuse=None), RT)[0].status == Status.WARN
     good = check_fuse(replace(fuse, mode=0o666, usable=True), RT)
     assert good[0].status == Status.OK
     no_tool = check_fuse(replace(fuse, usable=True, squashfuse=None), RT)
@@ -259,3 +261,48 @@ def test_diagnose_orders_and_summarises(cfg: Config, tmp_path: Path) -> None:
     doc = report_dict(findings)
     assert doc["status"] == "fail"
     assert set(doc["findings"][0]) == {"check", "status", "message", "fix"}
+
+
+# ------------------------------------------------------------------ image
+
+
+def test_image_flavors_and_checks() -> None:
+    from hpcbridge.doctor.facts import ImageFacts
+    from hpcbridge.doctor.image import check_image, image_flavors
+
+    ran = ImageFacts("r", sif="/c/x.sif", digest=DIGEST_X, exec_ok=True, exec_seconds=0.4)
+    ompi = replace(
+        ran, mpi_libs=("/usr/lib/x86_64-linux-gnu/libmpi.so.40", "/usr/lib/libopen-pal.so.40")
+    )
+    mpich = replace(ran, mpi_libs=("/usr/lib/x86_64-linux-gnu/libmpich.so.12",))
+    intel = replace(ran, mpi_libs=("/opt/intel/mpi/lib/release/libmpi.so.12",))
+    assert image_flavors(ompi) == {"openmpi"}
+    assert image_flavors(mpich) == image_flavors(intel) == {"mpich"}
+    assert image_flavors(ran) == set()
+    assert image_flavors(replace(ran, exec_ok=None)) is None
+    assert "runs here" in check_image(ran)[0].message
+    assert check_image(ImageFacts("r", error="not in the cache"))[0].status == Status.OK
+    broken = check_image(replace(ran, exec_ok=False, exec_error="fuse: failed to open /dev/fuse"))
+    assert broken[0].status == Status.FAIL and "/dev/fuse" in broken[0].message
+
+
+DIGEST_X = "sha256:" + "0" * 64
+
+
+def test_mpi_against_the_image(cfg: Config, tmp_path: Path) -> None:
+    from hpcbridge.doctor.facts import ImageFacts
+
+    plugins = SlurmFacts(LIMITS, ("pmix", "pmi2", "none"))
+    ran = ImageFacts("r", sif="/c/x.sif", exec_ok=True)
+    mpich_image = replace(ran, mpi_libs=("/usr/lib/libmpich.so.12",))
+    declared_ompi = job(tmp_path, '[mpi]\ntype = "srun"\nflavor = "openmpi"\n')
+    found = check_mpi(declared_ompi, cfg, plugins, HostMpiFacts(), mpich_image)
+    assert found[0].status == Status.FAIL and "the image has mpich" in found[0].message
+    assert found[0].fix == 'set mpi.flavor = "mpich"'
+    unset = job(tmp_path, '[mpi]\ntype = "srun"\n')
+    found = check_mpi(unset, cfg, plugins, HostMpiFacts(), mpich_image)
+    # not declared: the site default pmix is what submit would use, and MPICH + pmix is broken
+    assert [f.status for f in found] == [Status.WARN, Status.FAIL]
+    assert 'mpi.pmi = "pmi2"' in found[1].fix
+    no_mpi = check_mpi(declared_ompi, cfg, plugins, HostMpiFacts(), ran)
+    assert no_mpi[0].status == Status.WARN and "no MPI library" in no_mpi[0].message
