@@ -212,3 +212,16 @@ def test_killed_wrapper_leaves_squashfuse_found_by_teardown(
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
         stop_pids(p for p in starters + fuses if Path(f"/proc/{p}").exists())
+
+
+def test_apptainer_does_not_create_missing_workdir(testbed: Any, sifs: dict[str, Path]) -> None:
+    """busybox's WorkingDir is in no layer: `apptainer build` does not create it, and
+    `--pwd` to it is fatal (exit 255). hpcbridge's converter has to create it."""
+    workdir = "/work/not-in-layers"
+    done = testbed.run_as_user(
+        ["apptainer", "exec", "--pwd", workdir, sifs["busybox"], "pwd"], check=False
+    )
+    assert done.returncode == 255
+    assert f"chdir {workdir}: no such file or directory" in done.stderr
+    done = testbed.run_as_user(["apptainer", "exec", "--pwd", "/tmp", sifs["busybox"], "pwd"])
+    assert done.stdout.strip() == "/tmp"
