@@ -1,7 +1,8 @@
 """``python -m tests.testbed demo``: the issue-2 stage of ``make demo``.
 
-Brings the testbed up, then as the non-root test user: builds a SIF of the
-``busybox`` test image from the local registry with the real Apptainer, submits a
+Brings the testbed up, then as the non-root test user: converts the ``busybox``
+test image from the local registry to a SIF (``hpcbridge convert``; before that
+command existed, the real Apptainer's ``apptainer build --no-https``), submits a
 3-task sbatch array whose tasks each run ``apptainer exec --bind in:/input:ro
 --bind out/<task>:/output`` reading /input and writing /output, waits, and prints
 every output.  Exit 0 only if every task wrote its output.
@@ -9,9 +10,14 @@ every output.  Exit 0 only if every task wrote its output.
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.testbed.api import Testbed
 
 TASKS = 3
 
@@ -45,6 +51,25 @@ exec apptainer exec --bind "$PWD/in:/input:ro" --bind "$PWD/out/$t:/output" \\
 """
 
 
+def _sif(tb: Testbed, ref: str, work: Path) -> Path:
+    """The busybox SIF: ``hpcbridge convert`` (the product) when the CLI has it, else
+    the real Apptainer's ``apptainer build --no-https`` from the local registry."""
+    if tb.hpcbridge("convert", "--help", cwd=work).returncode == 0:
+        print(f"demo: hpcbridge convert docker://{ref}")
+        done = tb.hpcbridge("convert", f"docker://{ref}", "--json", cwd=work, check=True)
+        result = json.loads(done.stdout)
+        print(f"demo: {result['path']} (digest {result['digest']}, cached: {result['cached']})")
+        return Path(result["path"])
+    sif = work / "busybox.sif"
+    print(f"demo: apptainer build --no-https {sif.name} docker://{ref}")
+    tb.run_as_user(
+        ["apptainer", "-q", "build", "--no-https", str(sif), f"docker://{ref}"],
+        cwd=work,
+        timeout=600,
+    )
+    return sif
+
+
 def main() -> int:
     from tests.testbed import lifecycle
     from tests.testbed.api import Testbed
@@ -61,13 +86,7 @@ def main() -> int:
     tb.run_as_user(["mkdir", "-p", "in", "out", "logs"], cwd=work)
     for i, words in enumerate(WORDS):
         tb.run_as_user(["sh", "-c", f"cat > in/input-{i}.txt"], cwd=work, input=words + "\n")
-    sif = work / "busybox.sif"
-    print(f"demo: apptainer build --no-https {sif.name} docker://{image.ref}")
-    tb.run_as_user(
-        ["apptainer", "-q", "build", "--no-https", str(sif), f"docker://{image.ref}"],
-        cwd=work,
-        timeout=600,
-    )
+    sif = _sif(tb, image.ref, work)
     script = work / "demo.sh"
     tb.run_as_user(["sh", "-c", "cat > demo.sh"], cwd=work, input=job_script(sif, work))
     job = tb.sbatch(str(script), cwd=work)
