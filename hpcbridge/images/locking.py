@@ -158,39 +158,61 @@ class FileLock:
             raise
         return parse_lock(text), st.st_mtime
 
+    def _reason(self) -> tuple[Optional[str], Optional[LockInfo]]:
+        info, mtime = self.holder()
+        return (
+            stale_reason(
+                info,
+                mtime,
+                self.clock(),
+                host=self.host,
+                stale_after=self.stale_after,
+                alive=self.alive,
+            ),
+            info,
+        )
+
     def break_if_stale(self) -> bool:
-        """Remove the lock if stale (only one of several breakers wins). True if removed."""
+        """Remove the lock if stale. True if it is gone.
+
+        Breaking is itself serialised by a short-lived ``<lock>.break`` file
+        (O_EXCL), and the staleness is checked again while holding it, so two
+        waiters can never both remove a lock (one might otherwise remove the
+        fresh lock the other just created).
+        """
         try:
-            info, mtime = self.holder()
+            reason, info = self._reason()
         except FileNotFoundError:
             return True
-        reason = stale_reason(
-            info,
-            mtime,
-            self.clock(),
-            host=self.host,
-            stale_after=self.stale_after,
-            alive=self.alive,
-        )
         if reason is None:
             return False
-        aside = self.path.with_name(
-            f"{self.path.name}.stale.{self.host}.{os.getpid()}.{random.getrandbits(32):08x}"
+        breaker = FileLock(
+            self.path.with_name(self.path.name + ".break"),
+            mode=self.mode,
+            stale_after=EMPTY_GRACE,
+            heartbeat=0,
+            host=self.host,
+            clock=self.clock,
+            alive=self.alive,
         )
-        try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
-            return True  # somebody else broke it
-        try:
-            moved = parse_lock(aside.read_text(encoding="utf-8", errors="replace"))
-            if moved != info:
-                # We moved a fresh lock that replaced the stale one in between: put it back.
-                with contextlib.suppress(FileExistsError):
-                    os.link(aside, self.path)
-                return False
-        finally:
+        if not breaker.try_acquire():
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(aside)
+                if breaker._reason()[0] is not None:  # a breaker that died while breaking
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(breaker.path)
+            return False
+        try:
+            try:
+                again, info_again = self._reason()
+            except FileNotFoundError:
+                return True
+            if again is None or info_again != info:
+                return False
+            os.unlink(self.path)
+        except FileNotFoundError:
+            return True
+        finally:
+            breaker.release()
         log.warning("took over stale lock %s: %s", self.path, reason)
         return True
 

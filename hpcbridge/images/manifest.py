@@ -199,9 +199,10 @@ def select_platform(
 def canonical_manifest(config: bytes, layers: list[tuple[str, int]]) -> bytes:
     """An OCI manifest for a config and *uncompressed* layers (digest, size).
 
-    Used for ``docker-archive`` input, which stores no manifest: the result is the
-    manifest ``skopeo copy docker-archive:X oci:Y`` writes for the same tarball
-    (Go's field order, no indentation), so its digest is reproducible.
+    Used for ``docker-archive`` input, which stores no manifest: the same archive
+    always gives the same bytes (Go's field order, no indentation), so the digest
+    is a stable cache key.  It is *not* the registry's manifest digest (that one
+    names compressed layers the archive does not contain).
     """
     doc = {
         "schemaVersion": 2,

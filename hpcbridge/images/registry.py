@@ -220,7 +220,7 @@ class RegistryClient:
                 )
             os.replace(tmp, dest)
         except BaseException:
-            resp.close()
+            resp.abandon()
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tarfile
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from hpcbridge.errors import ImageError
+from hpcbridge.images.cache import temp_name
 from hpcbridge.images.manifest import (
     OCI_LAYER,
     Descriptor,
@@ -458,36 +460,42 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
+def _open_compressed(path: Path, head: bytes) -> Any:
+    # Caller closes: used in a with statement.
+    if head.startswith(b"\x1f\x8b"):
+        import gzip
+
+        return gzip.open(path, "rb")
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+    if head.startswith(b"BZh"):
+        import bz2
+
+        return bz2.open(path, "rb")
+    import lzma
+
+    return lzma.open(path, "rb")
+
+
 def _decompress_to(path: Path, scratch: Optional[Path]) -> Path:
     """Compressed archives cannot be read in place: decompress once into ``scratch``."""
-    from hpcbridge.images.decompress import open_decompressed
-
     if scratch is None:
         raise ImageError(f"{path} is compressed", "decompress it first (gunzip/zstd -d)")
-    out = scratch / f"archive-{os.getpid()}.tar"
-
-    @dataclass
-    class _Blob:
-        digest: str
-        media_type: str
-        size: int
-
-        def open(self) -> IO[bytes]:
-            return open(path, "rb")
-
-    stream = open_decompressed(_Blob("", "", path.stat().st_size))
+    out = scratch / temp_name(f"archive-{path.name}")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
     try:
-        with open(out, "wb") as fh:
-            while True:
-                chunk = stream.read(_CHUNK)
-                if not chunk:
-                    break
-                fh.write(chunk)
-    except BaseException:
+        with _open_compressed(path, head) as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst, _CHUNK)
+    except BaseException as exc:
         _unlink(out)
+        if isinstance(exc, (OSError, EOFError, ValueError)) and not isinstance(
+            exc, FileNotFoundError
+        ):
+            raise ImageError(f"cannot decompress {path}: {exc}", "the archive is corrupt") from exc
         raise
-    finally:
-        stream.close()
     return out
 
 

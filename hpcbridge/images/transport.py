@@ -40,8 +40,11 @@ class TransportError(ImageError):
 class Response:
     """A response whose body is read on demand (``read``) or all at once (``content``)."""
 
-    def __init__(self, url: str, raw: http.client.HTTPResponse) -> None:
+    def __init__(
+        self, url: str, raw: http.client.HTTPResponse, drop: Callable[[], None] = lambda: None
+    ) -> None:
         self.url = url
+        self._drop = drop
         self.status = raw.status
         self.reason = raw.reason
         self.headers = raw.headers
@@ -52,7 +55,8 @@ class Response:
         return default if value is None else str(value)
 
     def read(self, size: int = -1) -> bytes:
-        return self._raw.read(size)
+        # http.client reads to EOF (i.e. until a keep-alive server times out) on read(-1).
+        return self._raw.read() if size < 0 else self._raw.read(size)
 
     def content(self, limit: int = 64 * 1024 * 1024) -> bytes:
         data = self._raw.read(limit + 1)
@@ -63,6 +67,11 @@ class Response:
 
     def close(self) -> None:
         self._raw.close()
+
+    def abandon(self) -> None:
+        """Close after a failure mid-body: the connection cannot be reused."""
+        self._raw.close()
+        self._drop()
 
 
 def _proxy_for(scheme: str, host: str) -> Optional[str]:
@@ -150,6 +159,12 @@ class Transport:
         if conn is not None:
             conn.close()
 
+    def _drop_key(self, key: tuple[int, str, str]) -> None:
+        with self._lock:
+            conn = self._conns.pop(key, None)
+        if conn is not None:
+            conn.close()
+
     def close(self) -> None:
         with self._lock:
             conns = list(self._conns.values())
@@ -163,6 +178,7 @@ class Transport:
         if parts.query:
             target += "?" + parts.query
         conn = self._connection(parts.scheme, parts.netloc)
+        key = (threading.get_ident(), parts.scheme, parts.netloc)
         all_headers = {"User-Agent": USER_AGENT, **headers}
         try:
             conn.request(method, target, headers=all_headers)
@@ -174,7 +190,7 @@ class Transport:
             # The server closes after this response; do not reuse the connection.
             with self._lock:
                 self._conns.pop((threading.get_ident(), parts.scheme, parts.netloc), None)
-        return Response(url, raw)
+        return Response(url, raw, lambda: self._drop_key(key))
 
     def delay(self, attempt: int, retry_after: str = "") -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""

@@ -68,8 +68,14 @@ class SmallImage:
         doc = {
             "schemaVersion": 2,
             "mediaType": self.media_type,
-            "config": {"mediaType": config_type, "digest": sha(self.config), "size": len(self.config)},
-            "layers": [{"mediaType": mt, "digest": sha(b), "size": len(b)} for b, mt in self.layers],
+            "config": {
+                "mediaType": config_type,
+                "digest": sha(self.config),
+                "size": len(self.config),
+            },
+            "layers": [
+                {"mediaType": mt, "digest": sha(b), "size": len(b)} for b, mt in self.layers
+            ],
         }
         return json.dumps(doc, separators=(",", ":")).encode()
 
@@ -136,7 +142,12 @@ def index_of(images: dict[str, SmallImage]) -> bytes:
         if variant:
             p["variant"] = variant[0]
         manifests.append(
-            {"mediaType": img.media_type, "digest": img.digest, "size": len(img.manifest), "platform": p}
+            {
+                "mediaType": img.media_type,
+                "digest": img.digest,
+                "size": len(img.manifest),
+                "platform": p,
+            }
         )
     return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}).encode()
 
@@ -146,7 +157,11 @@ def write_oci_layout(root: Path, image: SmallImage, tag: Optional[str] = "latest
     blobs.mkdir(parents=True, exist_ok=True)
     for digest, data in {**image.blobs(), image.digest: image.manifest}.items():
         (blobs / digest[7:]).write_bytes(data)
-    desc: dict[str, Any] = {"mediaType": image.media_type, "digest": image.digest, "size": len(image.manifest)}
+    desc: dict[str, Any] = {
+        "mediaType": image.media_type,
+        "digest": image.digest,
+        "size": len(image.manifest),
+    }
     if tag:
         desc["annotations"] = {"org.opencontainers.image.ref.name": tag}
     (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
@@ -175,7 +190,12 @@ def write_docker_archive(dest: Path, image: SmallImage, repo_tag: str = "tiny:la
             add(name, t)
             names.append(name)
         add(f"{cfg_hex}.json", image.config)
-        add("manifest.json", json.dumps([{"Config": f"{cfg_hex}.json", "RepoTags": [repo_tag], "Layers": names}]).encode())
+        add(
+            "manifest.json",
+            json.dumps(
+                [{"Config": f"{cfg_hex}.json", "RepoTags": [repo_tag], "Layers": names}]
+            ).encode(),
+        )
 
 
 @dataclass
@@ -186,6 +206,7 @@ class Behaviour:
     anonymous_token: bool = True  # bearer: hand tokens without credentials
     fail_next: list[int] = field(default_factory=list)  # statuses to answer first (e.g. 503, 429)
     redirect_blobs: bool = False
+    redirect_to: str = ""  # host[:port] of another server holding the blobs
     corrupt_blobs: bool = False
     truncate_once: set[str] = field(default_factory=set)  # digests cut short on first GET
     strict_accept: bool = True  # 404 when the Accept header lacks the manifest's type
@@ -204,7 +225,9 @@ class Registry:
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def host(self) -> str:
@@ -244,7 +267,9 @@ class Registry:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _send(self, status: int, body: bytes = b"", headers: Optional[dict[str, str]] = None) -> None:
+            def _send(
+                self, status: int, body: bytes = b"", headers: Optional[dict[str, str]] = None
+            ) -> None:
                 self.send_response(status)
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
@@ -262,7 +287,11 @@ class Registry:
                 if b.auth == "basic":
                     if hdr == basic:
                         return True
-                    self._send(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": 'Basic realm="test"'})
+                    self._send(
+                        401,
+                        b'{"errors":[{"code":"UNAUTHORIZED"}]}',
+                        {"WWW-Authenticate": 'Basic realm="test"'},
+                    )
                     return False
                 if hdr == "Bearer tok-valid":
                     return True
@@ -270,7 +299,9 @@ class Registry:
                 self._send(
                     401,
                     b'{"errors":[{"code":"UNAUTHORIZED"}]}',
-                    {"WWW-Authenticate": f'Bearer realm="{realm}",service="test-registry",scope="repository:x:pull"'},
+                    {
+                        "WWW-Authenticate": f'Bearer realm="{realm}",service="test-registry",scope="repository:x:pull"'
+                    },
                 )
                 return False
 
@@ -305,7 +336,9 @@ class Registry:
                 if "/blobs/" in rest:
                     repo, digest = rest.split("/blobs/", 1)
                     if b.redirect_blobs:
-                        return self._send(307, b"", {"Location": f"http://{reg.host}/blobstore/{digest}"})
+                        host = b.redirect_to or reg.host
+                        loc = f"http://{host}/blobstore/{digest}"
+                        return self._send(307, b"", {"Location": loc})
                     return self._blob(digest)
                 self._send(404)
 
