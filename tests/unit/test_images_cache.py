@@ -110,7 +110,7 @@ def test_check_space_refuses_clearly(tmp_path: Path) -> None:
     c = Cache(tmp_path / "c")
     c.ensure()
     c.check_space(1, 1)
-    with pytest.raises(ImageError, match="not enough free space in .*needed"):
+    with pytest.raises(ImageError, match=r"not enough free space in .*needed"):
         c.check_space(1 << 60, 1)
 
 

@@ -117,15 +117,14 @@ def test_connection_refused_is_retried_then_clear() -> None:
     c = RegistryClient(
         "127.0.0.1:9", transport=Transport(retries=2, sleep=waits.append), environ={}
     )
-    with pytest.raises(ImageError, match="cannot reach 127.0.0.1:9"):
+    with pytest.raises(ImageError, match=r"cannot reach 127\.0\.0\.1:9"):
         c.head_manifest("x", "latest")
     assert len(waits) == 2
 
 
 def test_not_found_names_the_image() -> None:
-    with Registry() as reg:
-        with pytest.raises(ImageError, match=r"image 127\.0\.0\.1:\d+/nope:v1 not found"):
-            client(reg).get_manifest("nope", "v1")
+    with Registry() as reg, pytest.raises(ImageError, match=r"127\.0\.0\.1:\d+/nope:v1 not found"):
+        client(reg).get_manifest("nope", "v1")
 
 
 def test_strict_accept_like_registry_2_8() -> None:
