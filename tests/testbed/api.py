@@ -221,41 +221,50 @@ class Testbed:
     ) -> dict[str, str]:
         """Wait until none of the jobs (or their array tasks) is pending or running.
 
-        Returns the final states known to scontrol (empty for jobs already purged
-        after MinJobAge).  Raises TimeoutError naming the jobs still active.
+        Returns the final state of every job / array task (``<id>_<task>``) seen
+        finishing: from ``squeue -t all`` while polling (so a small MinJobAge set by
+        another session does not lose them), then from scontrol for what it still
+        remembers.  Keeps waiting while the controller restarts.  Raises TimeoutError
+        naming the jobs still active.
         """
         ids = [str(j) for j in job_ids]
         deadline = time.monotonic() + timeout
-        delay = 0.2
+        delay = 0.1
+        final: dict[str, str] = {}
         while True:
-            active = self._active(ids)
+            rows = self._squeue(ids)
+            active = {k: v for k, v in rows.items() if v in ACTIVE_STATES or v == "UNREACHABLE"}
+            final.update({k: v for k, v in rows.items() if k not in active})
             if not active:
-                return self.job_states(ids)
+                final.update(self.job_states(ids))
+                return {k: v for k, v in final.items() if "[" not in k}
             if time.monotonic() > deadline:
                 raise TimeoutError(f"jobs still active after {timeout:g} s: {active}")
             time.sleep(delay)
-            delay = min(delay * 1.5, 2.0)
+            delay = min(delay * 1.5, 1.0)
 
-    def _active(self, ids: list[str]) -> dict[str, str]:
+    def _squeue(self, ids: list[str]) -> dict[str, str]:
+        """``<id>[_<task>]`` -> state of the jobs squeue still knows (finished ones included)."""
         done = self.run(
-            ["squeue", "-h", "-o", "%i|%T", "-j", ",".join(ids)], check=False, timeout=30
+            ["squeue", "-h", "-t", "all", "-o", "%i|%T", "-j", ",".join(ids)],
+            check=False,
+            timeout=30,
         )
         if done.returncode != 0:
             if "Invalid job id" in done.stderr:
                 # squeue refuses the whole list if one job was purged: ask one by one.
+                rows: dict[str, str] = {}
                 if len(ids) > 1:
-                    active: dict[str, str] = {}
                     for jid in ids:
-                        active.update(self._active([jid]))
-                    return active
-                return {}
+                        rows.update(self._squeue([jid]))
+                return rows
             return {i: "UNREACHABLE" for i in ids}  # controller restarting: keep waiting
-        active = {}
+        rows = {}
         for line in done.stdout.splitlines():
             jid, _, st = line.partition("|")
-            if st in ACTIVE_STATES:
-                active[jid] = st
-        return active
+            if jid:
+                rows[jid.strip()] = st.strip()
+        return rows
 
     def sbatch(self, *args: str, cwd: Optional[Union[str, os.PathLike[str]]] = None) -> str:
         """``sbatch --parsable ARGS`` as the test user; returns the job id."""
