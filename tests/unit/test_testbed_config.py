@@ -176,3 +176,23 @@ def test_only_min_job_age_and_max_array_size_avoid_a_restart() -> None:
     assert not C.reconfigure_only(base, base.replace(min_job_age=2, nodes=3))
     assert not C.reconfigure_only(base, base.replace(accounting=True))
     assert not C.reconfigure_only(base, base.replace(max_job_count=20000))
+
+
+def test_up_knobs_explicit_on_defaults_else_keep_the_running_ones(tmp_path: Path) -> None:
+    import json
+    import os
+
+    from tests.testbed import lifecycle
+    from tests.testbed.procs import PidRegistry
+
+    layout = C.Layout(tmp_path)
+    assert lifecycle.desired_knobs(layout, {}, {}) == C.Knobs()
+    env = {"HPCBRIDGE_TESTBED_NODES": "3"}
+    assert lifecycle.desired_knobs(layout, {"gpus": 1}, env) == C.Knobs(nodes=3, gpus=1)
+    assert lifecycle.desired_knobs(layout, {"nodes": 4}, env).nodes == 4  # flags win over env
+    # a running testbed (slurmctld recorded and alive) keeps its knobs when none are given
+    layout.json.write_text(json.dumps({"knobs": C.Knobs(min_job_age=7).to_dict()}))
+    assert lifecycle.desired_knobs(layout, {}, {}) == C.Knobs()  # nothing running
+    PidRegistry(tmp_path).record("slurmctld", os.getpid())
+    assert lifecycle.desired_knobs(layout, {}, {}) == C.Knobs(min_job_age=7)
+    assert lifecycle.desired_knobs(layout, {"nodes": 3}, {}) == C.Knobs(nodes=3)
