@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -87,6 +88,11 @@ def _reap(pid: int) -> None:
         pass
     except OSError:
         pass
+
+
+def names_path(text: str, path: str) -> bool:
+    """Whether ``text`` names ``path`` or something under it (not ``path-other``)."""
+    return re.search(re.escape(path) + r"(?=[/\s:\x00]|$)", text) is not None
 
 
 def mentions_path(pid: int, marker: str) -> bool:
@@ -269,8 +275,8 @@ def testbed_processes(state_dir: Path, test_uid: Optional[int]) -> list[ProcInfo
         if not names & set(DAEMON_NAMES):
             continue
         ours = (
-            marker in " ".join(info.cmdline)
-            or marker in environ_of(info.pid)
+            names_path(" ".join(info.cmdline), marker)
+            or names_path(environ_of(info.pid), marker)
             or mentions_path(info.pid, marker)
         )
         if not ours and test_uid is not None and info.uid == test_uid:

@@ -75,3 +75,13 @@ def test_zombie_counts_as_gone_and_recycled_pid_is_not_ours(tmp_path: Path) -> N
         rec_path.read_text().replace(f'"starttime": {rec["starttime"]}', '"starttime": 1')
     )
     assert pids.alive("ghost") is None
+
+
+def test_a_path_is_named_only_as_itself_or_a_parent() -> None:
+    from tests.testbed.procs import names_path
+
+    st = "/var/tmp/hpcbridge-testbed"
+    assert names_path(f"slurmd -f {st}/etc/slurm.conf", st)
+    assert names_path(f"HPCBRIDGE_TESTBED_DIR={st}\0PATH=/bin", st)
+    assert names_path(f"x {st}", st)
+    assert not names_path(f"docker-registry serve {st}-images-dev/registry.yml", st)
