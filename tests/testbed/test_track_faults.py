@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.testbed import config as C
+from tests.testbed import lifecycle
 from tests.testbed import slurm as tb_slurm
 from tests.testbed.api import Testbed
 from tests.testbed.procs import PidRegistry
@@ -38,17 +39,20 @@ def start_controller(tb: Testbed) -> None:
 
 @contextlib.contextmanager
 def controller_down(tb: Testbed) -> Iterator[None]:
-    stop_controller(tb)
-    try:
-        yield
-    finally:
-        start_controller(tb)
+    """slurmctld stopped for the block; the testbed lock keeps other pytest sessions
+    (whose fixture restarts missing daemons) from restarting it meanwhile."""
+    with lifecycle.flock(C.Layout(tb.state_dir).lock):
+        stop_controller(tb)
+        try:
+            yield
+        finally:
+            start_controller(tb)
 
 
 def test_watch_survives_a_controller_restart(testbed: Testbed) -> None:
     with testbed.reconfigure():
         b = Bridge(testbed, "ctld-watch")
-        job = busybox_job(b, "survivor", "sleep 6; echo {task}", array="0-39")
+        job = busybox_job(b, "survivor", "sleep 20; echo {task}", array="0-39")
         sub = b.submit(job)["id"]
         out: dict[str, object] = {}
 
@@ -60,7 +64,7 @@ def test_watch_survives_a_controller_restart(testbed: Testbed) -> None:
         t.start()
         time.sleep(3)
         with controller_down(testbed):
-            time.sleep(10)
+            time.sleep(40)  # Slurm clients themselves wait ~18 s for the controller
         t.join(600)
         assert out.get("rc") == 0, out
         assert "scheduler not reachable" in str(out["stdout"])
@@ -81,14 +85,19 @@ def test_submit_with_the_controller_down(testbed: Testbed) -> None:
         assert "cannot be reached" in failed.stderr and "Traceback" not in failed.stderr
         assert b.records() == []  # nothing recorded as submitted
 
-        stop_controller(testbed)
-        timer = threading.Timer(6.0, start_controller, args=(testbed,))
-        timer.start()
-        try:
+        result: dict[str, object] = {}
+
+        def submit() -> None:
             done = b.run("submit", str(job), "--retry", "5", timeout=600)
-        finally:
-            timer.join()
-        assert done.returncode == 0, done.stdout + done.stderr
+            result["rc"], result["out"] = done.returncode, done.stdout + done.stderr
+
+        t = threading.Thread(target=submit)
+        with controller_down(testbed):
+            t.start()
+            time.sleep(25)  # the first attempts fail
+        t.join(600)
+        assert result.get("rc") == 0, result
+        assert "retrying" in str(result["out"])
         records = b.records()
         assert len(records) == 1 and records[0]["state"] == "submitted"
         assert b.run("watch", records[0]["id"], "--interval", "1").returncode == 0
