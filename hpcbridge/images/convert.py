@@ -165,6 +165,7 @@ class _Job:
         progress: Optional[Progress],
     ) -> None:
         self.ref = ref
+        self.canonical = canonical_ref(parsed)
         self.parsed = parsed
         self.cache = cache
         self.platform = platform
@@ -182,7 +183,7 @@ class _Job:
         path = self.cache.lookup(digest)
         if path is None:
             return None
-        record = self.cache.ensure_record(digest, source_ref=self.ref)
+        record = self.cache.ensure_record(digest, source_ref=self.canonical)
         return ConvertResult(self.ref, digest, path, str(record["sif_sha256"]), True)
 
     def _known(self, key: str) -> Optional[str]:
@@ -304,8 +305,8 @@ class _Job:
                     "sif": final.name,
                     "size": final.stat().st_size,
                     "sif_sha256": sha,
-                    "source_ref": self.ref,
-                    "refs": [self.ref],
+                    "source_ref": self.canonical,
+                    "refs": [self.canonical],
                     "platform": self.platform_text,
                     "backend": backend,
                     "compression": compression,
@@ -393,6 +394,14 @@ class _Job:
         )
         if self.progress is not None:
             self.progress("apptainer", 1, 1)
+
+
+def canonical_ref(parsed: ImageRef) -> str:
+    """The reference as recorded in the cache: normalised, local paths absolute."""
+    if isinstance(parsed, ArchiveRef):
+        path = os.path.abspath(os.path.expanduser(parsed.path))
+        return f"{parsed.kind}:{path}" + (f":{parsed.tag}" if parsed.tag else "")
+    return str(parsed)
 
 
 def _compressed(path: Path) -> bool:

@@ -14,7 +14,6 @@ import hashlib
 import http.client
 import logging
 import os
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Callable, Optional
 
 from hpcbridge.errors import ImageError
 from hpcbridge.images.auth import Authenticator, find_credentials
+from hpcbridge.images.cache import temp_name
 from hpcbridge.images.manifest import ACCEPT, sha256_digest
 from hpcbridge.images.refs import RegistryRef
 from hpcbridge.images.transport import Response, Transport, TransportError
@@ -196,7 +196,7 @@ class RegistryClient:
         resp = self._send("GET", self.url(repository, "blobs", digest), repository, None)
         if resp.status != 200:
             raise self._error(resp, f"blob {digest} of {repository}")
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{time.monotonic_ns()}.part")
+        tmp = dest.with_name(temp_name(dest.name))
         hasher = hashlib.sha256()
         done = 0
         try:

@@ -16,6 +16,7 @@ import io
 import json
 import tarfile
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -211,6 +212,7 @@ class Behaviour:
     truncate_once: set[str] = field(default_factory=set)  # digests cut short on first GET
     strict_accept: bool = True  # 404 when the Accept header lacks the manifest's type
     no_digest_header: bool = False
+    slow_blobs: float = 0.0  # seconds of sleep per 64 KiB of blob
 
 
 class Registry:
@@ -380,6 +382,17 @@ class Registry:
                     self.wfile.write(data[: len(data) // 2])
                     self.wfile.flush()
                     self.close_connection = True
+                    return
+                if reg.behaviour.slow_blobs:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    for i in range(0, len(data), 65536):
+                        try:
+                            self.wfile.write(data[i : i + 65536])
+                        except OSError:
+                            return
+                        time.sleep(reg.behaviour.slow_blobs)
                     return
                 self._send(200, data, {"Content-Type": "application/octet-stream"})
 
