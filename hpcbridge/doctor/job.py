@@ -217,8 +217,8 @@ def _check_mpirun(host: HostMpiFacts, flavor: str) -> list[Finding]:
         return [
             fail(
                 "mpi",
-                f"host mpirun ({host.mpirun}) is {family} but the image has {flavor}: the hybrid "
-                "model needs the same MPI family inside and outside",
+                f"host mpirun ({host.mpirun}) is {family} but the job uses {flavor} in the "
+                "image: the hybrid model needs the same MPI family inside and outside",
                 f"load a {flavor} module on the host, or use mpi.type = srun",
             )
         ]

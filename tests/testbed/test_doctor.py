@@ -125,7 +125,7 @@ def test_mpi_mismatch_fails(testbed: Testbed, user_dir: Path) -> None:
     code, doc = _doctor(testbed, user_dir, env, "job.toml")
     mpi = _by_check(doc, "mpi")[0]
     assert code == 2 and mpi["status"] == "fail"
-    assert "is openmpi but the image has mpich" in mpi["message"]
+    assert "is openmpi but the job uses mpich in the image" in mpi["message"]
     # A site default pairing MPICH with pmix: caught against the real srun --mpi=list too.
     env = _setup(testbed, user_dir, '[mpi]\ntype = "srun"\nflavor = "mpich"\n', mpich_pmi="pmix")
     code, doc = _doctor(testbed, user_dir, env, "job.toml")
