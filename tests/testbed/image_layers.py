@@ -129,6 +129,14 @@ def add_symlink(tar: tarfile.TarFile, rel: str, target: str) -> None:
     tar.addfile(_normalise(ti))
 
 
+def add_hardlink(tar: tarfile.TarFile, rel: str, target: str) -> None:
+    ti = tarfile.TarInfo(rel)
+    ti.type = tarfile.LNKTYPE
+    ti.linkname = target
+    ti.mode = 0o644
+    tar.addfile(_normalise(ti))
+
+
 def walk(root: Path, rel: str = "") -> Iterator[str]:
     """Every path under root (relative, sorted, parents before children), skipping the
     content of SKIP_CONTENT and the SKIP_FILES."""

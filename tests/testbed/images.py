@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +266,12 @@ def _entries_fill(spec: dict[str, Any]) -> Any:
             entries[path.strip("/")] = ("dir", b"")
         for path, text in spec.get("files", {}).items():
             entries[path.strip("/")] = ("file", text.encode())
+        for path, target in spec.get("symlinks", {}).items():
+            entries[path.strip("/")] = ("symlink", target.encode())
+        for path, target in spec.get("hardlinks", {}).items():
+            if target.strip("/") >= path.strip("/") or target.strip("/") not in entries:
+                raise ValueError(f"hard link {path}: its target {target} must sort before it")
+            entries[path.strip("/")] = ("hardlink", target.strip("/").encode())
         for rel in list(entries):
             parts = rel.split("/")
             for i in range(1, len(parts)):
@@ -273,6 +280,10 @@ def _entries_fill(spec: dict[str, Any]) -> Any:
             kind, data = entries[rel]
             if kind == "dir":
                 L.add_dir(tar, rel)
+            elif kind == "symlink":
+                L.add_symlink(tar, rel, data.decode())
+            elif kind == "hardlink":
+                L.add_hardlink(tar, rel, data.decode())
             else:
                 L.add_file(tar, rel, data)
 
@@ -436,9 +447,6 @@ def _ensure_one(store: _Store, name: str, registry: str) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text())
     else:
         meta = _build_image(store, name, out, ref)
-        for old in store.root.glob(f"{name}-*"):
-            if old != out and old.is_dir() and len(old.name) == len(out.name):
-                shutil.rmtree(old, ignore_errors=True)
         store.built = True
     if manifest_digest(repo, recipe["tag"], registry) != meta["digest"]:
         _skopeo(
@@ -467,26 +475,44 @@ def _ensure_one(store: _Store, name: str, registry: str) -> dict[str, Any]:
     }
 
 
+GC_AGE = 3600.0  # seconds: younger leftovers may belong to a session running older recipes
+
+
+def _stale(path: Path) -> bool:
+    """Old enough to delete, or a temporary dir whose builder process is gone."""
+    if ".tmp-" in path.name:
+        pid = path.name.rsplit(".tmp-", 1)[1]
+        return not (pid.isdigit() and Path(f"/proc/{pid}").exists())
+    try:
+        return time.time() - path.lstat().st_mtime > GC_AGE
+    except FileNotFoundError:
+        return False
+
+
 def _collect_garbage(store: _Store) -> None:
-    """Drop root filesystems, layer records and blobs no current recipe uses, and the
-    leftovers of interrupted builds (called under the lock, after a build)."""
+    """Drop image dirs, root filesystems, layer records and blobs no current recipe uses
+    (once they are an hour old) and leftovers of interrupted builds (called under the lock,
+    after a build)."""
     live: set[str] = set()
+    images: set[str] = set()
     for name in RECIPES:
         live.update(layer_keys(layer_specs(name)))
+        images.add(f"{name}-{image_key(name)}")
     for d in store.rootfs.iterdir():
-        if d.name not in live:
+        if d.name not in live and _stale(d):
+            shutil.rmtree(d, ignore_errors=True)
+    for d in store.root.iterdir():
+        if d.is_dir() and "-" in d.name and d.name not in images and _stale(d):
             shutil.rmtree(d, ignore_errors=True)
     keep_blobs: set[str] = set()
     for meta in store.layers.glob("*.json"):
-        if meta.stem in live:
+        if meta.stem in live or not _stale(meta):
             keep_blobs.add(json.loads(meta.read_text())["digest"].split(":")[1])
         else:
             meta.unlink()
     for blob in (store.blobs / "sha256").iterdir():
-        if blob.name not in keep_blobs:
+        if blob.name not in keep_blobs and _stale(blob):
             blob.unlink()
-    for d in store.root.glob("*.tmp-*"):
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def ensure_images(

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.testbed.apptainer import stop_pids, stray_squashfuse, stray_starters
+from tests.testbed.recipes import LONG_PATH
 
 pytestmark = pytest.mark.testbed
 
@@ -107,6 +108,15 @@ def test_whiteouts_applied(testbed: Any) -> None:
     assert (box / "etc/hpcb-layer3.txt").read_text() == "added by layer 3\n"
     assert (box / "usr/bin/python3").exists()
     assert (box / "etc/os-release").exists()
+    # type changes, hard links, odd names, long paths, symlinks
+    assert (box / "usr/local/games").read_text() == "was a directory\n"
+    assert sorted(os.listdir(box / "etc/motd")) == ["inside.txt"]
+    a, b = (box / "opt/hpcb/hardlink-a").stat(), (box / "opt/hpcb/hardlink-b").stat()
+    assert (a.st_ino, a.st_nlink) == (b.st_ino, 2)
+    assert (box / "opt/hpcb/na\u00efve name with spaces.txt").exists()
+    assert (box / LONG_PATH.lstrip("/")).read_text().startswith("a path longer than 100")
+    assert os.readlink(box / "opt/hpcb/link-to-etc") == "../../etc"
+    assert os.readlink(box / "opt/hpcb/dangling") == "/nowhere"
 
 
 @pytest.mark.parametrize("kind", ["docker-archive", "oci-archive", "oci"])

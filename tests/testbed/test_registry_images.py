@@ -181,6 +181,8 @@ def test_whiteout_image_layers(testbed: Any) -> None:
     assert len(manifest["layers"]) == 4
     third = _layer_names(wo.oci_dir, manifest["layers"][2]["digest"])
     assert {"etc/.wh.issue", "usr/share/doc/.wh.python3", "usr/bin/.wh.pydoc3"} <= set(third)
+    assert {"usr/local/games", "etc/motd/inside.txt", "opt/hpcb/hardlink-b"} <= set(third)
+    assert max(len(n) for n in third) > 100
     fourth = _layer_names(wo.oci_dir, manifest["layers"][3]["digest"])
     assert "etc/skel/.wh..wh..opq" in fourth and "etc/skel/hpcb-opaque.txt" in fourth
     # the python layer is a diff: no base files, but python3 and the dpkg database

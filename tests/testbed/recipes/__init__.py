@@ -13,7 +13,8 @@ Layer kinds:
                    MPI hello worlds compiled on the host
   ``entries``      a layer written entry by entry: ``whiteouts`` (paths deleted from lower
                    layers), ``opaque`` (directories whose lower content disappears), ``files``
-                   (path -> text) and ``dirs``
+                   (path -> text), ``dirs``, ``symlinks`` (path -> target) and ``hardlinks``
+                   (path -> earlier path in the same layer)
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ RECIPE_DIR = Path(__file__).resolve().parent
 CREATED = "2024-01-01T00:00:00Z"
 
 BASE_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+
+LONG_PATH = "/opt/hpcb/" + "long-directory-name-" * 4 + "/" + "long-file-name-" * 7 + ".txt"
 
 DEBIAN_BASE: dict[str, Any] = {"kind": "debootstrap", "suite": "bookworm", "variant": "minbase"}
 
@@ -77,7 +80,21 @@ RECIPES: dict[str, dict[str, Any]] = {
             {
                 "kind": "entries",
                 "whiteouts": ["/etc/issue", "/usr/share/doc/python3", "/usr/bin/pydoc3"],
-                "files": {"/etc/hpcb-layer3.txt": "added by layer 3\n"},
+                "files": {
+                    "/etc/hpcb-layer3.txt": "added by layer 3\n",
+                    # a directory of the lower layers becomes a file ...
+                    "/usr/local/games": "was a directory\n",
+                    # ... and a file becomes a directory
+                    "/etc/motd/inside.txt": "motd was a file\n",
+                    "/opt/hpcb/hardlink-a": "one inode, two names\n",
+                    "/opt/hpcb/na\u00efve name with spaces.txt": "non-ASCII and spaces\n",
+                    LONG_PATH: "a path longer than 100 bytes (PAX header)\n",
+                },
+                "hardlinks": {"/opt/hpcb/hardlink-b": "/opt/hpcb/hardlink-a"},
+                "symlinks": {
+                    "/opt/hpcb/link-to-etc": "../../etc",
+                    "/opt/hpcb/dangling": "/nowhere",
+                },
             },
             {
                 "kind": "entries",
@@ -95,6 +112,8 @@ RECIPES: dict[str, dict[str, Any]] = {
                 "org.hpcbridge.test.deleted": "/etc/issue,/usr/share/doc/python3,/usr/bin/pydoc3",
                 "org.hpcbridge.test.opaque": "/etc/skel",
                 "org.hpcbridge.test.opaque-content": "hpcb-opaque.txt",
+                "org.hpcbridge.test.replaced": "/usr/local/games:dir->file,/etc/motd:file->dir",
+                "org.hpcbridge.test.hardlink": "/opt/hpcb/hardlink-b=/opt/hpcb/hardlink-a",
             },
         },
     },
