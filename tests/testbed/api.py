@@ -18,7 +18,8 @@ from typing import Any, Optional, Union
 
 from hpcbridge import runner
 from tests.testbed import config as C
-from tests.testbed import lifecycle
+from tests.testbed import lifecycle, slurm
+from tests.testbed.procs import PidRegistry
 from tests.testbed.users import REPO, User, as_user_argv
 
 ACTIVE_STATES = {
@@ -299,6 +300,23 @@ class Testbed:
                     self._load(lifecycle.up(before.to_dict(), quiet=True))
         finally:
             self._reconfiguring = False
+
+    @contextlib.contextmanager
+    def slurmctld_stopped(self) -> Iterator[None]:
+        """slurmctld stopped (by its recorded PID) for the block, started again after.
+
+        Holds the testbed lock meanwhile, so a concurrent ``up`` (another session's
+        fixture) waits instead of restarting the controller under the test.
+        """
+        layout = C.Layout(self.state_dir)
+        with lifecycle.flock(layout.lock):
+            pids = PidRegistry(self.state_dir)
+            if not pids.stop("slurmctld"):
+                raise RuntimeError("slurmctld was not running")
+            try:
+                yield
+            finally:
+                slurm.start_slurmctld(layout, pids)
 
     def refresh(self) -> None:
         state = lifecycle.read_state(C.Layout(self.state_dir))

@@ -16,7 +16,7 @@ def test_sbatch_job_runs_as_the_test_user(testbed: Testbed, user_dir: Path) -> N
     job = testbed.sbatch(
         "-o", "out.txt", "--wrap", "id -un; id -u; echo SLURM_CONF=$SLURM_CONF", cwd=user_dir
     )
-    states = testbed.wait_for_jobs([job], timeout=120)
+    states = testbed.wait_for_jobs([job], timeout=600)
     assert states == {job: "COMPLETED"}
     lines = (user_dir / "out.txt").read_text().splitlines()
     assert lines[0] == testbed.user.name
@@ -27,13 +27,13 @@ def test_sbatch_job_runs_as_the_test_user(testbed: Testbed, user_dir: Path) -> N
 
 def test_failed_job_reports_its_exit_code(testbed: Testbed, user_dir: Path) -> None:
     job = testbed.sbatch("-o", "out.txt", "--wrap", "exit 3", cwd=user_dir)
-    assert testbed.wait_for_jobs([job], timeout=120) == {job: "FAILED"}
+    assert testbed.wait_for_jobs([job], timeout=600) == {job: "FAILED"}
     shown = testbed.run(["scontrol", "-o", "show", "job", job]).stdout
     assert "ExitCode=3:0" in shown
 
 
 def test_two_node_srun_shows_two_hostnames(testbed: Testbed, user_dir: Path) -> None:
-    done = testbed.run_as_user(["srun", "-N2", "-n2", "hostname"], cwd=user_dir, timeout=120)
+    done = testbed.run_as_user(["srun", "-N2", "-n2", "hostname"], cwd=user_dir, timeout=600)
     assert sorted(done.stdout.split()) == testbed.nodes[:2] == ["n1", "n2"]
 
 
@@ -47,7 +47,7 @@ def test_two_node_batch_job_sees_both_nodes(testbed: Testbed, user_dir: Path) ->
         "echo NODELIST=$SLURM_JOB_NODELIST; srun hostname",
         cwd=user_dir,
     )
-    assert testbed.wait_for_jobs([job], timeout=120) == {job: "COMPLETED"}
+    assert testbed.wait_for_jobs([job], timeout=600) == {job: "COMPLETED"}
     lines = (user_dir / "out.txt").read_text().split()
     assert lines[0] == "NODELIST=n[1-2]"
     assert sorted(lines[1:]) == ["n1", "n2"]
@@ -63,7 +63,7 @@ def test_gres_gpu_sets_cuda_visible_devices(testbed: Testbed, user_dir: Path) ->
     none = testbed.sbatch(
         "-o", "none.txt", "--wrap", "echo CVD=${CUDA_VISIBLE_DEVICES-unset}", cwd=user_dir
     )
-    states = testbed.wait_for_jobs([one, two, none], timeout=120)
+    states = testbed.wait_for_jobs([one, two, none], timeout=600)
     assert set(states.values()) == {"COMPLETED"}
     assert (user_dir / "one.txt").read_text().strip() in ("CVD=0", "CVD=1")
     assert (user_dir / "two.txt").read_text().strip() == "CVD=0,1"
@@ -87,7 +87,7 @@ def test_array_job_tasks_each_run_once(testbed: Testbed, user_dir: Path) -> None
         "echo $SLURM_ARRAY_TASK_ID > task_$SLURM_ARRAY_TASK_ID",
         cwd=user_dir,
     )
-    states = testbed.wait_for_jobs([job], timeout=180)
+    states = testbed.wait_for_jobs([job], timeout=600)
     assert states == {f"{job}_{i}": "COMPLETED" for i in range(10)}
     for i in range(10):
         assert (user_dir / f"task_{i}").read_text().strip() == str(i)
@@ -137,3 +137,13 @@ def test_cli_status_env_and_leftovers_see_the_running_testbed(
         assert f"[{job}.batch]" in found.stderr
     finally:
         testbed.run(["scancel", job], check=False)
+
+
+def test_controller_stopped_and_back(testbed: Testbed, user_dir: Path) -> None:
+    job = testbed.sbatch("-o", "out.txt", "--wrap", "sleep 3; echo done", cwd=user_dir)
+    with testbed.slurmctld_stopped():
+        down = testbed.run_as_user(["squeue", "-h"], check=False, timeout=60)
+        assert down.returncode != 0
+        assert "Unable to contact slurm controller" in down.stderr
+    assert testbed.wait_for_jobs([job], timeout=600) == {job: "COMPLETED"}
+    assert (user_dir / "out.txt").read_text().strip() == "done"

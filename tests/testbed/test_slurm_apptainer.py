@@ -32,7 +32,7 @@ def test_wrapper_is_first_on_the_job_path(testbed: Testbed, user_dir: Path) -> N
     job = testbed.sbatch(
         "-o", "out.txt", "--wrap", "command -v apptainer; command -v singularity", cwd=user_dir
     )
-    assert testbed.wait_for_jobs([job], timeout=120) == {job: "COMPLETED"}
+    assert testbed.wait_for_jobs([job], timeout=600) == {job: "COMPLETED"}
     assert (user_dir / "out.txt").read_text().split() == [
         str(testbed.apptainer),
         str(testbed.apptainer.parent / "singularity"),
@@ -56,7 +56,7 @@ def test_sbatch_job_runs_apptainer_exec_with_a_bound_directory(
     )
     (user_dir / "job.sh").write_text(script)
     job = testbed.sbatch("-o", "job.out", "job.sh", cwd=user_dir)
-    states = testbed.wait_for_jobs([job], timeout=180)
+    states = testbed.wait_for_jobs([job], timeout=600)
     assert states == {job: "COMPLETED"}, (user_dir / "job.out").read_text()
     lines = (user_dir / "out" / "copy.txt").read_text().splitlines()
     assert lines[0] == "hello from the host"
@@ -78,5 +78,5 @@ def test_gpu_job_sees_cuda_visible_devices_inside_the_container(
         "sh -c 'echo CVD=$CUDA_VISIBLE_DEVICES'",
         cwd=user_dir,
     )
-    assert testbed.wait_for_jobs([job], timeout=180) == {job: "COMPLETED"}
+    assert testbed.wait_for_jobs([job], timeout=600) == {job: "COMPLETED"}
     assert (user_dir / "out.txt").read_text().strip() in ("CVD=0", "CVD=1")

@@ -52,7 +52,7 @@ def test_accounting_on_makes_sacct_answer(testbed: Testbed, user_dir: Path) -> N
             "exit $(( SLURM_ARRAY_TASK_ID == 2 ? 3 : 0 ))",
             cwd=user_dir,
         )
-        tb.wait_for_jobs([job], timeout=120)
+        tb.wait_for_jobs([job], timeout=600)
         rows = _wait_sacct(tb, job, {f"{job}_1", f"{job}_2", f"{job}_3"})
         assert rows[f"{job}_1"] == ("COMPLETED", "0:0")
         assert rows[f"{job}_2"] == ("FAILED", "3:0")
@@ -75,7 +75,7 @@ def test_mem_limit_kills_an_over_memory_task(testbed: Testbed, user_dir: Path) -
         before = tb.state.get("knobs_before")
         big = tb.sbatch("--mem=64M", "-o", "big.out", "--wrap", f'python3 -c "{hog}"', cwd=user_dir)
         small = tb.sbatch("--mem=64M", "-o", "small.out", "--wrap", "echo fine", cwd=user_dir)
-        states = tb.wait_for_jobs([big, small], timeout=120)
+        states = tb.wait_for_jobs([big, small], timeout=600)
         assert states == {big: "FAILED", small: "COMPLETED"}
         shown = tb.run(["scontrol", "-o", "show", "job", big]).stdout
         # killed by jobacct_gather's OverMemoryKill with SIGKILL (no cgroups, no OUT_OF_MEMORY state)
@@ -97,14 +97,14 @@ def test_max_array_size_knob(testbed: Testbed, user_dir: Path) -> None:
         assert refused.returncode != 0
         assert "Invalid job array specification" in refused.stderr
         job = tb.sbatch("--array=0-10", "-o", "/dev/null", "--wrap", "true", cwd=user_dir)
-        assert len(tb.wait_for_jobs([job], timeout=120)) == 11
+        assert len(tb.wait_for_jobs([job], timeout=600)) == 11
     assert testbed.knobs.to_dict() == before
 
 
 def test_small_min_job_age_makes_squeue_forget(testbed: Testbed, user_dir: Path) -> None:
     with testbed.reconfigure(min_job_age=2) as tb:
         job = tb.sbatch("-o", "/dev/null", "--wrap", "true", cwd=user_dir)
-        tb.wait_for_jobs([job], timeout=60)
+        tb.wait_for_jobs([job], timeout=600)
         deadline = time.monotonic() + 90
         while True:
             done = tb.run(["scontrol", "show", "job", job], check=False)
@@ -119,9 +119,9 @@ def test_nodes_knob_and_a_job_surviving_the_restart(testbed: Testbed, user_dir: 
     with testbed.reconfigure(nodes=3) as tb:
         before = tb.state.get("knobs_before")
         assert tb.nodes == ["n1", "n2", "n3"]
-        done = tb.run_as_user(["srun", "-N3", "-n3", "hostname"], cwd=user_dir, timeout=120)
+        done = tb.run_as_user(["srun", "-N3", "-n3", "hostname"], cwd=user_dir, timeout=600)
         assert sorted(done.stdout.split()) == ["n1", "n2", "n3"]
     assert testbed.knobs.to_dict() == before
     assert testbed.nodes == [f"n{i}" for i in range(1, testbed.knobs.nodes + 1)]
-    assert testbed.wait_for_jobs([running], timeout=120) == {running: "COMPLETED"}
+    assert testbed.wait_for_jobs([running], timeout=600) == {running: "COMPLETED"}
     assert (user_dir / "survivor.out").read_text().strip() == "survived"

@@ -39,7 +39,7 @@ def hello(testbed: Testbed) -> dict[str, Path]:
     out = {}
     for flavour, cc in (("openmpi", "mpicc.openmpi"), ("mpich", "mpicc.mpich")):
         exe = where / f"hello-{flavour}"
-        testbed.run_as_user([cc, "-o", str(exe), "hello.c"], cwd=where, timeout=120)
+        testbed.run_as_user([cc, "-o", str(exe), "hello.c"], cwd=where, timeout=600)
         out[flavour] = exe
     return out
 
@@ -57,7 +57,7 @@ def test_srun_mpi_two_ranks_on_two_nodes(
     testbed: Testbed, hello: dict[str, Path], user_dir: Path, flavour: str, mpi: str
 ) -> None:
     done = testbed.run_as_user(
-        ["srun", f"--mpi={mpi}", "-N2", "-n2", str(hello[flavour])], cwd=user_dir, timeout=120
+        ["srun", f"--mpi={mpi}", "-N2", "-n2", str(hello[flavour])], cwd=user_dir, timeout=600
     )
     ranks = _ranks(done.stdout)
     assert [r["rank"] for r in ranks] == ["0", "1"]
@@ -72,7 +72,7 @@ def test_mpirun_inside_an_allocation(
     done = testbed.run_as_user(
         ["salloc", "-N2", "-n2", "mpirun.openmpi", "-n", "2", str(hello["openmpi"])],
         cwd=user_dir,
-        timeout=120,
+        timeout=600,
     )
     ranks = _ranks(done.stdout)
     assert sorted(r["host"] for r in ranks) == ["n1", "n2"]
@@ -84,7 +84,7 @@ def test_mpich_with_pmix_runs_independent_singletons(
 ) -> None:
     """The known-bad pairing hpcbridge must refuse or warn about: no error, wrong result."""
     done = testbed.run_as_user(
-        ["srun", "--mpi=pmix", "-N2", "-n2", str(hello["mpich"])], cwd=user_dir, timeout=120
+        ["srun", "--mpi=pmix", "-N2", "-n2", str(hello["mpich"])], cwd=user_dir, timeout=600
     )
     ranks = _ranks(done.stdout)
     assert len(ranks) == 2
@@ -98,7 +98,7 @@ def test_openmpi_with_pmi2_fails_in_mpi_init(
     done = testbed.run_as_user(
         ["srun", "--mpi=pmi2", "-N2", "-n2", str(hello["openmpi"])],
         cwd=user_dir,
-        timeout=120,
+        timeout=600,
         check=False,
     )
     assert done.returncode != 0
