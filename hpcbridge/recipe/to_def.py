@@ -327,6 +327,13 @@ def _copy_or_add(st: _State, ins: Instruction, *, add: bool) -> None:
         if add and _ARCHIVE_RE.search(src):
             _add_archive(st, ins, src, dest.rstrip("/") or "/")
             continue
+        if src.endswith("/") and src.strip("/"):
+            # Docker copies a directory's contents; Apptainer's `%files dir/ dest` nests
+            # dir inside an existing dest, `dir/.` copies the contents (dot files too).
+            st.note(
+                ins, f"{ins.keyword} {src}: written as {src.rstrip('/')}/. to copy its contents"
+            )
+            src = src.rstrip("/") + "/."
         if st.seen_run and not st.noted_order:
             st.noted_order = True
             st.note(

@@ -29,6 +29,9 @@ ARGS = ["a b", "$x", "it's", "", "*", 'q"uote', "back\\slash"]
 def _prepare(tb: Testbed, user_dir: Path) -> None:
     for name in ("Dockerfile", "greet.sh", "data.tar.gz"):
         shutil.copy2(GOLDEN / "app" / name, user_dir / name)
+    shutil.copytree(GOLDEN / "app" / "conf", user_dir / "conf")
+    for p in (user_dir / "conf").iterdir():
+        shutil.chown(p, tb.user.uid, tb.user.gid)
     ref = tb.image("busybox").ref
     text = (user_dir / "Dockerfile").read_text()
     text = re.sub(r"^FROM .*$", f"FROM {ref} AS app", text, count=1, flags=re.M)
@@ -57,6 +60,8 @@ def _expected(args: list[str]) -> list[str]:
         "hello world",
         "single quoted joined",
         "file1",
+        ".hidden",  # COPY conf/ etc/: the directory's contents, dot files too
+        "app.ini",
         "LEGACY=this is the value",
     ]
 
