@@ -13,16 +13,16 @@ translated raises :class:`~hpcbridge.errors.InputError`.
 from __future__ import annotations
 
 import posixpath
-import re
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Optional
 
 from hpcbridge.errors import InputError
 from hpcbridge.recipe.dockerfile import Instruction, lex
+from hpcbridge.recipe.files import ADD_STAGING, add, copy
 from hpcbridge.recipe.notes import Note, Translation
 from hpcbridge.recipe.runscript import runscript_lines
+from hpcbridge.recipe.state import VERBATIM, State
 from hpcbridge.recipe.words import (
     NAME_RE,
     Word,
@@ -37,11 +37,6 @@ from hpcbridge.recipe.words import (
     substitute,
 )
 
-DEFAULT_SHELL = ("/bin/sh", "-c")
-VERBATIM = "\0"  # marks a %post line written without indentation (inside a quote or here-doc)
-_ARCHIVE_RE = re.compile(r"\.(tar|tar\.gz|tgz|tar\.bz2|tbz2?|tar\.xz|txz)\Z", re.I)
-_TAR_FLAG = {"gz": "z", "tgz": "z", "bz2": "j", "tbz": "j", "tbz2": "j", "xz": "J", "txz": "J"}
-ADD_STAGING = "/.hpcbridge-add"
 IGNORED = {
     "EXPOSE": "ports are not isolated under Apptainer; the program listens on the host's network",
     "VOLUME": "Apptainer has no volumes; bind a host directory with --bind",
@@ -51,38 +46,9 @@ IGNORED = {
 }
 
 
-@dataclass
-class _State:
-    name: str
-    notes: list[Note] = field(default_factory=list)
-    base: Optional[str] = None
-    global_args: dict[str, str] = field(default_factory=dict)
-    known: dict[str, str] = field(default_factory=dict)
-    files: list[tuple[str, str]] = field(default_factory=list)
-    labels: list[tuple[str, str]] = field(default_factory=list)
-    environment: list[str] = field(default_factory=list)
-    post: list[str] = field(default_factory=list)
-    shell: tuple[str, ...] = DEFAULT_SHELL
-    entrypoint: Optional[tuple[str, ...]] = None
-    cmd: Optional[tuple[str, ...]] = None
-    cmd_line: int = 0
-    entrypoint_line: int = 0
-    workdir: str = "/"
-    workdir_line: int = 0
-    seen_run: bool = False
-    noted_order: bool = False
-    used_staging: bool = False
-
-    def note(self, ins: Instruction, message: str) -> None:
-        self.notes.append(Note(self.name, ins.lineno, message))
-
-    def fail(self, ins: Instruction, message: str, hint: str) -> InputError:
-        return InputError(f"{self.name}:{ins.lineno}: {message}", hint)
-
-
 def dockerfile_to_def(text: str, name: str = "Dockerfile") -> Translation:
     """Translate Dockerfile text into definition-file text plus notes."""
-    st = _State(name)
+    st = State(name)
     for ins in lex(text, name):
         handler = _HANDLERS.get(ins.keyword)
         if handler is None:
@@ -98,7 +64,7 @@ def dockerfile_to_def(text: str, name: str = "Dockerfile") -> Translation:
     return Translation(_render(st, name), tuple(st.notes))
 
 
-def _from(st: _State, ins: Instruction) -> None:
+def _from(st: State, ins: Instruction) -> None:
     if st.base is not None:
         raise st.fail(
             ins,
@@ -131,7 +97,7 @@ def _from(st: _State, ins: Instruction) -> None:
     st.base = image
 
 
-def _arg(st: _State, ins: Instruction) -> None:
+def _arg(st: State, ins: Instruction) -> None:
     for item in _split_or_fail(st, ins, legacy=False, allow_bare=True):
         name, word = item
         if st.base is None:
@@ -151,7 +117,7 @@ def _arg(st: _State, ins: Instruction) -> None:
         )
 
 
-def _env(st: _State, ins: Instruction) -> None:
+def _env(st: State, ins: Instruction) -> None:
     for name, word in _split_or_fail(st, ins, legacy=True, allow_bare=False):
         assert word is not None
         st.known[name] = word.literal
@@ -161,7 +127,7 @@ def _env(st: _State, ins: Instruction) -> None:
 
 
 def _split_or_fail(
-    st: _State, ins: Instruction, *, legacy: bool, allow_bare: bool
+    st: State, ins: Instruction, *, legacy: bool, allow_bare: bool
 ) -> list[tuple[str, Optional[Word]]]:
     out: list[tuple[str, Optional[Word]]] = []
     if allow_bare:
@@ -184,7 +150,7 @@ def _split_or_fail(
     return out
 
 
-def _label(st: _State, ins: Instruction) -> None:
+def _label(st: State, ins: Instruction) -> None:
     assigns = split_assignments(ins.args, st.known, allow_legacy=True)
     if not assigns:
         raise st.fail(ins, "LABEL without a value", "write LABEL key=value")
@@ -198,11 +164,11 @@ def _label(st: _State, ins: Instruction) -> None:
         st.note(ins, f"LABEL with {len(assigns)} labels written as {len(assigns)} %labels lines")
 
 
-def _maintainer(st: _State, ins: Instruction) -> None:
+def _maintainer(st: State, ins: Instruction) -> None:
     st.labels.append(("maintainer", ins.args.strip()))
 
 
-def _run(st: _State, ins: Instruction) -> None:
+def _run(st: State, ins: Instruction) -> None:
     for flag in ins.flags:
         st.note(ins, f"RUN --{flag} ignored: definition files have no equivalent")
     st.seen_run = True
@@ -238,13 +204,13 @@ def _heredoc_run(shell: Sequence[str], body: Sequence[str]) -> list[str]:
     return [quote_argv(argv) + " " + first, *(VERBATIM + line for line in rest)]
 
 
-def _shell(st: _State, ins: Instruction) -> None:
+def _shell(st: State, ins: Instruction) -> None:
     if ins.exec_form is None or not ins.exec_form:
         raise st.fail(ins, "SHELL needs the JSON form", 'write SHELL ["/bin/bash", "-c"]')
     st.shell = ins.exec_form
 
 
-def _workdir(st: _State, ins: Instruction) -> None:
+def _workdir(st: State, ins: Instruction) -> None:
     words = split_words(ins.args, st.known)
     if len(words) != 1:
         raise st.fail(ins, f"cannot read WORKDIR {ins.args!r}", "write WORKDIR /path")
@@ -254,7 +220,7 @@ def _workdir(st: _State, ins: Instruction) -> None:
     st.post.append(f"mkdir -p {sq(path)} && cd {sq(path)}")
 
 
-def _user(st: _State, ins: Instruction) -> None:
+def _user(st: State, ins: Instruction) -> None:
     user = ins.args.strip()
     if user.split(":")[0] in {"root", "0"}:
         return
@@ -265,116 +231,25 @@ def _user(st: _State, ins: Instruction) -> None:
     )
 
 
-def _entrypoint(st: _State, ins: Instruction) -> None:
+def _entrypoint(st: State, ins: Instruction) -> None:
     st.entrypoint = _argv(st, ins)
     st.entrypoint_line = ins.lineno
     if ins.exec_form is None:
         st.note(ins, "ENTRYPOINT in shell form ignores CMD and run arguments (as in Docker)")
 
 
-def _cmd(st: _State, ins: Instruction) -> None:
+def _cmd(st: State, ins: Instruction) -> None:
     st.cmd = _argv(st, ins)
     st.cmd_line = ins.lineno
 
 
-def _argv(st: _State, ins: Instruction) -> tuple[str, ...]:
+def _argv(st: State, ins: Instruction) -> tuple[str, ...]:
     if ins.exec_form is not None:
         return ins.exec_form
     return (*st.shell, ins.args)
 
 
-def _copy(st: _State, ins: Instruction) -> None:
-    _copy_or_add(st, ins, add=False)
-
-
-def _add(st: _State, ins: Instruction) -> None:
-    _copy_or_add(st, ins, add=True)
-
-
-def _copy_or_add(st: _State, ins: Instruction, *, add: bool) -> None:
-    if ins.heredoc is not None:
-        _copy_heredoc(st, ins)
-        return
-    if "from" in ins.flags:
-        raise st.fail(
-            ins,
-            f"{ins.keyword} --from={ins.flags['from']} (multi-stage) is not translated",
-            "build it with docker/podman/buildah, then `hpcbridge convert` the image",
-        )
-    for flag in ins.flags:
-        st.note(ins, f"{ins.keyword} --{flag} ignored: %files are owned by root with their modes")
-    if ins.exec_form is not None:
-        paths = [substitute(p, st.known)[0] for p in ins.exec_form]
-    else:
-        paths = [w.literal for w in split_words(ins.args, st.known)]
-    if len(paths) < 2:
-        raise st.fail(ins, f"{ins.keyword} needs a source and a destination", "write SRC DEST")
-    *sources, dest = paths
-    for p in paths:
-        if any(c.isspace() for c in p):
-            raise st.fail(ins, f"path {p!r} contains whitespace", "rename it for %files")
-    dest_is_dir = dest.endswith("/") or len(sources) > 1
-    dest = posixpath.normpath(posixpath.join(st.workdir, dest)) + ("/" if dest_is_dir else "")
-    for src in sources:
-        if add and re.match(r"[a-z]+://", src):
-            target = dest + posixpath.basename(src) if dest.endswith("/") else dest
-            st.post.append(
-                f"mkdir -p {sq(posixpath.dirname(target))} && "
-                f"curl -fsSL --retry 3 -o {sq(target)} {sq(src)}"
-            )
-            st.note(ins, f"ADD {src}: downloaded with curl in %post (the image must have curl)")
-            continue
-        if add and _ARCHIVE_RE.search(src):
-            _add_archive(st, ins, src, dest.rstrip("/") or "/")
-            continue
-        if src.endswith("/") and src.strip("/"):
-            # Docker copies a directory's contents; Apptainer's `%files dir/ dest` nests
-            # dir inside an existing dest, `dir/.` copies the contents (dot files too).
-            st.note(
-                ins, f"{ins.keyword} {src}: written as {src.rstrip('/')}/. to copy its contents"
-            )
-            src = src.rstrip("/") + "/."
-        if st.seen_run and not st.noted_order:
-            st.noted_order = True
-            st.note(
-                ins,
-                f"{ins.keyword} after RUN: %files are copied before any %post line runs",
-            )
-        st.files.append((src, dest))
-
-
-def _copy_heredoc(st: _State, ins: Instruction) -> None:
-    assert ins.heredoc is not None
-    dest = split_words(ins.args, st.known)[0].literal
-    if dest.endswith("/"):
-        raise st.fail(ins, "COPY <<EOF needs a file destination", "write COPY <<EOF /path/file")
-    dest = posixpath.normpath(posixpath.join(st.workdir, dest))
-    tag = "HPCB_EOF"
-    while tag in ins.heredoc:
-        tag += "_"
-    opener = f"'{tag}'" if ins.heredoc_quoted else tag
-    st.post.append(f"mkdir -p {sq(posixpath.dirname(dest))} && cat > {sq(dest)} <<{opener}")
-    st.post.extend(VERBATIM + line for line in (*ins.heredoc, tag))
-    for flag, value in ins.flags.items():
-        if flag == "chmod" and re.fullmatch(r"[0-7]{3,4}", value):
-            st.post.append(f"chmod {value} {sq(dest)}")
-        else:
-            st.note(ins, f"COPY --{flag} ignored: the file is owned by root")
-    st.note(ins, f"COPY here-document: written to {dest} by %post")
-
-
-def _add_archive(st: _State, ins: Instruction, src: str, dest: str) -> None:
-    suffix = src.rsplit(".", 1)[-1].lower()
-    flag = _TAR_FLAG.get(suffix, "")
-    staged = f"{ADD_STAGING}/{posixpath.basename(src)}"
-    st.files.append((src, staged))
-    st.used_staging = True
-    st.post.append(f"mkdir -p {sq(dest)} && tar -x{flag}f {sq(staged)} -C {sq(dest)}")
-    st.post.append(f"rm -f {sq(staged)}")
-    st.note(ins, f"ADD {src}: copied in %files and unpacked into {dest} in %post")
-
-
-def _ignored(st: _State, ins: Instruction) -> None:
+def _ignored(st: State, ins: Instruction) -> None:
     st.note(ins, f"{ins.keyword} ignored: {IGNORED[ins.keyword]}")
 
 
@@ -390,13 +265,13 @@ _HANDLERS = {
     "USER": _user,
     "ENTRYPOINT": _entrypoint,
     "CMD": _cmd,
-    "COPY": _copy,
-    "ADD": _add,
+    "COPY": copy,
+    "ADD": add,
     **{k: _ignored for k in IGNORED},
 }
 
 
-def _render(st: _State, name: str) -> str:
+def _render(st: State, name: str) -> str:
     assert st.base is not None
     out = [f"# Generated by hpcbridge recipe from {posixpath.basename(name)}"]
     out += ["Bootstrap: docker", f"From: {st.base}", ""]
