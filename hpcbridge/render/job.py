@@ -93,6 +93,7 @@ def render_job(
     container_env: list[tuple[str, str, Arg]] = []
     no_eval = has_flag(flavor, cfg.runtime.version, "--no-eval")
     for name, value in job.env.items():
+        _check_runtime_env(name, value)
         if not no_eval and any(c in value for c in '$`\\"'):
             raise JobSpecError(
                 f"env.{name} = {value!r}: {flavor} {cfg.runtime.version} would shell-evaluate "
@@ -184,6 +185,31 @@ def render_job(
             "submit fewer inputs per job (split the inputs list)",
         )
     return RenderedJob(script, job.name, array, task_ids, {})
+
+
+#: Variables the runtime's own action shell sets, overrides or cannot take (found by
+#: running Apptainer 1.4.5: APPTAINERENV_EUID even stops the container from starting).
+RUNTIME_ENV_REFUSED = {
+    "EUID": "it is read-only in Apptainer's action shell and stops the container",
+    "PWD": "the runtime sets it to the working directory; set workdir instead",
+    "SHLVL": "the runtime's shell sets it",
+    "PPID": "the runtime's shell sets it",
+    "OPTIND": "the runtime's shell sets it",
+    "IFS": "the runtime's shell resets it",
+    "PROMPT_COMMAND": "the runtime rewrites it",
+}
+
+
+def _check_runtime_env(name: str, value: str) -> None:
+    if name in RUNTIME_ENV_REFUSED:
+        raise JobSpecError(
+            f"env name {name!r} cannot be set in the container", RUNTIME_ENV_REFUSED[name]
+        )
+    if name == "PATH" and not value:
+        raise JobSpecError(
+            "env.PATH is empty: Apptainer ignores an empty PATH and keeps its default",
+            "give directories, or remove env.PATH",
+        )
 
 
 def _check_time(job: JobSpec, part: Optional[Partition]) -> None:
