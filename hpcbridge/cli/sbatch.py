@@ -101,7 +101,7 @@ def _check_mounts(request: PyxisRequest, cfg: Config) -> None:
 
 def _resolve(image: str, cfg: Config) -> ResolvedImage:
     from hpcbridge.model import JobSpec
-    from hpcbridge.render.pyxis_args import image_reference
+    from hpcbridge.render.pyxis_values import image_reference
     from hpcbridge.tracking.submitter import resolve_image
 
     ref = image_reference(image)

@@ -111,7 +111,8 @@ PYXIS_ARGV = [
 
 def render_pyxis_case(tmp: Path, argv: Optional[list[str]] = None) -> RenderedJob:
     from hpcbridge.render.pyxis import render_pyxis
-    from hpcbridge.render.pyxis_args import image_reference, plan_request
+    from hpcbridge.render.pyxis_args import plan_request
+    from hpcbridge.render.pyxis_values import image_reference
 
     text = (HERE / "inputs" / "pyxis-train.sh").read_text(encoding="utf-8")
     request, body, lines = plan_request(argv or PYXIS_ARGV, lambda _p: text, {}, JOB_DIR)

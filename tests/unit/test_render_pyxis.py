@@ -6,14 +6,12 @@ import pytest
 
 from hpcbridge.errors import InputError
 from hpcbridge.render.pyxis_args import (
-    Mount,
     build_options,
-    image_reference,
     parse_command_line,
-    parse_mounts,
     plan_request,
     sbatch_directives,
 )
+from hpcbridge.render.pyxis_values import Mount, image_reference, parse_mounts
 
 
 @pytest.mark.parametrize(
