@@ -247,20 +247,23 @@ def _check_array(job: JobSpec, cfg: Config, lim: ClusterLimits, head: str) -> li
     tasks = job.task_ids
     n = len(tasks)
     out: list[Finding] = []
+    later = "keep `hpcbridge watch ID` running: it submits the held-back chunks as tasks finish"
     if n > lim.max_job_count:
         out.append(
-            fail(
+            warn(
                 "slurm",
-                f"{n} tasks exceed MaxJobCount={lim.max_job_count} (all jobs the controller holds)",
-                "submit the work in parts, one after the other finishes",
+                f"{n} tasks exceed MaxJobCount={lim.max_job_count} (all jobs the controller "
+                "holds): only part of the array can be queued at once",
+                later,
             )
         )
     if lim.max_submit_jobs is not None and n > lim.max_submit_jobs:
         out.append(
-            fail(
+            warn(
                 "slurm",
-                f"{n} tasks exceed your MaxSubmitJobs={lim.max_submit_jobs}: sbatch refuses the rest",
-                "submit in parts (--set array=...), or ask for a higher limit",
+                f"{n} tasks exceed your MaxSubmitJobs={lim.max_submit_jobs}: submit queues "
+                f"{lim.max_submit_jobs} now and holds the rest back",
+                later,
             )
         )
     size = lim.max_array_size

@@ -227,3 +227,20 @@ def test_full_tmp_dir_fails(testbed: Testbed, user_dir: Path) -> None:
     assert any("different filesystems" in f["message"] for f in tmp_finding)
     assert res.returncode == 2
     assert not (tmp / "fill").exists()  # the tmpfs lived only in the sandbox
+
+
+def test_per_user_submit_limit_from_accounting(testbed: Testbed, user_dir: Path) -> None:
+    """With accounting on, MaxSubmitJobs comes from sacctmgr (the real slurmdbd)."""
+    env = _setup(testbed, user_dir, 'array = "0-11"\n')
+    with testbed.reconfigure(accounting=True):
+        user = testbed.user.name
+        testbed.run(["sacctmgr", "-i", "modify", "user", user, "set", "MaxSubmitJobs=5"])
+        try:
+            code, doc = _doctor(testbed, user_dir, env, "job.toml")
+        finally:
+            testbed.run(["sacctmgr", "-i", "modify", "user", user, "set", "MaxSubmitJobs=-1"])
+    slurm = _by_check(doc, "slurm")
+    assert slurm[0]["status"] == "warn"
+    assert "12 tasks exceed your MaxSubmitJobs=5" in slurm[0]["message"]
+    assert "hpcbridge watch" in slurm[0]["fix"]
+    _code_matches(code, doc)

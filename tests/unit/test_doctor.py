@@ -237,11 +237,14 @@ def test_slurm_limits(cfg: Config, tmp_path: Path) -> None:
     big = job(tmp_path, 'array = "0-2500"\n')
     found = check_slurm(big, cfg, SlurmFacts(LIMITS))
     assert found[0].status == Status.OK and "in 3 sbatch arrays" in found[0].message
+    # submit queues what fits and `watch` submits the rest: a warning, not a failure
     huge = job(tmp_path, 'array = "0-19999"\n')
-    assert check_slurm(huge, cfg, SlurmFacts(LIMITS))[0].status == Status.FAIL
+    over_count = check_slurm(huge, cfg, SlurmFacts(LIMITS))
+    assert over_count[0].status == Status.WARN and "MaxJobCount=10000" in over_count[0].message
+    assert "hpcbridge watch" in over_count[0].fix
     capped = SlurmFacts(replace(LIMITS, max_submit_jobs=500))
     over = check_slurm(big, cfg, capped)
-    assert over[0].status == Status.FAIL and "MaxSubmitJobs=500" in over[0].message
+    assert over[0].status == Status.WARN and "MaxSubmitJobs=500" in over[0].message
 
 
 def test_diagnose_orders_and_summarises(cfg: Config, tmp_path: Path) -> None:
