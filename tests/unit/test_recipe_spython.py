@@ -41,7 +41,7 @@ def _section(text: str, name: str) -> list[str]:
 def test_spython_runscript_is_unquoted_and_always_appends_cmd(tmp_path: Path) -> None:
     theirs = _section(_spython_def(tmp_path, DOCKERFILE), "runscript")
     # An unbalanced quote (a shell syntax error) and CMD even when arguments are given.
-    assert theirs == ["exec /bin/echo it's a b default arg \"$@\""]
+    assert theirs == ['exec /bin/echo it\'s a b default arg "$@"']
     ours = _section(dockerfile_to_def(DOCKERFILE).text, "runscript")
     assert ours[-1] == "exec /bin/echo 'it'\"'\"'s' 'a b' \"$@\""
 
