@@ -79,7 +79,9 @@ class Knobs:
 KNOB_NAMES = tuple(f.name for f in dataclasses.fields(Knobs))
 
 # Knobs slurmctld takes from `scontrol reconfigure`; every other change restarts the daemons.
-RECONFIGURABLE = ("min_job_age", "max_array_size")
+# (MaxArraySize is not one: after a reconfigure `scontrol show config` reports the new
+# value but sbatch is still checked against the old one, verified on 22.05.8.)
+RECONFIGURABLE = ("min_job_age",)
 
 
 def reconfigure_only(old: Knobs, new: Knobs) -> bool:
