@@ -31,7 +31,8 @@ RERUN = (
     "import json, sys; from pathlib import Path; from hpcbridge.config import load_config; "
     "from hpcbridge.tracking.session import open_session; "
     "from hpcbridge.bundle import rerun_from_bundle; "
-    "print(json.dumps(rerun_from_bundle(open_session(load_config()), Path(sys.argv[1]))))"
+    "print(json.dumps(rerun_from_bundle(open_session(load_config()), Path(sys.argv[1]), "
+    "retries=10)))"
 )
 
 
@@ -57,7 +58,9 @@ def _machine(tb: Testbed, root: Path) -> dict[str, str]:
 def _rerun_from(tb: Testbed, bundle: Path, env: dict[str, str]) -> dict[str, object]:
     helptext = tb.hpcbridge("rerun", "--help", env=env).stdout
     if "--from" in helptext:  # the CLI wiring (cli/submit.py) calls the same function
-        res = tb.hpcbridge("rerun", "--from", str(bundle), "--json", env=env, cwd=bundle)
+        res = tb.hpcbridge(
+            "rerun", "--from", str(bundle), "--json", "--retry", "10", env=env, cwd=bundle
+        )
     else:
         exe = tb.repo / ".venv" / "bin" / "python"
         res = tb.run_as_user([str(exe), "-c", RERUN, str(bundle)], env=env, cwd=bundle, check=False)
@@ -80,7 +83,9 @@ def test_export_then_rerun_from_bundle_elsewhere(testbed: Testbed, user_dir: Pat
     image = tb.image("busybox")
     a = _machine(tb, user_dir / "machine-a")
     job = _write(tb, user_dir / "project" / "job.toml", JOB.format(ref=image.ref))
-    sub = tb.hpcbridge("submit", str(job), "--json", env=a, cwd=job.parent, timeout=900)
+    sub = tb.hpcbridge(
+        "submit", str(job), "--json", "--retry", "10", env=a, cwd=job.parent, timeout=900
+    )
     assert sub.returncode == 0, sub.stderr
     first = json.loads(sub.stdout)
     tb.wait_for_jobs(first["job_ids"], timeout=300)
