@@ -37,6 +37,8 @@ PROBE_DIR = Path("/var/cache/hpcbridge-testbed/sid-probe")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 APT_SOURCES_DIR = Path("/etc/apt/sources.list.d")
 BIN_NAMES = ("apptainer", "singularity")
+# host directories the wrapper always shows (paths under them need no bind of their own)
+ALWAYS_BOUND = ("/tmp", "/home", "/var/tmp")
 
 
 def debian_mirror(sources_dir: Path = APT_SOURCES_DIR) -> str:
@@ -220,7 +222,8 @@ def ensure_apptainer(
     binds: list[Path] = []
     for b in [state_dir, cache_dir, *extra_binds]:
         b = Path(b)
-        if b.is_absolute() and str(b) not in ("/", "/tmp", "/home", "/var/tmp") and b not in binds:
+        covered = any(b == Path(d) or Path(d) in b.parents for d in ALWAYS_BOUND)
+        if b.is_absolute() and str(b) != "/" and not covered and b not in binds:
             binds.append(b)
     for b in binds:
         # bwrap cannot create mount points inside the root-owned rootfs as the test user
