@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.testbed
 
-MODULES_INIT = Path("/usr/share/modules/init/bash")
+MODULES_INIT = Path("/usr/share/modules/init/bash")  # Environment Modules (Tcl files)
+LMOD_INIT = Path("/usr/share/lmod/lmod/init/bash")  # Lmod (Lua files)
 ARGS = ["a b", "", "$HOME", "it's", '"quoted"', "*", "-c", "tab\there", "line\nbreak", "é ü", "\\"]
 PROGRAM = (
     "import json, os, sys; "
@@ -50,16 +51,20 @@ def test_wrapper_is_a_drop_in_python3(testbed: Testbed, user_dir: Path) -> None:
     assert got == {"cwd": str(work), "argv": ARGS, "stdin": "from stdin\n"}
 
 
-@pytest.mark.skipif(not MODULES_INIT.exists(), reason="environment-modules not installed")
+@pytest.mark.skipif(
+    not (MODULES_INIT.exists() or LMOD_INIT.exists()), reason="no module system installed"
+)
 def test_module_file_puts_the_wrappers_on_path(testbed: Testbed, user_dir: Path) -> None:
+    """The Tcl module file, loaded by Environment Modules or by Lmod (which reads Tcl too)."""
     tb = testbed
     image = tb.image("debian-python")
     tb.hpcbridge(
         "wrap", image.ref, "python3", "--dir", "bin", "--module", "modulefiles/pytool/1.0",
         cwd=user_dir, check=True, timeout=900,
     )  # fmt: skip
+    init = MODULES_INIT if MODULES_INIT.exists() else LMOD_INIT
     script = (
-        f". {MODULES_INIT}\n"
+        f". {init}\n"
         f"module use {user_dir}/modulefiles\n"
         "module load pytool/1.0\n"
         "command -v python3\n"
@@ -67,3 +72,22 @@ def test_module_file_puts_the_wrappers_on_path(testbed: Testbed, user_dir: Path)
     )
     done = tb.run_as_user(["bash", "-c", script], cwd=user_dir)
     assert done.stdout.splitlines() == [str(user_dir / "bin" / "python3"), "True"]
+
+
+@pytest.mark.skipif(not LMOD_INIT.exists(), reason="lmod not installed")
+def test_lua_module_file_loads_with_lmod(testbed: Testbed, user_dir: Path) -> None:
+    tb = testbed
+    image = tb.image("debian-python")
+    tb.hpcbridge(
+        "wrap", image.ref, "python3", "--dir", "bin", "--module", "lmod/pytools/bookworm.lua",
+        cwd=user_dir, check=True, timeout=900,
+    )  # fmt: skip
+    script = (
+        f". {LMOD_INIT}\n"
+        f"module use {user_dir}/lmod\n"
+        "module load pytools/bookworm\n"
+        "command -v python3\n"
+        "python3 -c 'print(6 * 7)'\n"
+    )
+    done = tb.run_as_user(["bash", "-c", script], cwd=user_dir)
+    assert done.stdout.splitlines() == [str(user_dir / "bin" / "python3"), "42"]
