@@ -81,22 +81,24 @@ class Store:
     def path(self, sub_id: str) -> Path:
         return self.submissions / sub_id
 
-    def create(self, record: Record) -> Path:
-        """Make ``<id>/`` (fails if it exists) with ``outcomes/``, ``logs/`` and the record."""
+    def create(self, record: Record, *, save: bool = True) -> Path:
+        """Make ``<id>/`` (fails if it exists) with ``outcomes/``, ``logs/`` and the record
+        (``save=False``: the caller saves it once the other files are written)."""
         self.ensure()
         d = self.path(record["id"])
         d.mkdir(mode=0o700)  # atomic: two processes never share a directory
         (d / "outcomes").mkdir(mode=0o700)
         (d / "logs").mkdir(mode=0o700)
-        self.save(record)
+        if save:
+            self.save(record)
         return d
 
-    def new_submission(self, record: Record) -> Path:
+    def new_submission(self, record: Record, *, save: bool = True) -> Path:
         """Create a directory under a fresh id (retrying on the rare collision)."""
         for _ in range(20):
             record["id"] = new_id()
             try:
-                return self.create(record)
+                return self.create(record, save=save)
             except FileExistsError:
                 continue
         raise StateError(f"could not allocate a submission id under {self.submissions}")
@@ -106,11 +108,24 @@ class Store:
         text = json.dumps(record, indent=1, sort_keys=True) + "\n"
         atomic_write_text(self.path(record["id"]) / RECORD, text, mode=0o600)
 
-    def write_file(self, sub_id: str, name: str, text: str, mode: int = 0o600) -> Path:
+    def write_file(
+        self, sub_id: str, name: str, text: str, mode: int = 0o600, *, sync: bool = True
+    ) -> Path:
+        """Write a file next to the record (temp + rename; ``sync=False`` skips the
+        fsync, for files written before the record that commits them)."""
         if "/" in name or name.startswith(".") or name in (RECORD, "outcomes", "logs"):
             raise StateError(f"refusing to write {name!r} into a submission directory")
         p = self.path(sub_id) / name
-        atomic_write_text(p, text, mode=mode)
+        if sync:
+            atomic_write_text(p, text, mode=mode)
+        else:
+            tmp = p.with_name(f".{name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            try:
+                os.write(fd, text.encode("utf-8"))
+            finally:
+                os.close(fd)
+            os.replace(tmp, p)
         return p
 
     def load(self, sub_id: str) -> Record:

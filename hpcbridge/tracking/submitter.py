@@ -231,12 +231,18 @@ def launch(sess: Session, record: Record, *, retries: int = 0) -> Record:
             r["chunks"][n].update(job_id=job_id, cluster=cluster, submitted_epoch=stamp)
             r["submitted_at"] = r.get("submitted_at") or utc_now()
             r["submitted_epoch"] = r.get("submitted_epoch") or stamp
+            if all(c.get("job_id") for c in r["chunks"]):  # the last one: finalise too
+                r["state"] = "submitted"
+                r["deferred"] = False
+                r.pop("error", None)
 
         record = sess.store.update(sub_id, change)
         accepted += 1
         if room is not None:
             room -= size
     remaining = [c for c in record["chunks"] if not c.get("job_id")]
+    if not remaining and record.get("state") == "submitted":
+        return record
 
     def finish(r: Record) -> None:
         r["state"] = "submitted" if not remaining else "partial"
@@ -328,22 +334,20 @@ def prepare(
         time_limit=effective_time_limit(job, sess.cfg),
         parent=parent,
     )
-    record["id"] = "pending"
-    sub_dir = sess.store.new_submission(dict(record))
+    sub_dir = sess.store.new_submission(record, save=False)
     sub_id = sub_dir.name
-    record["id"] = sub_id
     try:
         for n, (spec, c) in enumerate(plans):
             rendered = render_chunk(spec, sess, image, sub_id, c)
-            sess.store.write_file(sub_id, f"job-{n}.sh", rendered.script, mode=0o700)
+            sess.store.write_file(sub_id, f"job-{n}.sh", rendered.script, mode=0o700, sync=False)
             for name, text in rendered.files.items():
-                sess.store.write_file(sub_id, name, text)
+                sess.store.write_file(sub_id, name, text, sync=False)
             chunks_meta[n]["sbatch_args"] = sbatch_extra(
                 spec, sess, sub_id, n, spec.array is not None
             )
             chunks_meta[n]["job_name"] = rendered.job_name
-        sess.store.write_file(sub_id, "job.toml", job_text)
-        sess.store.save(record)
+        sess.store.write_file(sub_id, "job.toml", job_text, sync=False)
+        sess.store.save(record)  # the commit point: fsync + rename
     except BaseException:
         sess.store.remove(sub_id)
         raise
