@@ -152,6 +152,8 @@ def task_status(
     """
     job_id = "" if chunk_job is None else (f"{chunk_job}_{local}" if is_array else chunk_job)
     if chunk_job is None:
+        if cancelled:
+            return TaskStatus(task, JobState.CANCELLED, reason="cancelled before submission")
         return TaskStatus(task, JobState.PENDING, reason="not submitted yet")
     if info is not None and info.state in REASON_STATES:
         code = outcome.exit_code if outcome and outcome.finished else info.exit_code
@@ -209,6 +211,10 @@ def task_statuses(
     by_task, plain = index_jobs(result)
     query_ok = result is not None
     cancelled = set(parse_indices(str(record.get("cancelled") or "")) or ())
+    if record.get("state") == "failed":  # an interrupted submit that never reached Slurm
+        cancelled |= {
+            t for c in record.get("chunks", []) if not c.get("job_id") for t, _ in chunk_tasks(c)
+        }
     limit = record.get("time_limit")
     time_limit = float(limit) if limit else None
     is_array = bool(record.get("is_array", True))
