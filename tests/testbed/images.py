@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.testbed import image_layers as L
+from tests.testbed import image_variants as V
 from tests.testbed.image_build import (
     Store,
     canon,
@@ -166,7 +167,7 @@ def _ensure_one(store: Store, name: str, registry: str) -> dict[str, Any]:
             raise RuntimeError(
                 f"pushed {ref} but the registry reports {pushed}, not {meta['digest']}"
             )
-    return {
+    result = {
         "ref": ref,
         "digest": meta["digest"],
         "tag": recipe["tag"],
@@ -178,6 +179,21 @@ def _ensure_one(store: Store, name: str, registry: str) -> dict[str, Any]:
         "layers": list(meta["layers"]),
         "diff_ids": list(meta["diff_ids"]),
     }
+    if recipe.get("variants"):
+        result["variants"] = _ensure_variants(out, registry, repo, recipe["tag"])
+    return result
+
+
+def _ensure_variants(out: Path, registry: str, repo: str, tag: str) -> dict[str, Any]:
+    """Docker schema 2, OCI index and Docker manifest list forms (image_variants.py)."""
+    docs = V.variant_documents(out / "oci", tag)
+    V.write_multi_layout(out / "oci", out / "oci-multi", docs)
+    V.push_variants(registry, repo, docs)
+    info: dict[str, Any] = docs["info"]
+    for entry in info.values():
+        entry["ref"] = f"{registry}/{repo}:{entry['tag']}"
+    info["index"]["oci_dir"] = str(out / "oci-multi")
+    return info
 
 
 GC_AGE = 3600.0  # seconds: younger leftovers may belong to a session running older recipes

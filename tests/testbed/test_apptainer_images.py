@@ -134,6 +134,21 @@ def test_build_from_saved_formats(testbed: Any, kind: str) -> None:
     assert done.stdout.strip() == "hello world"
 
 
+@pytest.mark.parametrize("variant", ["docker", "index", "docker-list", "index-layout"])
+def test_build_from_busybox_variants(testbed: Any, variant: str) -> None:
+    """Docker schema 2 manifest, OCI index, Docker manifest list (amd64 picked), and the
+    OCI layout whose index.json names an index."""
+    variants = testbed.state["images"]["busybox"]["variants"]
+    if variant == "index-layout":
+        source = f"oci:{variants['index']['oci_dir']}"
+    else:
+        source = f"docker://{variants[variant]['ref']}"
+    out = testbed.user_dir(f"variant-{variant}") / "bb.sif"
+    testbed.run_as_user(["apptainer", "build", "--no-https", out, source], timeout=300)
+    done = testbed.run_as_user(["apptainer", "exec", out, "sh", "-c", "echo $GREETING"])
+    assert done.stdout.strip() == "hello world"
+
+
 def test_build_flag_must_precede_arguments(testbed: Any) -> None:
     """`--no-https` after the positional arguments is an error in 1.4.5."""
     out = testbed.user_dir("flag-order") / "x.sif"

@@ -237,3 +237,58 @@ def test_images_pushed_again_to_an_empty_registry(testbed: Any, tmp_path: Path) 
         assert sorted((tmp_path / "registry").rglob("data")) == uploads
     finally:
         stop_registry(pid)
+
+
+def test_busybox_variants(testbed: Any) -> None:
+    """busybox is also served as a Docker schema 2 manifest, an OCI index and a Docker
+    manifest list (amd64 = the busybox image, arm64 = same layers, arm64 config), and
+    saved as an OCI layout naming the index."""
+    variants = testbed.state["images"]["busybox"]["variants"]
+    busybox = testbed.image("busybox")
+    assert set(variants) == {"docker", "index", "docker-list"}
+    for v in variants.values():
+        host, repo, tag = _split(v["ref"])
+        status, headers, body = _get(f"http://{host}/v2/{repo}/manifests/{tag}", MANIFEST_ACCEPT)
+        assert status == 200
+        assert headers["Content-Type"] == v["media_type"]
+        assert _sha256(body) == v["digest"] == headers["Docker-Content-Digest"]
+    assert variants["index"]["platforms"]["linux/amd64"] == busybox.digest
+    docker = json.loads(
+        _get(
+            f"http://{_split(variants['docker']['ref'])[0]}/v2/hpcb/busybox/manifests/{variants['docker']['tag']}",
+            MANIFEST_ACCEPT,
+        )[2]
+    )
+    oci = json.loads(
+        _get(f"http://127.0.0.1:5000/v2/hpcb/busybox/manifests/{busybox.digest}", MANIFEST_ACCEPT)[
+            2
+        ]
+    )
+    assert docker["config"]["digest"] == oci["config"]["digest"]
+    assert [la["digest"] for la in docker["layers"]] == [la["digest"] for la in oci["layers"]]
+    for ref in (variants["index"]["ref"], variants["docker-list"]["ref"]):
+        assert _skopeo_inspect(f"docker://{ref}")["Architecture"] == "amd64"
+        arm = subprocess.run(
+            [
+                "skopeo",
+                "inspect",
+                "--tls-verify=false",
+                "--override-arch",
+                "arm64",
+                f"docker://{ref}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert json.loads(arm.stdout)["Architecture"] == "arm64"
+    layout = variants["index"]["oci_dir"]
+    assert _skopeo_inspect(f"oci:{layout}")["Labels"]["org.hpcbridge.test"] == "busybox"
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", f"oci:{layout}:multi"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert _sha256(raw) == variants["index"]["digest"]

@@ -37,6 +37,9 @@ DEBIAN_BASE: dict[str, Any] = {"kind": "debootstrap", "suite": "bookworm", "vari
 RECIPES: dict[str, dict[str, Any]] = {
     "busybox": {
         "tag": "1.35",
+        # also pushed as a Docker schema 2 manifest, an OCI index and a Docker manifest
+        # list (tests/testbed/image_variants.py)
+        "variants": True,
         "layers": [
             {
                 "kind": "busybox",
