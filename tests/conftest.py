@@ -7,6 +7,7 @@ Kept light: nothing testbed-related is imported until a test asks for the
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,7 +39,22 @@ def testbed() -> Iterator[Testbed]:
             lifecycle.down(quiet=True)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Remember each phase's report on the item (``user_dir`` keeps a failed test's files)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{report.when}", report)
+
+
 @pytest.fixture
-def user_dir(testbed: Testbed, request: pytest.FixtureRequest) -> Path:
-    """A fresh directory owned by the test user, under its home, for one test."""
-    return testbed.user_dir(request.node.name)
+def user_dir(testbed: Testbed, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A fresh directory owned by the test user, under its home, for one test.
+
+    Removed after the test if it passed; kept (and named after the test) if it failed.
+    """
+    path = testbed.user_dir(request.node.name)
+    yield path
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.passed:
+        shutil.rmtree(path, ignore_errors=True)
