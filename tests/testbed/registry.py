@@ -58,17 +58,48 @@ health:
 
 
 def registry_ready(addr: str = DEFAULT_ADDR, timeout: float = 1.0) -> bool:
-    """True when a registry answers the v2 API base endpoint at addr."""
+    """True when a registry answers the v2 API base endpoint at addr (200, or 401 from
+    one that wants credentials)."""
     try:
         with urllib.request.urlopen(f"http://{addr}/v2/", timeout=timeout) as resp:
             return bool(resp.status == 200)
+    except urllib.error.HTTPError as exc:
+        return exc.code == 401 and "Docker-Distribution-Api-Version" in exc.headers
     except (urllib.error.URLError, OSError):
         return False
 
 
-def start_registry(state_dir: Path, cache_dir: Path, addr: str = DEFAULT_ADDR) -> int:
+AUTH_REALM = "hpcbridge-testbed"
+
+
+def htpasswd_line(user: str, password: str) -> str:
+    """`user:<bcrypt hash>` (distribution's htpasswd auth takes bcrypt only)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # Debian's Python 3.11; libxcrypt does bcrypt
+
+    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 4))
+    if not hashed or not hashed.startswith("$2"):
+        raise RuntimeError("this Python's crypt() cannot make bcrypt hashes")
+    return f"{user}:{hashed}\n"
+
+
+def start_registry(
+    state_dir: Path,
+    cache_dir: Path,
+    addr: str = DEFAULT_ADDR,
+    *,
+    auth: tuple[str, str] | None = None,
+    name: str = "registry",
+) -> int:
     """Start docker-registry in the background (own session), wait until it answers,
-    return its PID. The caller records the PID and stops it."""
+    return its PID. The caller records the PID and stops it (`stop_registry`).
+
+    Storage is `<cache_dir>/registry`. With `auth=(user, password)` the registry asks
+    for HTTP basic credentials (htpasswd, realm "hpcbridge-testbed"); `name` names its
+    config/log files in state_dir, so a second registry can serve the same storage."""
     state_dir = Path(state_dir)
     cache_dir = Path(cache_dir)
     if registry_ready(addr):
@@ -79,9 +110,14 @@ def start_registry(state_dir: Path, cache_dir: Path, addr: str = DEFAULT_ADDR) -
     storage = cache_dir / "registry"
     storage.mkdir(parents=True, exist_ok=True)
     state_dir.mkdir(parents=True, exist_ok=True)
-    config = state_dir / "registry.yml"
-    config.write_text(registry_config(storage, addr))
-    log = state_dir / "registry.log"
+    text = registry_config(storage, addr)
+    if auth is not None:
+        htpasswd = state_dir / f"{name}.htpasswd"
+        htpasswd.write_text(htpasswd_line(*auth))
+        text += f"auth:\n  htpasswd:\n    realm: {AUTH_REALM}\n    path: {htpasswd}\n"
+    config = state_dir / f"{name}.yml"
+    config.write_text(text)
+    log = state_dir / f"{name}.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [REGISTRY_BIN, "serve", str(config)],
@@ -100,6 +136,7 @@ def start_registry(state_dir: Path, cache_dir: Path, addr: str = DEFAULT_ADDR) -
             return proc.pid
         time.sleep(0.05)
     proc.terminate()
+    proc.wait()
     raise RuntimeError(f"docker-registry did not answer on {addr} within 15 s; see {log}")
 
 
