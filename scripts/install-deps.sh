@@ -13,6 +13,8 @@ PACKAGES=(
   # MPI for the hybrid model on the testbed
   openmpi-bin libopenmpi-dev libpmix2 mpich libmpich-dev
   # misc
+  # module files written by `hpcbridge wrap --module` are tested with Lmod
+  lmod
   iproute2 procps psmisc python3-venv ca-certificates
 )
 
