@@ -93,13 +93,16 @@ def start_registry(
     *,
     auth: tuple[str, str] | None = None,
     name: str = "registry",
+    extra_config: str = "",
 ) -> int:
     """Start docker-registry in the background (own session), wait until it answers,
     return its PID. The caller records the PID and stops it (`stop_registry`).
 
     Storage is `<cache_dir>/registry`. With `auth=(user, password)` the registry asks
-    for HTTP basic credentials (htpasswd, realm "hpcbridge-testbed"); `name` names its
-    config/log files in state_dir, so a second registry can serve the same storage."""
+    for HTTP basic credentials (htpasswd, realm "hpcbridge-testbed"); `extra_config` is
+    appended to config.yml (e.g. registry_token.TokenServer.registry_auth_config());
+    `name` names its config/log files in state_dir, so a second registry can serve the
+    same storage."""
     state_dir = Path(state_dir)
     cache_dir = Path(cache_dir)
     if registry_ready(addr):
@@ -116,7 +119,7 @@ def start_registry(
         htpasswd.write_text(htpasswd_line(*auth))
         text += f"auth:\n  htpasswd:\n    realm: {AUTH_REALM}\n    path: {htpasswd}\n"
     config = state_dir / f"{name}.yml"
-    config.write_text(text)
+    config.write_text(text + extra_config)
     log = state_dir / f"{name}.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
