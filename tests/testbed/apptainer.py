@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
-SUITE = "sid"
+SUITE = "sid"  # the mirror: $HPCBRIDGE_TESTBED_SID_MIRROR (e.g. a snapshot.debian.org URL)
+# or the Debian mirror of the host's apt sources
 # fuse2fs and gocryptfs only silence Apptainer's "not found" INFO lines on every command
 PACKAGES = ("apptainer", "squashfuse", "fuse3", "fuse2fs", "gocryptfs")
 ROOTFS_NAME = "apptainer-rootfs"
@@ -147,7 +148,7 @@ def _debootstrap(cache_dir: Path) -> Path:
         "--include=" + ",".join(PACKAGES),
         SUITE,
         str(tmp),
-        debian_mirror(),
+        os.environ.get("HPCBRIDGE_TESTBED_SID_MIRROR") or debian_mirror(),
     ]
     log = cache_dir / "apptainer-rootfs.debootstrap.log"
     with open(log, "wb") as out:
@@ -163,13 +164,23 @@ def _debootstrap(cache_dir: Path) -> Path:
     return tmp
 
 
-def _has_packages(rootfs: Path) -> bool:
+def installed_versions(rootfs: Path) -> dict[str, str]:
+    """Versions of PACKAGES installed in the rootfs (from its dpkg status file)."""
     try:
         status = (rootfs / "var/lib/dpkg/status").read_text(errors="replace")
     except OSError:
-        return False
-    installed = set(re.findall(r"^Package: (\S+)\nStatus: install ok installed", status, re.M))
-    return set(PACKAGES) <= installed
+        return {}
+    out: dict[str, str] = {}
+    for para in status.split("\n\n"):
+        name = re.search(r"^Package: (\S+)$", para, re.M)
+        version = re.search(r"^Version: (\S+)$", para, re.M)
+        if name and version and name.group(1) in PACKAGES and "install ok installed" in para:
+            out[name.group(1)] = version.group(1)
+    return out
+
+
+def _has_packages(rootfs: Path) -> bool:
+    return set(PACKAGES) <= set(installed_versions(rootfs))
 
 
 def _user_gid(uid: int) -> int:
@@ -241,9 +252,13 @@ def ensure_apptainer(
             tmp.write_text(text)
             os.chmod(tmp, 0o755)
             os.replace(tmp, target)
-    (state_dir / "apptainer.json").write_text(
-        json.dumps({"rootfs": str(rootfs), "bin_dir": str(bin_dir), "uid": user_uid}) + "\n"
-    )
+    info = {
+        "rootfs": str(rootfs),
+        "bin_dir": str(bin_dir),
+        "uid": user_uid,
+        "versions": installed_versions(rootfs),
+    }
+    (state_dir / "apptainer.json").write_text(json.dumps(info, sort_keys=True) + "\n")
     return bin_dir
 
 
