@@ -349,15 +349,18 @@ class _Job:
         return self.image
 
     def _check_space(self, image: Any, cache_factor: float) -> None:
+        from hpcbridge.images.squash import find_mksquashfs, supports_tar
+
         stored = int(image.stored_size)
-        self.cache.check_space(
-            int(stored * EXPANSION) + SPACE_MARGIN, int(stored * cache_factor) + SPACE_MARGIN
-        )
+        # With mksquashfs -tar nothing is extracted; otherwise the rootfs needs room.
+        rootfs = 0 if supports_tar(find_mksquashfs()) else int(stored * EXPANSION)
+        self.cache.check_space(rootfs + SPACE_MARGIN, int(stored * cache_factor) + SPACE_MARGIN)
 
     def _native(self, part: Path, workdir: Path, compression: str, level: int) -> None:
         from hpcbridge.images.build import build_sif
 
         image = self._load_image()
+        check_platform(image.config, self.platform, self.ref)
         self._check_space(image, 2.0 if isinstance(self.parsed, RegistryRef) else 1.0)
         build_sif(
             image.layers,
@@ -394,6 +397,24 @@ class _Job:
         )
         if self.progress is not None:
             self.progress("apptainer", 1, 1)
+
+
+def check_platform(
+    config: dict[str, Any], platform: tuple[str, str, Optional[str]], ref: str
+) -> None:
+    """A single-platform image must match the requested platform (pure)."""
+    os_name, arch, variant = platform
+    got_os, got_arch = config.get("os") or "linux", config.get("architecture") or arch
+    got_variant = config.get("variant")
+    if (got_os, got_arch) != (os_name, arch) or (
+        variant and got_variant and variant != got_variant
+    ):
+        have = f"{got_os}/{got_arch}" + (f"/{got_variant}" if got_variant else "")
+        want = "/".join(p for p in platform if p)
+        raise ImageError(
+            f"{ref} is a {have} image, not {want}",
+            f"convert it with --platform {have} (it runs only on {got_arch} nodes)",
+        )
 
 
 def canonical_ref(parsed: ImageRef) -> str:

@@ -102,7 +102,7 @@ class RegistryClient:
         if resp.status == 404:
             return ImageError(
                 f"{what} not found on {self.registry}",
-                "check the repository name and tag (`skopeo list-tags` shows the tags)",
+                "check the repository name and tag; `skopeo list-tags docker://REPO` lists the tags",
             )
         detail = body.decode("utf-8", "replace").strip().splitlines()[0:1]
         return ImageError(

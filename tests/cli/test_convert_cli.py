@@ -151,6 +151,7 @@ def test_kill_9_then_convert_again(tmp_path: Path, point: str) -> None:
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # kill -9 the whole tree (mksquashfs too), as a batch system does
         )
         try:
             seen = {
@@ -168,7 +169,7 @@ def test_kill_9_then_convert_again(tmp_path: Path, point: str) -> None:
             }[point]
             assert _wait_for(seen), f"never reached {point}"
         finally:
-            os.kill(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         assert not list((cache / "sif").glob("*.sif")), "a partial SIF is visible"
         again = run(["convert", ref, "--cache-dir", str(cache)], env, tmp_path)

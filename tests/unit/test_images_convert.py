@@ -165,3 +165,15 @@ def test_bad_options(tmp_path: Path) -> None:
         convert("busybox", cache_dir=tmp_path, compression="brotli")
     with pytest.raises(InputError, match="invalid platform"):
         convert("busybox", cache_dir=tmp_path, platform="amd64")
+
+
+def test_single_platform_image_must_match_platform(tmp_path: Path) -> None:
+    arm = make_image([{"etc/arch": b"arm64\n"}], arch="arm64")
+    with Registry() as reg:
+        reg.push("arm", "v1", arm)
+        ref = f"docker://{reg.host}/arm:v1"
+        with pytest.raises(ImageError, match="is a linux/arm64 image, not linux/amd64") as err:
+            convert(ref, cache_dir=tmp_path)
+        assert "--platform linux/arm64" in (err.value.hint or "")
+        assert leftovers(tmp_path) == []
+        assert convert(ref, cache_dir=tmp_path, platform="linux/arm64").digest == arm.digest
