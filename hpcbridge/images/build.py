@@ -25,7 +25,9 @@ from hpcbridge.errors import ImageError
 from hpcbridge.images import sif
 from hpcbridge.images.layers import Layer, apply_layers
 from hpcbridge.images.scaffold import make_scaffold, write_scaffold
-from hpcbridge.images.squash import squash
+from hpcbridge.images.squash import find_mksquashfs, squash, squash_stream, supports_tar
+from hpcbridge.images.tarstream import plan_stream, write_stream
+from hpcbridge.images.treefs import MemFS
 
 __all__ = ["Layer", "Progress", "build_sif", "sif_id_for"]
 
@@ -48,12 +50,19 @@ def build_sif(
     compression: str = "gzip",
     level: int = 9,
     progress: Optional[Progress] = None,
+    mode: str = "auto",
 ) -> None:
     """Convert ``layers`` + ``config`` into the SIF file ``out`` (mode 0755).
 
-    ``workdir`` is a private directory on the same filesystem as ``out``; the
-    rootfs is extracted under it and removed afterwards.  Raises ImageError.
+    ``workdir`` is a private directory on the same filesystem as ``out``.
+    ``mode``: ``stream`` flattens the layers in memory and streams the tree to
+    ``mksquashfs -tar`` (nothing but the SIF is written; needs squashfs-tools
+    >= 4.5); ``dir`` extracts a rootfs under ``workdir`` and squashes it;
+    ``auto`` picks ``stream`` when mksquashfs supports it.  The two modes give
+    the same tree but not the same bytes.  Raises ImageError.
     """
+    if mode not in ("auto", "stream", "dir"):
+        raise ValueError(f"unknown build mode {mode!r}")
     if not isinstance(config, Mapping) or not isinstance(config.get("config", {}), Mapping):
         raise ImageError("image config is not a JSON object", "the image is malformed")
     if not layers:
@@ -65,15 +74,23 @@ def build_sif(
         raise ImageError(
             f"image {source_ref} is for {os_name!r}, not linux", "use --platform linux/<arch>"
         )
+    if mode == "auto":
+        mode = "stream" if supports_tar(find_mksquashfs()) else "dir"
     rootfs = Path(workdir) / "rootfs"
     _rmtree(rootfs)  # left over by a killed run in the same private workdir
-    rootfs.mkdir(mode=0o755)
     out = Path(out)
     try:
-        apply_layers(layers, str(rootfs), progress=progress)
         sc = make_scaffold(config, source_ref=source_ref, manifest_digest=manifest_digest)
-        write_scaffold(str(rootfs), sc.entries)
-        os.chmod(rootfs, 0o755)
+        if mode == "stream":
+            tree = MemFS()
+            writer = apply_layers(layers, tree, progress=progress)
+            write_scaffold(writer, sc.entries, sc.created)
+            plan = plan_stream(tree)
+        else:
+            rootfs.mkdir(mode=0o755)
+            apply_layers(layers, str(rootfs), progress=progress)
+            write_scaffold(str(rootfs), sc.entries, sc.created)
+            os.chmod(rootfs, 0o755)
         objects = [
             sif.SmallObject(sif.DATA_DEFFILE, "", sc.deffile.encode()),
             sif.SmallObject(
@@ -88,14 +105,24 @@ def build_sif(
             progress("squash", 0, 1)
         if out.exists() or out.is_symlink():
             out.unlink()
-        size = squash(
-            rootfs,
-            out,
-            offset=layout.partition_offset,
-            created=sc.created,
-            compression=compression,
-            level=level,
-        )
+        if mode == "stream":
+            size = squash_stream(
+                lambda pipe: write_stream(pipe, plan, layers, dir_mtime=sc.created),
+                out,
+                offset=layout.partition_offset,
+                created=sc.created,
+                compression=compression,
+                level=level,
+            )
+        else:
+            size = squash(
+                rootfs,
+                out,
+                offset=layout.partition_offset,
+                created=sc.created,
+                compression=compression,
+                level=level,
+            )
         if progress is not None:
             progress("squash", 1, 1)
         final = sif.plan(

@@ -20,24 +20,21 @@ ignored (the squashfs is written with ``-all-root``).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
-import os
-import shutil
-import stat
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional, Protocol, Union
 
 from hpcbridge.errors import ImageError
 from hpcbridge.images.decompress import BinaryReader, open_decompressed
+from hpcbridge.images.treefs import DIR, LINK, DiskFS, MemFS, Stat
 
 log = logging.getLogger(__name__)
 
 _MAX_SYMLINKS = 255
-_CHUNK = 1 << 20
+_TAR_BUF = 64 << 10
 _OPAQUE = ".wh..wh..opq"
 _WH = ".wh."
 
@@ -87,19 +84,18 @@ def clean_parts(name: str) -> tuple[list[str], bool]:
 
 
 class RootfsWriter:
-    """Writes layer entries into ``root``; never touches anything outside it."""
+    """Writes layer entries into a tree (a :class:`DiskFS` or :class:`MemFS`), confined to it."""
 
-    def __init__(self, root: str) -> None:
-        self.root = os.path.abspath(root)
+    def __init__(self, root: Union[str, DiskFS, MemFS]) -> None:
+        self.fs: Union[DiskFS, MemFS] = DiskFS(root) if isinstance(root, str) else root
+        self.root = self.fs.root if isinstance(self.fs, DiskFS) else ""
         self.stats = ApplyStats()
         self._dir_cache: dict[tuple[str, ...], str] = {}
         self._in_layer: set[str] = set()
         self._layer_name = ""
+        self._layer_index = 0
 
     # -- path resolution -------------------------------------------------
-    def _abs(self, rel: str) -> str:
-        return self.root + "/" + rel if rel else self.root
-
     def resolve_dir(self, parts: Sequence[str], *, create: bool) -> Optional[str]:
         """Resolve directory components inside the root, following symlinks confined.
 
@@ -111,6 +107,7 @@ class RootfsWriter:
         hit = self._dir_cache.get(key)
         if hit is not None:
             return hit
+        fs = self.fs
         resolved: list[str] = []
         todo = list(parts)
         links = 0
@@ -123,16 +120,14 @@ class RootfsWriter:
                     resolved.pop()
                 continue
             rel = "/".join([*resolved, comp])
-            path = self._abs(rel)
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
+            st = fs.stat(rel)
+            if st is None:
                 if not create:
                     return None
-                os.mkdir(path, 0o755)
+                fs.mkdir(rel, 0o755, 0)
                 resolved.append(comp)
                 continue
-            if stat.S_ISLNK(st.st_mode):
+            if st.kind == LINK:
                 links += 1
                 if links > _MAX_SYMLINKS:
                     raise ImageError(
@@ -140,44 +135,41 @@ class RootfsWriter:
                         f"under /{'/'.join(parts)}",
                         "the image is malformed; rebuild it",
                     )
-                target = os.readlink(path)
+                target = fs.readlink(rel)
                 if target.startswith("/"):
                     resolved = []
                 todo = target.split("/") + todo
                 continue
-            if not stat.S_ISDIR(st.st_mode):
+            if st.kind != DIR:
                 if not create:
                     return None
                 log.warning(
                     "layer %s: replacing non-directory /%s by a directory", self._layer_name, rel
                 )
-                self.remove(path, st)
-                os.mkdir(path, 0o755)
+                self.remove(rel, st)
+                fs.mkdir(rel, 0o755, 0)
             resolved.append(comp)
         out = "/".join(resolved)
         self._dir_cache[key] = out
         return out
 
-    def remove(self, path: str, st: Optional[os.stat_result] = None) -> None:
+    def remove(self, rel: str, st: Optional[Stat] = None) -> None:
+        """Remove ``rel`` (a resolved path; a directory recursively, a symlink itself)."""
         if st is None:
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
+            st = self.fs.stat(rel)
+            if st is None:
                 return
-        if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(path)
+        self.fs.remove(rel, st.kind)
+        if st.kind in (DIR, LINK):
             self._dir_cache.clear()
-        else:
-            os.unlink(path)
-            if stat.S_ISLNK(st.st_mode):
-                self._dir_cache.clear()
 
     # -- layers ----------------------------------------------------------
-    def start_layer(self, name: str) -> None:
+    def start_layer(self, name: str, index: int = 0) -> None:
         self._in_layer = set()
         self._layer_name = name
+        self._layer_index = index
 
-    def apply_member(self, ti: tarfile.TarInfo, tf: tarfile.TarFile) -> None:
+    def apply_member(self, ti: tarfile.TarInfo, tf: tarfile.TarFile, ordinal: int = 0) -> None:
         parts, escaped = clean_parts(ti.name)
         if escaped:
             self.stats.confined.append(ti.name)
@@ -202,89 +194,57 @@ class RootfsWriter:
         parent = self.resolve_dir(parts[:-1], create=True)
         assert parent is not None
         rel = f"{parent}/{base}" if parent else base
-        path = self._abs(rel)
         self._in_layer.add(rel)
-        try:
-            existing: Optional[os.stat_result] = os.lstat(path)
-        except FileNotFoundError:
-            existing = None
+        fs = self.fs
+        existing = fs.stat(rel)
         if ti.isdir():
             mode = (ti.mode & 0o1777) | 0o700  # the sticky bit of /tmp is kept, as apptainer does
-            if existing is not None and stat.S_ISDIR(existing.st_mode):
-                if stat.S_IMODE(existing.st_mode) != mode:
-                    os.chmod(path, mode)
+            if existing is not None and existing.kind == DIR:
+                if existing.mode != mode:
+                    fs.chmod(rel, mode)
             else:
                 if existing is not None:
-                    self.remove(path, existing)
-                os.mkdir(path, 0o700)
-                os.chmod(path, mode)
+                    self.remove(rel, existing)
+                fs.mkdir(rel, mode, max(int(ti.mtime), 0))
             self.stats.dirs += 1
             return
         if ti.islnk():
-            self._hardlink(ti, path, existing)
+            self._hardlink(ti, rel, existing)
             return
         if existing is not None:
-            self.remove(path, existing)
+            self.remove(rel, existing)
         if ti.issym():
-            os.symlink(ti.linkname, path)
+            fs.symlink(ti.linkname, rel, max(int(ti.mtime), 0))
             self._dir_cache.clear()
-            self._set_mtime(path, ti.mtime, follow=False)
             self.stats.symlinks += 1
             return
-        self._write_file(ti, tf, path)
-
-    def _write_file(self, ti: tarfile.TarInfo, tf: tarfile.TarFile, path: str) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(path, flags, 0o600)
-        try:
-            if ti.size:
-                src = tf.extractfile(ti)
-                assert src is not None
-                remaining = ti.size
-                while remaining > 0:
-                    chunk = src.read(min(_CHUNK, remaining))
-                    if not chunk:
-                        raise ImageError(
-                            f"layer {self._layer_name}: file {ti.name!r} is truncated",
-                            "the layer blob is corrupt; delete it from the cache and fetch again",
-                        )
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    remaining -= len(chunk)
-            os.fchmod(fd, (ti.mode & 0o777) | 0o400)
-            mtime = max(int(ti.mtime), 0)
-            os.utime(fd, ns=(mtime * 1_000_000_000, mtime * 1_000_000_000))
-        finally:
-            os.close(fd)
+        mode = (ti.mode & 0o777) | 0o400
+        fs.write_member(rel, mode, ti, tf, (self._layer_index, ordinal), self._layer_name)
         self.stats.files += 1
 
-    def _hardlink(self, ti: tarfile.TarInfo, path: str, existing: Optional[os.stat_result]) -> None:
+    def _hardlink(self, ti: tarfile.TarInfo, rel: str, existing: Optional[Stat]) -> None:
         tparts, escaped = clean_parts(ti.linkname)
         if escaped:
             self.stats.confined.append(f"{ti.name} -> {ti.linkname}")
         tparent = self.resolve_dir(tparts[:-1], create=False) if tparts else None
-        target = None
+        trel = None
+        tst = None
         if tparts and tparent is not None:
             trel = f"{tparent}/{tparts[-1]}" if tparent else tparts[-1]
-            target = self._abs(trel)
-        try:
-            tst = os.lstat(target) if target else None
-        except FileNotFoundError:
-            tst = None
-        if target is None or tst is None or stat.S_ISDIR(tst.st_mode):
+            tst = self.fs.stat(trel)
+        if trel is None or tst is None or tst.kind == DIR:
             raise ImageError(
                 f"layer {self._layer_name}: hard link {ti.name!r} points to {ti.linkname!r}, "
                 "which is not a file in the image",
                 "the image is malformed or hostile; rebuild it",
             )
-        if target == path:
+        if trel == rel:
             return
         if existing is not None:
-            if os.path.samestat(existing, tst):
+            if existing.ident == tst.ident:
                 return
-            self.remove(path, existing)
-        os.link(target, path, follow_symlinks=False)
+            self.remove(rel, existing)
+        self.fs.link(trel, rel)
         self.stats.hardlinks += 1
 
     def _whiteout(self, parts: list[str]) -> None:
@@ -303,41 +263,36 @@ class RootfsWriter:
         rel = f"{parent}/{name}" if parent else name
         if rel in self._in_layer:
             return
-        self.remove(self._abs(rel))
+        self.remove(rel)
 
     def _clear_lower(self, rel_dir: str) -> None:
         """Remove everything under ``rel_dir`` that this layer did not write."""
-        for name in os.listdir(self._abs(rel_dir)):
+        for name in self.fs.listdir(rel_dir):
             rel = f"{rel_dir}/{name}" if rel_dir else name
-            path = self._abs(rel)
             if rel in self._in_layer:
-                st = os.lstat(path)
-                if stat.S_ISDIR(st.st_mode):
+                st = self.fs.stat(rel)
+                if st is not None and st.kind == DIR:
                     self._clear_lower(rel)
                 continue
-            self.remove(path)
+            self.remove(rel)
 
-    def ensure_dir(self, path: str) -> None:
-        """Make sure directory ``path`` (an image path) exists, confined."""
+    def ensure_dir(self, path: str) -> str:
+        """Make sure directory ``path`` (an image path) exists, confined; its resolved path."""
         parts, _ = clean_parts(path)
-        self.resolve_dir(parts, create=True)
-
-    @staticmethod
-    def _set_mtime(path: str, mtime: float, *, follow: bool) -> None:
-        ns = max(int(mtime), 0) * 1_000_000_000
-        with contextlib.suppress(OSError):  # utime on a symlink may be unsupported
-            os.utime(path, ns=(ns, ns), follow_symlinks=follow)
+        out = self.resolve_dir(parts, create=True)
+        assert out is not None
+        return out
 
 
-def apply_layer(writer: RootfsWriter, layer: Layer) -> None:
-    """Decompress and apply one layer to the writer's root."""
-    writer.start_layer(layer.digest)
+def apply_layer(writer: RootfsWriter, layer: Layer, index: int = 0) -> None:
+    """Decompress and apply one layer to the writer's tree."""
+    writer.start_layer(layer.digest, index)
     stream = open_decompressed(layer)
     try:
         try:
-            with tarfile.open(fileobj=stream, mode="r|", bufsize=_CHUNK) as tf:  # type: ignore[call-overload]
-                for ti in tf:
-                    writer.apply_member(ti, tf)
+            with tarfile.open(fileobj=stream, mode="r|", bufsize=_TAR_BUF) as tf:  # type: ignore[call-overload]
+                for ordinal, ti in enumerate(tf):
+                    writer.apply_member(ti, tf, ordinal)
         except tarfile.TarError as exc:
             raise ImageError(
                 f"layer {layer.digest} is not a valid tar archive: {exc}",
@@ -363,17 +318,17 @@ def apply_layer(writer: RootfsWriter, layer: Layer) -> None:
 
 def apply_layers(
     layers: Sequence[Layer],
-    root: str,
+    root: Union[str, DiskFS, MemFS],
     *,
     progress: Optional[Callable[[str, int, int], None]] = None,
-) -> ApplyStats:
-    """Apply ``layers`` in order to the (existing, normally empty) directory ``root``."""
+) -> RootfsWriter:
+    """Apply ``layers`` in order to ``root`` (an existing empty directory, or a MemFS)."""
     writer = RootfsWriter(root)
     total = len(layers)
     for i, layer in enumerate(layers):
         if progress is not None:
             progress("extract", i, total)
-        apply_layer(writer, layer)
+        apply_layer(writer, layer, i)
     if progress is not None:
         progress("extract", total, total)
-    return writer.stats
+    return writer

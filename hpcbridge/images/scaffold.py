@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import calendar
 import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from hpcbridge.images import scaffold_text as T
+
+if TYPE_CHECKING:
+    from hpcbridge.images.layers import RootfsWriter
 
 _ENV_NAME = re.compile(r"^[a-zA-Z_]{1,}[a-zA-Z0-9_]{0,}$")
 _TRANSPORTS = ("docker-archive", "oci-archive", "docker", "oci")
@@ -414,12 +416,15 @@ def make_scaffold(config: Mapping[str, Any], *, source_ref: str, manifest_digest
     )
 
 
-def write_scaffold(root: str, entries: Sequence[Entry]) -> None:
-    """Create ``entries`` inside ``root`` without following any symlink out of it."""
+def write_scaffold(
+    root: Union[str, RootfsWriter], entries: Sequence[Entry], mtime: int = 0
+) -> None:
+    """Create ``entries`` in a rootfs directory (or a writer's tree), never following a symlink out."""
     from hpcbridge.images.layers import RootfsWriter, clean_parts
 
-    writer = RootfsWriter(root)
+    writer = RootfsWriter(root) if isinstance(root, str) else root
     writer.start_layer("scaffold")
+    fs = writer.fs
     for e in entries:
         parts, _ = clean_parts(e.path)
         if e.kind == "dir":
@@ -427,26 +432,11 @@ def write_scaffold(root: str, entries: Sequence[Entry]) -> None:
             continue
         parent = writer.resolve_dir(parts[:-1], create=True)
         rel = f"{parent}/{parts[-1]}" if parent else parts[-1]
-        path = writer.root + "/" + rel
+        st = fs.stat(rel)
         if e.kind == "symlink":
-            if os.path.lexists(path):
-                continue  # apptainer keeps an existing /singularity, /.run ...
-            os.symlink(e.content, path)
+            if st is None:  # apptainer keeps an existing /singularity, /.run ...
+                fs.symlink(e.content, rel, mtime)
             continue
-        try:
-            st: Optional[os.stat_result] = os.lstat(path)
-        except FileNotFoundError:
-            st = None
         if st is not None:
-            writer.remove(path, st)
-        fd = os.open(
-            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-        )
-        try:
-            data = e.content.encode("utf-8", "surrogateescape")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fchmod(fd, e.mode)
-        finally:
-            os.close(fd)
+            writer.remove(rel, st)
+        fs.write_bytes(rel, e.mode, e.content.encode("utf-8", "surrogateescape"), mtime)

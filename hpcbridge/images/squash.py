@@ -14,11 +14,15 @@ the machine.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import re
 import struct
+import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
+from typing import IO, Callable, Optional
 
 from hpcbridge import runner
 from hpcbridge.errors import CommandError, EnvironmentProblem, ImageError
@@ -37,14 +41,18 @@ def mksquashfs_argv(
     level: Optional[int] = 9,
     processors: Optional[int] = None,
     exe: str = "mksquashfs",
+    tar: bool = False,
 ) -> list[str]:
-    """argv of the mksquashfs run (pure)."""
+    """argv of the mksquashfs run (pure); with ``tar`` it reads a tar stream from stdin."""
     if compression not in COMPRESSORS:
         raise ImageError(
             f"unknown squashfs compression {compression!r}",
             f"use one of {', '.join(COMPRESSORS)} (gzip works everywhere Apptainer runs)",
         )
-    argv = [exe, rootfs, out, "-offset", str(offset), "-noappend", "-comp", compression]
+    argv = [exe, "-" if tar else rootfs, out]
+    if tar:
+        argv += ["-tar", "-root-mode", "755"]
+    argv += ["-offset", str(offset), "-noappend", "-comp", compression]
     bounds = _LEVELS[compression]
     if level is not None and bounds is not None:
         lo, hi = bounds
@@ -60,6 +68,94 @@ def mksquashfs_argv(
     return argv
 
 
+_VERSION = re.compile(r"mksquashfs version (\d+)\.(\d+)")
+
+
+def parse_version(text: str) -> Optional[tuple[int, int]]:
+    """``(major, minor)`` from ``mksquashfs -version`` output."""
+    m = _VERSION.search(text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+@functools.lru_cache(maxsize=4)
+def supports_tar(exe: str) -> bool:
+    """Whether this mksquashfs reads tar streams (``-tar``, squashfs-tools >= 4.5)."""
+    done = runner.run([exe, "-version"], check=False)
+    version = parse_version(done.stdout + done.stderr)
+    return version is not None and version >= (4, 5)
+
+
+def find_mksquashfs() -> str:
+    exe = runner.which("mksquashfs") or runner.which(
+        "mksquashfs", "/usr/sbin:/sbin:/usr/local/sbin"
+    )
+    if exe is None:
+        raise EnvironmentProblem(
+            "mksquashfs is not installed", "install squashfs-tools (apt/dnf install squashfs-tools)"
+        )
+    return exe
+
+
+def squash_stream(
+    feed: Callable[[IO[bytes]], None],
+    out: Path,
+    *,
+    offset: int,
+    created: int,
+    compression: str = "gzip",
+    level: Optional[int] = 9,
+    processors: Optional[int] = None,
+) -> int:
+    """Run ``mksquashfs - OUT -tar``, let ``feed`` write the tar stream; the squashfs size."""
+    exe = find_mksquashfs()
+    argv = mksquashfs_argv(
+        "-",
+        str(out),
+        offset=offset,
+        compression=compression,
+        level=level,
+        processors=processors,
+        exe=exe,
+        tar=True,
+    )
+    proc = runner.spawn(
+        argv,
+        stdin_pipe=True,
+        stderr_pipe=True,
+        extra_env={"SOURCE_DATE_EPOCH": str(max(created, 0))},
+    )
+    errors: list[bytes] = []
+
+    def drain() -> None:
+        if proc.stderr is not None:
+            errors.append(proc.stderr.read())
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    assert proc.stdin is not None
+    broken = False
+    try:
+        feed(proc.stdin)
+    except BrokenPipeError:
+        broken = True
+    except BaseException:
+        proc.kill()
+        proc.wait(check=False)
+        raise
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+    code = proc.wait(check=False)
+    reader.join(timeout=30)
+    if code != 0 or broken:
+        lines = b"".join(errors).decode(errors="replace").strip().splitlines()
+        raise ImageError(
+            f"mksquashfs failed (status {code}): {lines[-1] if lines else 'no message'}",
+            "check free space in the cache's temp directory",
+        )
+    return squashfs_size(out, offset)
+
+
 def squash(
     rootfs: Path,
     out: Path,
@@ -71,13 +167,7 @@ def squash(
     processors: Optional[int] = None,
 ) -> int:
     """Run mksquashfs writing at ``offset`` of ``out``; return the squashfs size in bytes."""
-    exe = runner.which("mksquashfs") or runner.which(
-        "mksquashfs", "/usr/sbin:/sbin:/usr/local/sbin"
-    )
-    if exe is None:
-        raise EnvironmentProblem(
-            "mksquashfs is not installed", "install squashfs-tools (apt/dnf install squashfs-tools)"
-        )
+    exe = find_mksquashfs()
     argv = mksquashfs_argv(
         str(rootfs),
         str(out),

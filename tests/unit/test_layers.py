@@ -8,6 +8,7 @@ import io
 import os
 import stat
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -17,6 +18,8 @@ import zstandard
 
 from hpcbridge.errors import ImageError
 from hpcbridge.images.layers import apply_layers, clean_parts
+from hpcbridge.images.tarstream import plan_stream, write_stream
+from hpcbridge.images.treefs import MemFS
 
 GZ = "application/vnd.oci.image.layer.v1.tar+gzip"
 ZST = "application/vnd.oci.image.layer.v1.tar+zstd"
@@ -95,10 +98,54 @@ def layer(*entries: tuple[tarfile.TarInfo, Optional[bytes]], comp: str = "none")
     return Blob(raw, TAR)
 
 
+BACKEND = {"name": "disk"}
+
+
+@pytest.fixture(params=["disk", "mem"], autouse=True)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test runs against the on-disk rootfs and the in-memory tree + tar stream."""
+    BACKEND["name"] = request.param
+    yield request.param
+    BACKEND["name"] = "disk"
+
+
+def materialize(tree: MemFS, layers: list[Blob], root: Path) -> None:
+    """Extract the tar stream that would go to ``mksquashfs -tar`` into ``root``."""
+    buf = io.BytesIO()
+    write_stream(buf, plan_stream(tree), layers, dir_mtime=0)
+    buf.seek(0)
+    with tarfile.open(fileobj=buf) as tf:
+        for ti in tf:
+            assert not ti.name.startswith("/") and ".." not in ti.name.split("/")
+            p = root / ti.name
+            if ti.isdir():
+                p.mkdir()
+                os.chmod(p, ti.mode)
+            elif ti.issym():
+                os.symlink(ti.linkname, p)
+            elif ti.islnk():
+                os.link(root / ti.linkname, p)
+            else:
+                src = tf.extractfile(ti)
+                assert src is not None
+                p.write_bytes(src.read())
+                os.chmod(p, ti.mode)
+                os.utime(p, (ti.mtime, ti.mtime))
+
+
+def apply_to(root: Path, layers: list[Blob]) -> None:
+    if BACKEND["name"] == "disk":
+        apply_layers(layers, str(root))
+    else:
+        tree = MemFS()
+        apply_layers(layers, tree)
+        materialize(tree, layers, root)
+
+
 def apply(tmp_path: Path, *layers: Blob) -> Path:
     root = tmp_path / "rootfs"
     root.mkdir(exist_ok=True)
-    apply_layers(list(layers), str(root))
+    apply_to(root, list(layers))
     return root
 
 

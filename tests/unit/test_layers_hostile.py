@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.layers import apply_layers
-from tests.unit.test_layers import Blob, d, entry, hard, layer, sym
+from tests.unit.test_layers import Blob, apply_to, backend, d, entry, hard, layer, sym
+
+__all__ = ["backend"]  # the disk/mem parametrisation applies here too
 
 Snapshot = dict[str, tuple[str, int, int, bytes]]
 
@@ -59,7 +60,7 @@ def arena(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 
 
 def run(root: Path, *layers: Blob) -> None:
-    apply_layers(list(layers), str(root))
+    apply_to(root, list(layers))
 
 
 def test_dotdot_entries_are_confined(arena: tuple[Path, Path]) -> None:

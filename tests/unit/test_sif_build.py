@@ -75,8 +75,9 @@ def build(tmp_path: Path, name: str, **kw: Any) -> Path:
     return out
 
 
-def test_build_writes_a_valid_sif(tmp_path: Path) -> None:
-    out = build(tmp_path, "a")
+@pytest.mark.parametrize("mode", ["dir", "stream"])
+def test_build_writes_a_valid_sif(tmp_path: Path, mode: str) -> None:
+    out = build(tmp_path, "a", mode=mode)
     assert os.stat(out).st_mode & 0o777 == 0o755
     with open(out, "rb") as f:
         s = sif.read_sif(f)
@@ -95,9 +96,12 @@ def test_build_writes_a_valid_sif(tmp_path: Path) -> None:
     assert "root/root" in listing and "0/0" not in listing
 
 
-def test_same_input_gives_identical_bytes_and_settings_change_them(tmp_path: Path) -> None:
-    a, b = build(tmp_path, "a"), build(tmp_path, "b")
-    c = build(tmp_path, "c", level=1)
+@pytest.mark.parametrize("mode", ["dir", "stream"])
+def test_same_input_gives_identical_bytes_and_settings_change_them(
+    tmp_path: Path, mode: str
+) -> None:
+    a, b = build(tmp_path, "a", mode=mode), build(tmp_path, "b", mode=mode)
+    c = build(tmp_path, "c", level=1, mode=mode)
     digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (a, b, c)]
     assert digest[0] == digest[1] != digest[2]
 
@@ -157,3 +161,22 @@ def test_mksquashfs_argv() -> None:
         mksquashfs_argv("/r", "/o", offset=0, compression="gzip", level=12)
     with pytest.raises(ImageError, match="unknown squashfs compression"):
         mksquashfs_argv("/r", "/o", offset=0, compression="brotli", level=1)
+
+
+def listing(path: Path) -> list[str]:
+    with open(path, "rb") as f:
+        off = sif.read_sif(f).primary_partition().offset
+    out = runner.run(["unsquashfs", "-o", str(off), "-lls", "-d", "", str(path)]).stdout
+    rows = []
+    for line in out.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) == 6 and parts[0][0] in "-dl":
+            size = "" if parts[0][0] == "d" else parts[2]  # directory sizes depend on the layout
+            rows.append(f"{parts[0]} {parts[1]} {size} {parts[3]} {parts[4]} {parts[5]}")
+    return rows
+
+
+def test_dir_and_stream_modes_give_the_same_tree(tmp_path: Path) -> None:
+    a = listing(build(tmp_path, "a", mode="dir"))
+    b = listing(build(tmp_path, "b", mode="stream"))
+    assert a == b and len(a) > 30
