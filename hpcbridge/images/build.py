@@ -1,13 +1,18 @@
 """Build a SIF from image layers and config: the native conversion backend.
 
-``build_sif`` applies the layers to ``<workdir>/rootfs``, adds the Apptainer
-scaffolding, squashes the tree with mksquashfs straight into ``out`` at the
-partition offset, then writes the SIF header, descriptors, definition file and
-JSON objects in front of it.  Every byte of the result is a function of the
-layers' content, ``config``, ``manifest_digest``, ``source_ref``,
-``compression`` and ``level``: pass the same ``source_ref`` (it becomes the
-definition's ``from:`` line and the base-image labels) to get identical SIFs
-from different source forms of one image.
+``build_sif`` flattens the layers (confined, OCI whiteouts; layers.py), adds
+the Apptainer scaffolding (scaffold.py) and squashes the tree with mksquashfs
+straight into ``out`` at the partition offset, then writes the SIF header,
+descriptors, definition file and JSON objects in front of it (sif.py).  By
+default the tree is flattened in memory and streamed to ``mksquashfs -tar``
+(tarstream.py), so no root filesystem is ever written to disk and reading the
+layers overlaps with compression; with squashfs-tools < 4.5 a rootfs is
+extracted under ``workdir`` and squashed.  Every byte of the result is a
+function of the layers' content, ``config``, ``manifest_digest``,
+``source_ref``, ``compression``, ``level`` and the mksquashfs version: pass the
+same ``source_ref`` (it becomes the definition's ``from:`` line and labels) to
+get identical SIFs from different source forms of one image.  Each layer's
+``open()`` may be called twice (once to plan, once to stream the data).
 """
 
 from __future__ import annotations

@@ -1,15 +1,19 @@
-"""Squash a root filesystem with ``mksquashfs`` straight into a SIF at its offset.
+"""Squash the image tree with ``mksquashfs`` straight into a SIF at its offset.
 
-Verified with squashfs-tools 4.5.1: ``-offset N`` (alias ``-o``) makes mksquashfs
-skip the first N bytes of the output and leave them alone, so the squashfs is
-written once, in place; ``-reproducible`` is the default; ``SOURCE_DATE_EPOCH``
-sets the superblock time and clamps every later file time (so directories and
-the scaffold get the image's ``created`` time while file times from the layers
-are kept, which Python's ``.pyc`` checks rely on); ``-all-root`` gives every
-file uid/gid 0 (the image is run as the calling user anyway).  Extended
-attributes are not stored (``-no-xattrs``): a non-root extraction cannot carry
-the image's xattrs faithfully and the host's would make the output depend on
-the machine.
+Verified with squashfs-tools 4.5.1: ``-offset N`` (alias ``-o``) writes the
+filesystem from byte N of the output; the output is created/truncated and the
+first N bytes are left as a hole of zeros, which the SIF header, descriptors
+and small objects fill afterwards, so the squashfs is written once, in place.
+``-reproducible`` is the default; ``SOURCE_DATE_EPOCH`` sets the superblock
+time and clamps every later file time (so directories and the scaffold get the
+image's ``created`` time while file times from the layers are kept, which
+Python's ``.pyc`` checks rely on); ``-all-root`` gives every file uid/gid 0
+(the image runs as the calling user anyway).  Extended attributes are not
+stored (``-no-xattrs``): a non-root extraction cannot carry the image's xattrs
+faithfully and the host's would make the output depend on the machine.
+``-tar`` (4.5+) reads the tree as a tar stream from stdin: it makes the root
+directory 0777 unless ``-root-mode`` is given, and strips the leading ``/`` of
+PAX ``linkpath`` values (GNU long-link headers are fine; see tarstream.py).
 """
 
 from __future__ import annotations
