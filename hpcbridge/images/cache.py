@@ -192,12 +192,15 @@ class Cache:
                 **fields,
             }
         ref = fields.get("source_ref")
-        if ref and ref not in record.setdefault("refs", []):
-            record["refs"].append(ref)
-            record["refs"] = record["refs"][-20:]
-            self.write_record(digest, record)
-        elif not self.record_path(digest).exists():
-            self.write_record(digest, record)
+        try:
+            if ref and ref not in record.setdefault("refs", []):
+                record["refs"].append(ref)
+                record["refs"] = record["refs"][-20:]
+                self.write_record(digest, record)
+            elif not self.record_path(digest).exists():
+                self.write_record(digest, record)
+        except OSError as exc:  # e.g. a cache shared read-only: using it is still fine
+            log.debug("cannot update the record of %s: %s", digest, exc)
         return record
 
     # --- tag resolutions ------------------------------------------------------------------

@@ -209,11 +209,21 @@ class _Job:
                 "run the same convert once without --offline (where the registry is reachable)",
             )
         from hpcbridge.images.registry import RegistryClient
+        from hpcbridge.images.transport import TransportError
 
         self.client = RegistryClient.for_ref(ref, insecure=insecure)
         top = ref.digest
         if top is None:
-            head = self.client.head_manifest(ref.repository, ref.reference)
+            try:
+                head = self.client.head_manifest(ref.repository, ref.reference)
+            except TransportError:
+                # Registry unreachable: fall back to the last resolution if it is cached.
+                known = self._known(tag_key)
+                hit = self.hit(known) if known else None
+                if hit is None:
+                    raise
+                log.warning("registry unreachable; using the cached %s for %s", known, self.ref)
+                return hit
             if head is not None:
                 top = head[0]
                 known = self._known(f"{ref.name}@{top}|{self.platform_text}") or top

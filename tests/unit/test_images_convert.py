@@ -177,3 +177,20 @@ def test_single_platform_image_must_match_platform(tmp_path: Path) -> None:
         assert "--platform linux/arm64" in (err.value.hint or "")
         assert leftovers(tmp_path) == []
         assert convert(ref, cache_dir=tmp_path, platform="linux/arm64").digest == arm.digest
+
+
+def test_unreachable_registry_falls_back_to_cached_resolution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpcbridge.images.transport import Transport
+
+    monkeypatch.setitem(Transport.__init__.__kwdefaults__, "retries", 0)
+    with Registry() as reg:
+        reg.push("tiny", "v1", IMG)
+        ref = f"docker://{reg.host}/tiny:v1"
+        first = convert(ref, cache_dir=tmp_path)
+    # the registry is gone now (connection refused)
+    again = convert(ref, cache_dir=tmp_path)
+    assert again.cached and again.path == first.path
+    with pytest.raises(ImageError, match="cannot reach"):
+        convert(ref.replace("tiny", "other"), cache_dir=tmp_path)
