@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +22,24 @@ from tests.testbed.recipes import LONG_PATH
 pytestmark = pytest.mark.testbed
 
 
+@pytest.fixture
+def scratch(testbed: Any) -> Iterator[Callable[[str], Path]]:
+    """testbed.user_dir(name), removed again after the test (SIFs and sandboxes are big)."""
+    made: list[Path] = []
+
+    def make(name: str) -> Path:
+        made.append(testbed.user_dir(name))
+        return made[-1]
+
+    yield make
+    for d in made:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
-def sifs(testbed: Any) -> dict[str, Path]:
-    """busybox, debian-python and whiteout built from the registry once for this module
-    (the documented form: `apptainer build --no-https OUT.sif docker://127.0.0.1:5000/...`)."""
+def sifs(testbed: Any) -> Iterator[dict[str, Path]]:
+    """busybox and debian-python built from the registry once for this module (the
+    documented form: `apptainer build --no-https OUT.sif docker://127.0.0.1:5000/...`)."""
     out_dir = testbed.user_dir("apptainer-sifs")
     built: dict[str, Path] = {}
     for name in ("busybox", "debian-python"):
@@ -34,7 +50,8 @@ def sifs(testbed: Any) -> dict[str, Path]:
             timeout=300,
         )
         built[name] = sif
-    return built
+    yield built
+    shutil.rmtree(out_dir, ignore_errors=True)
 
 
 def test_version_and_alias(testbed: Any) -> None:
@@ -56,8 +73,10 @@ def test_exec_is_rootless_from_squashfuse(testbed: Any, sifs: dict[str, Path]) -
     assert "Executing /usr/bin/squashfuse_ll" in done.stderr
 
 
-def test_exec_sees_image_env_and_callers_cwd(testbed: Any, sifs: dict[str, Path]) -> None:
-    work = testbed.user_dir("exec-cwd")
+def test_exec_sees_image_env_and_callers_cwd(
+    testbed: Any, scratch: Any, sifs: dict[str, Path]
+) -> None:
+    work = scratch("exec-cwd")
     done = testbed.run_as_user(
         ["apptainer", "exec", sifs["busybox"], "sh", "-c", 'echo "$GREETING|$HPCB_IMAGE|$(pwd)"'],
         cwd=work,
@@ -94,10 +113,10 @@ def test_inspect_shows_image_labels(testbed: Any, sifs: dict[str, Path]) -> None
     assert labels["org.label-schema.usage.singularity.deffile.from"] == testbed.image("busybox").ref
 
 
-def test_whiteouts_applied(testbed: Any) -> None:
+def test_whiteouts_applied(testbed: Any, scratch: Any) -> None:
     """Apptainer's own unpacking (umoci) of the whiteout image: the reference result
     hpcbridge's converter must match. A sandbox build skips mksquashfs (much faster)."""
-    box = testbed.user_dir("whiteout-sandbox") / "root"
+    box = scratch("whiteout-sandbox") / "root"
     ref = testbed.image("whiteout").ref
     testbed.run_as_user(
         ["apptainer", "build", "--no-https", "--sandbox", box, f"docker://{ref}"], timeout=300
@@ -120,7 +139,7 @@ def test_whiteouts_applied(testbed: Any) -> None:
 
 
 @pytest.mark.parametrize("kind", ["docker-archive", "oci-archive", "oci"])
-def test_build_from_saved_formats(testbed: Any, kind: str) -> None:
+def test_build_from_saved_formats(testbed: Any, scratch: Any, kind: str) -> None:
     img = testbed.image("busybox")
     source = {
         "docker-archive": f"docker-archive:{img.docker_archive}",
@@ -128,14 +147,14 @@ def test_build_from_saved_formats(testbed: Any, kind: str) -> None:
         # Apptainer 1.4.5 takes `oci:DIR` (one image in index.json); `oci:DIR:TAG` fails
         "oci": f"oci:{img.oci_dir}",
     }[kind]
-    out = testbed.user_dir(f"from-{kind}") / "bb.sif"
+    out = scratch(f"from-{kind}") / "bb.sif"
     testbed.run_as_user(["apptainer", "build", out, source], timeout=300)
     done = testbed.run_as_user(["apptainer", "exec", out, "sh", "-c", "echo $GREETING"])
     assert done.stdout.strip() == "hello world"
 
 
 @pytest.mark.parametrize("variant", ["docker", "index", "docker-list", "index-layout"])
-def test_build_from_busybox_variants(testbed: Any, variant: str) -> None:
+def test_build_from_busybox_variants(testbed: Any, scratch: Any, variant: str) -> None:
     """Docker schema 2 manifest, OCI index, Docker manifest list (amd64 picked), and the
     OCI layout whose index.json names an index."""
     variants = testbed.state["images"]["busybox"]["variants"]
@@ -143,15 +162,15 @@ def test_build_from_busybox_variants(testbed: Any, variant: str) -> None:
         source = f"oci:{variants['index']['oci_dir']}"
     else:
         source = f"docker://{variants[variant]['ref']}"
-    out = testbed.user_dir(f"variant-{variant}") / "bb.sif"
+    out = scratch(f"variant-{variant}") / "bb.sif"
     testbed.run_as_user(["apptainer", "build", "--no-https", out, source], timeout=300)
     done = testbed.run_as_user(["apptainer", "exec", out, "sh", "-c", "echo $GREETING"])
     assert done.stdout.strip() == "hello world"
 
 
-def test_build_flag_must_precede_arguments(testbed: Any) -> None:
+def test_build_flag_must_precede_arguments(testbed: Any, scratch: Any) -> None:
     """`--no-https` after the positional arguments is an error in 1.4.5."""
-    out = testbed.user_dir("flag-order") / "x.sif"
+    out = scratch("flag-order") / "x.sif"
     done = testbed.run_as_user(
         ["apptainer", "build", out, f"docker://{testbed.image('busybox').ref}", "--no-https"],
         check=False,

@@ -5,6 +5,8 @@ its Open MPI / MPICH match the host's (same Debian release and versions)."""
 from __future__ import annotations
 
 import re
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +18,14 @@ HELLO = re.compile(r"^hello rank=(\d+) size=(\d+) host=(\S+) node=(\S+) flavour=
 
 
 @pytest.fixture(scope="module")
-def mpi_sif(testbed: Any) -> Path:
+def mpi_sif(testbed: Any) -> Iterator[Path]:
     sif = testbed.user_dir("mpi-sif") / "mpi.sif"
     testbed.run_as_user(
         ["apptainer", "build", "--no-https", sif, f"docker://{testbed.image('mpi').ref}"],
         timeout=600,
     )
-    return sif
+    yield sif
+    shutil.rmtree(sif.parent, ignore_errors=True)
 
 
 @pytest.mark.parametrize(

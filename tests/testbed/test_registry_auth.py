@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import socket
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,21 @@ import pytest
 from tests.testbed.registry import MANIFEST_ACCEPT, start_registry, stop_registry
 
 pytestmark = pytest.mark.testbed
+
+
+@pytest.fixture
+def scratch(testbed: Any) -> Iterator[Callable[[str], Path]]:
+    """testbed.user_dir(name), removed again after the test (SIFs and sandboxes are big)."""
+    made: list[Path] = []
+
+    def make(name: str) -> Path:
+        made.append(testbed.user_dir(name))
+        return made[-1]
+
+    yield make
+    for d in made:
+        shutil.rmtree(d, ignore_errors=True)
+
 
 USER, PASSWORD = "hpcb-reader", "s3cret pass:word"
 
@@ -84,10 +100,10 @@ def test_skopeo_with_and_without_credentials(testbed: Any, auth_registry: str) -
     assert json.loads(ok.stdout)["Digest"] == testbed.image("busybox").digest
 
 
-def test_apptainer_build_with_credentials(testbed: Any, auth_registry: str) -> None:
+def test_apptainer_build_with_credentials(testbed: Any, scratch: Any, auth_registry: str) -> None:
     """Apptainer takes registry credentials from APPTAINER_DOCKER_USERNAME/PASSWORD."""
     ref = testbed.image("busybox").ref.replace("127.0.0.1:5000", auth_registry)
-    out_dir: Path = testbed.user_dir("auth-build")
+    out_dir: Path = scratch("auth-build")
     argv = ["apptainer", "build", "--no-https", out_dir / "bb.sif", f"docker://{ref}"]
     denied = testbed.run_as_user(argv, check=False, timeout=300)
     assert denied.returncode != 0

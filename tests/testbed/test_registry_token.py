@@ -5,11 +5,13 @@ by skopeo and by the real Apptainer."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,20 @@ from tests.testbed.registry import MANIFEST_ACCEPT, start_registry, stop_registr
 from tests.testbed.registry_token import SERVICE, TokenServer
 
 pytestmark = pytest.mark.testbed
+
+
+@pytest.fixture
+def scratch(testbed: Any) -> Iterator[Callable[[str], Path]]:
+    """testbed.user_dir(name), removed again after the test (SIFs and sandboxes are big)."""
+    made: list[Path] = []
+
+    def make(name: str) -> Path:
+        made.append(testbed.user_dir(name))
+        return made[-1]
+
+    yield make
+    for d in made:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _free_port() -> int:
@@ -75,7 +91,7 @@ def test_anonymous_bearer_flow_by_hand(
 
 
 def test_skopeo_and_apptainer_follow_the_token_flow(
-    testbed: Any, token_registry: tuple[str, TokenServer]
+    testbed: Any, scratch: Any, token_registry: tuple[str, TokenServer]
 ) -> None:
     addr, tokens = token_registry
     ref = testbed.image("busybox").ref.replace("127.0.0.1:5000", addr)
@@ -86,7 +102,7 @@ def test_skopeo_and_apptainer_follow_the_token_flow(
     )  # fmt: skip
     assert json.loads(done.stdout)["Digest"] == testbed.image("busybox").digest
     assert len(tokens.requests) > before
-    out = testbed.user_dir("token-build") / "bb.sif"
+    out = scratch("token-build") / "bb.sif"
     before = len(tokens.requests)
     testbed.run_as_user(["apptainer", "build", "--no-https", out, f"docker://{ref}"], timeout=300)
     assert len(tokens.requests) > before
