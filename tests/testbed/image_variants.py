@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import urllib.error
 import urllib.parse
@@ -153,7 +154,7 @@ def write_multi_layout(oci_dir: Path, out: Path, docs: dict[str, Any]) -> None:
     for src in (oci_dir / "blobs" / "sha256").iterdir():
         dst = sha_dir / src.name
         try:
-            dst.hardlink_to(src)
+            os.link(src, dst)
         except OSError:
             shutil.copyfile(src, dst)
     for key in ("arm_manifest", "arm_config", "index"):
