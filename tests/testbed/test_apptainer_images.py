@@ -269,3 +269,26 @@ def test_apptainer_does_not_create_missing_workdir(testbed: Any, sifs: dict[str,
     assert f"chdir {workdir}: no such file or directory" in done.stderr
     done = testbed.run_as_user(["apptainer", "exec", "--pwd", "/tmp", sifs["busybox"], "pwd"])
     assert done.stdout.strip() == "/tmp"
+
+
+def test_plain_http_loopback_registry_flags(testbed: Any, scratch: Any) -> None:
+    """Against the plain-HTTP registry on 127.0.0.1: `build` works even without
+    `--no-https` (its fetch treats loopback as HTTP), but `pull` and `exec docker://`
+    need `--no-https` (their checksum step tries HTTPS first)."""
+    work = scratch("no-https")
+    env = {"APPTAINER_CACHEDIR": str(work / "cache")}  # nothing cached from other tests
+    uri = f"docker://{testbed.image('busybox').ref}"
+    testbed.run_as_user(["apptainer", "build", work / "a.sif", uri], env=env, timeout=300)
+    done = testbed.run_as_user(["apptainer", "pull", work / "b.sif", uri], env=env, check=False)
+    assert done.returncode != 0
+    assert "server gave HTTP response to HTTPS client" in done.stderr
+    testbed.run_as_user(["apptainer", "pull", "--no-https", work / "b.sif", uri], env=env)
+    done = testbed.run_as_user(
+        ["apptainer", "exec", "--no-https", uri, "sh", "-c", "echo $GREETING"], env=env
+    )
+    assert done.stdout.strip() == "hello world"
+    pinned = f"docker://127.0.0.1:5000/hpcb/busybox@{testbed.image('busybox').digest}"
+    done = testbed.run_as_user(
+        ["apptainer", "exec", "--no-https", pinned, "sh", "-c", "echo $HPCB_IMAGE"], env=env
+    )
+    assert done.stdout.strip() == "busybox"
