@@ -25,7 +25,7 @@ from hpcbridge.render.words import Arg, Var, Word, display
 
 #: Shell variables holding the task index (hpcb_task, hpcb_task_1...): digits only.
 TASK_VAR_PREFIX = "hpcb_task"
-_UNSAFE_FOR_B = set(',:"\\') | {chr(c) for c in range(32)} | {"\x7f"}
+_UNSAFE_FOR_B = set(',:"\\^') | {chr(c) for c in range(32)} | {"\x7f"}
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,13 @@ def _check_runtime_env(name: str, value: str) -> None:
         raise JobSpecError(
             f"env name {name!r} cannot be set in the container", RUNTIME_ENV_REFUSED[name]
         )
+    odd = [c for c in value if c in "\x80\x81"]
+    if odd:
+        raise JobSpecError(
+            f"env.{name} = {value!r} contains U+{ord(odd[0]):04X}, which Apptainer's "
+            "environment injection drops or mangles (found on Apptainer 1.4.5)",
+            "remove the character from the value",
+        )
     if name == "PATH" and not value:
         raise JobSpecError(
             "env.PATH is empty: Apptainer ignores an empty PATH and keeps its default",

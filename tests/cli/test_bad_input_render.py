@@ -42,6 +42,7 @@ CASES: list[tuple[str, str, list[str], str]] = [
     ("runtime-env-name", GOOD + '[env]\nAPPTAINER_BIND = "/x"\n', [], "'APPTAINER_BIND'"),
     ("runtime-readonly-env", GOOD + '[env]\nEUID = "0"\n', [], "'EUID'"),
     ("runtime-owned-env", GOOD + '[env]\nPWD = "/x"\n', [], "'PWD'"),
+    ("env-value-u0080", GOOD + '[env]\nX = "a\\u0080b"\n', [], "U+0080"),
     ("empty-path-env", GOOD + '[env]\nPATH = ""\n', [], "env.PATH"),
     ("newline-in-name", GOOD.replace('"job"', '"a\\nb"'), [], "name"),
     ("bad-name-chars", GOOD.replace('"job"', '"my job;rm"'), [], "'my job;rm'"),

@@ -108,6 +108,11 @@ def test_odd_binds_use_csv_quoted_mount() -> None:
     assert out[1] == 'type=bind,"source=/a,b:c""d","destination=/mnt/x"'
 
 
+def test_caret_paths_use_mount() -> None:
+    # Apptainer 1.4.5 -B treats ^ specially (found by the property test): use --mount
+    assert bind_args(BindArg("/d/a^b", "/d/a^b"), "apptainer")[0] == "--mount"
+
+
 def test_per_task_input_binds_use_mount_with_variables() -> None:
     word = Word.of(Var("hpcb_input"))
     out = bind_args(BindArg(word, "/in", True), "apptainer")
