@@ -180,3 +180,42 @@ def test_dir_and_stream_modes_give_the_same_tree(tmp_path: Path) -> None:
     a = listing(build(tmp_path, "a", mode="dir"))
     b = listing(build(tmp_path, "b", mode="stream"))
     assert a == b and len(a) > 30
+
+
+@pytest.mark.parametrize("mode", ["dir", "stream"])
+def test_hostile_layers_end_to_end(tmp_path: Path, mode: str) -> None:
+    """A whole conversion of hostile layers: entries confined or skipped, setuid gone, host untouched."""
+    sentinel = tmp_path / "sentinel"
+    sentinel.mkdir()
+    (sentinel / "keep").write_text("keep")
+    dev = entry("dev/sda", None, kind=b"4", mode=0o660)
+    hostile = [
+        layer(d("bin/"), entry("bin/sh", b"#!x", mode=0o4755), sym("esc", str(sentinel)), dev),
+        layer(
+            entry("../../outside", b"o"),
+            entry(str(sentinel / "abs"), b"a"),
+            entry("esc/through", b"t"),
+            entry("esc/.wh.keep"),
+            entry("../.wh.sentinel"),
+        ),
+    ]
+    out, work = tmp_path / "h.sif", tmp_path / "work"
+    work.mkdir()
+    build_sif(
+        hostile,
+        CONFIG,
+        manifest_digest="sha256:" + "e" * 64,
+        source_ref="x",
+        out=out,
+        workdir=work,
+        mode=mode,
+    )
+    assert sorted(p.name for p in sentinel.iterdir()) == ["keep"]
+    assert not (tmp_path / "outside").exists()
+    rows = listing(out)
+    paths = {r.rsplit(" ", 1)[-1] if " -> " not in r else r.split(" ", 5)[5] for r in rows}
+    inside = str(sentinel).lstrip("/")
+    assert {"/outside", f"/{inside}/abs", f"/{inside}/through", f"/esc -> {sentinel}"} <= paths
+    assert not any("sda" in r for r in rows)
+    sh = next(r for r in rows if r.endswith(" /bin/sh"))
+    assert sh.startswith("-rwxr-xr-x")
