@@ -58,7 +58,9 @@ def test_rerun_is_identical_but_for_the_id(testbed: Testbed) -> None:
     assert dry == b.ok("render", str(job)).stdout  # --dry-run prints what render prints
     assert b.records() == []
     first = b.submit(job)["id"]
-    assert b.run("watch", first, "--interval", "1").returncode == 0
+    watched = b.run("watch", first, "--interval", "0.2")
+    assert watched.returncode == 0
+    assert "below the site minimum polling.min_interval = 1 s; using 1 s" in watched.stderr
     second = b.json("rerun", first)
     assert second["parent"] == first and second["kind"] == "rerun"
     assert b.run("watch", second["id"], "--interval", "1").returncode == 0
