@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
@@ -77,7 +78,13 @@ def submit(job_file: str, sets: tuple[str, ...], dry_run: bool, as_json: bool, r
 
 
 @click.command()
-@click.argument("sub_id")
+@click.argument("sub_id", required=False)
+@click.option(
+    "--from",
+    "bundle",
+    type=click.Path(file_okay=False, exists=True),
+    help="Rerun an exported bundle (hpcbridge export) instead of a local record.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the new submission as JSON.")
 @click.option(
     "--retry",
@@ -85,14 +92,23 @@ def submit(job_file: str, sets: tuple[str, ...], dry_run: bool, as_json: bool, r
     default=0,
     help="Retries while the controller is unreachable.",
 )
-def rerun(sub_id: str, as_json: bool, retry: int) -> None:
+def rerun(sub_id: Optional[str], bundle: Optional[str], as_json: bool, retry: int) -> None:
     """Submit a recorded submission again, identically (same scripts, same SIF).
 
     The new submission differs only in its id (and so its outcome and log
-    directory); it is linked to the original.
+    directory); it is linked to the original.  With ``--from BUNDLE`` the job of
+    an exported bundle is submitted on this machine: its image is converted from
+    the pinned digest (the SIF must come out byte-identical) and submitted.
     """
-    from hpcbridge.tracking.actions import rerun as do_rerun
-
+    if (sub_id is None) == (bundle is None):
+        raise click.UsageError("give either a submission ID or --from BUNDLE (not both)")
     sess = _session()
-    out = do_rerun(sess, sess.store.resolve(sub_id), retries=retry)
+    if sub_id is not None:
+        from hpcbridge.tracking.actions import rerun as do_rerun
+
+        out = do_rerun(sess, sess.store.resolve(sub_id), retries=retry)
+    else:
+        from hpcbridge.bundle import rerun_from_bundle
+
+        out = rerun_from_bundle(sess, Path(str(bundle)), retries=retry)
     _report(out, as_json)

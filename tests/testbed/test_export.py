@@ -27,13 +27,6 @@ binds = ["./out/{{task}}:/output"]
 [resources]
 time = "00:05:00"
 """
-RERUN = (
-    "import json, sys; from pathlib import Path; from hpcbridge.config import load_config; "
-    "from hpcbridge.tracking.session import open_session; "
-    "from hpcbridge.bundle import rerun_from_bundle; "
-    "print(json.dumps(rerun_from_bundle(open_session(load_config()), Path(sys.argv[1]), "
-    "retries=10)))"
-)
 
 
 def _write(tb: Testbed, path: Path, text: str) -> Path:
@@ -56,18 +49,12 @@ def _machine(tb: Testbed, root: Path) -> dict[str, str]:
 
 
 def _rerun_from(tb: Testbed, bundle: Path, env: dict[str, str]) -> dict[str, object]:
-    helptext = tb.hpcbridge("rerun", "--help", env=env).stdout
-    if "--from" in helptext:  # the CLI wiring (cli/submit.py) calls the same function
-        res = tb.hpcbridge(
-            "rerun", "--from", str(bundle), "--json", "--retry", "10", env=env, cwd=bundle
-        )
-    else:
-        exe = tb.repo / ".venv" / "bin" / "python"
-        res = tb.run_as_user([str(exe), "-c", RERUN, str(bundle)], env=env, cwd=bundle, check=False)
-    assert res.returncode == 0, res.stderr
-    return json.loads(
-        res.stdout.strip().splitlines()[-1] if "--from" not in helptext else res.stdout
+    res = tb.hpcbridge(
+        "rerun", "--from", str(bundle), "--json", "--retry", "10", env=env, cwd=bundle
     )
+    assert res.returncode == 0, res.stderr
+    out: dict[str, object] = json.loads(res.stdout)
+    return out
 
 
 def _sha256(path: Path) -> str:
