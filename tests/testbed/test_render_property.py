@@ -97,8 +97,12 @@ def _chown_tree(tb: Testbed, top: Path) -> None:
     os.chown(top, tb.user.uid, tb.user.gid)
 
 
+#: more examples for a deeper run: HPCBRIDGE_PROPERTY_EXAMPLES=300
+EXAMPLES = int(os.environ.get("HPCBRIDGE_PROPERTY_EXAMPLES", "25"))
+
+
 @settings(
-    max_examples=25,
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
