@@ -209,7 +209,7 @@ class Probe:
 
         user = self.environ.get("USER") or self.environ.get("LOGNAME")
         try:
-            limits = get_scheduler(cfg.scheduler.backend, cfg.scheduler.cluster).limits(user)
+            limits = get_scheduler(cfg.scheduler.backend).limits(user)
         except HpcbridgeError as exc:
             return SlurmFacts(error=exc.message)
         plugins: Optional[tuple[str, ...]] = None

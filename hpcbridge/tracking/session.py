@@ -45,7 +45,9 @@ def open_session(cfg: Any, scheduler: Optional[Scheduler] = None) -> Session:
     state_dir = getattr(cfg.state, "dir", None) or xdg_dir("state")
     store = Store(state_dir)
     store.ensure()
-    sched = scheduler or get_scheduler(cfg.scheduler.backend, cfg.scheduler.cluster)
+    # scheduler.cluster names the cluster in the records; it is not passed as -M, which
+    # only works where slurmdbd knows the name (a single-cluster site needs no -M).
+    sched = scheduler or get_scheduler(cfg.scheduler.backend)
     user = current_user()
     poller = Poller(store.cache, sched, user=user, min_interval=float(cfg.polling.min_interval))
     return Session(cfg, store, sched, poller, Tracker(store, poller), user)
