@@ -132,6 +132,17 @@ def read_layer_file(path: Path, label: str) -> dict[str, Any]:
         raise ConfigError(f"{label}: invalid TOML: {exc}", "fix the syntax") from None
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, but an unreadable parent is a clear ConfigError, not a traceback."""
+    try:
+        return path.is_file()
+    except PermissionError:
+        raise ConfigError(
+            f"{path}: permission denied while looking for a configuration file",
+            "make its directory readable, or point HOME/XDG_CONFIG_HOME at a directory you own",
+        ) from None
+
+
 def read_defaults() -> dict[str, Any]:
     from importlib import resources
 
@@ -253,7 +264,7 @@ def load_config(
         (Path(here) / PROJECT_FILE, None, SITE_LEVEL + 2),
     ]
     for path, label, level in candidates:
-        if not path.is_file():
+        if not _is_file(path):
             continue
         name = label or str(path)
         doc = read_layer_file(path, name)

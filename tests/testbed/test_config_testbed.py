@@ -62,3 +62,13 @@ def test_config_show_and_check_as_the_test_user(testbed: Testbed) -> None:
 
     check = testbed.hpcbridge("config", "check", str(TESTBED_TOML), cwd=work)
     assert (check.returncode, check.stdout.strip()) == (0, f"{TESTBED_TOML}: ok")
+
+
+def test_unreadable_home_is_one_clear_error(testbed: Testbed) -> None:
+    """A HOME the user cannot read (here /root) gives one error line, not a traceback."""
+    res = testbed.hpcbridge("config", "show", env={"HOME": "/root", "XDG_CONFIG_HOME": ""})
+    assert res.returncode == 3, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert "permission denied" in lines[0]
+    assert "Traceback" not in res.stderr
