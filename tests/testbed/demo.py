@@ -1,17 +1,25 @@
-"""``python -m tests.testbed demo``: the issue-2 stage of ``make demo``.
+"""``python -m tests.testbed demo`` (``make demo``): the main job, end to end.
 
-Brings the testbed up, then as the non-root test user: converts the ``busybox``
-test image from the local registry to a SIF (``hpcbridge convert``; before that
-command existed, the real Apptainer's ``apptainer build --no-https``), submits a
-3-task sbatch array whose tasks each run ``apptainer exec --bind in:/input:ro
---bind out/<task>:/output`` reading /input and writing /output, waits, and prints
-every output.  Exit 0 only if every task wrote its output.
+Brings the testbed up (Slurm 22.05 with two nodes, the real Apptainer 1.4.5,
+a local registry), then, as the non-root test user on this "login node", runs
+the story a scientist runs, through the ``hpcbridge`` command line only:
+
+1. ``hpcbridge convert docker://127.0.0.1:5000/hpcb/debian-python:...``: the
+   image becomes a SIF in the user's cache, pinned to its digest;
+2. ``hpcbridge doctor job.toml``: preflight of runtime, cache, binds and limits;
+3. ``hpcbridge submit job.toml``: an array job over input files, one task per
+   input, each reading its input through a read-only bind and writing
+   ``/output`` (a per-task bind of ``out/<task>``);
+4. ``hpcbridge watch ID``: follows the array until it is done;
+5. ``hpcbridge status ID`` and every task's output.
+
+Exit 0 only if every step succeeded and every task wrote its output.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,55 +27,103 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from tests.testbed.api import Testbed
 
-TASKS = 3
+REPO = Path(__file__).resolve().parents[2]
+SITE_CONFIG = REPO / "site-configs" / "testbed.toml"
 
-# Runs inside the container: $1 is the task index.
-TASK_BODY = r"""
-t="$1"
-{
-  echo "task $t ran on $(hostname) as $(id -un) in $(. /etc/os-release 2>/dev/null; echo "${NAME:-busybox}")"
-  echo "input: $(cat /input/input-$t.txt)"
-  echo "upper: $(tr a-z A-Z < /input/input-$t.txt)"
-  echo "words: $(wc -w < /input/input-$t.txt)"
-} > /output/result.txt
-"""
+INPUTS = {
+    "alpha.csv": "name,count\nalpha,1\nbeta,2\ngamma,3\n",
+    "beta.csv": "name,count\nquick,4\nbrown,5\n",
+    "gamma.csv": "name,count\nfox,6\n",
+    "delta.csv": "name,count\njumps,7\nover,8\nthe,9\ndog,10\n",
+}
 
-WORDS = ["alpha beta gamma", "the quick brown fox", "one two"]
+COUNT_PY = """\
+import csv, os, platform, sys
 
-
-def job_script(sif: Path, workdir: Path) -> str:
-    q = shlex.quote
-    return f"""#!/bin/sh
-#SBATCH --job-name=hpcb-demo
-#SBATCH --array=0-{TASKS - 1}
-#SBATCH --output={q(str(workdir))}/logs/%x_%A_%a.out
-#SBATCH --ntasks=1
-set -eu
-t="$SLURM_ARRAY_TASK_ID"
-cd {q(str(workdir))}
-mkdir -p "out/$t"
-exec apptainer exec --bind "$PWD/in:/input:ro" --bind "$PWD/out/$t:/output" \\
-  {q(str(sif))} sh -c {q(TASK_BODY)} task "$t"
+src, dst = sys.argv[1], sys.argv[2]
+with open(src, newline="") as fh:
+    rows = list(csv.DictReader(fh))
+total = sum(int(r["count"]) for r in rows)
+with open(dst, "w") as out:
+    out.write(f"input {os.path.basename(src)}: {len(rows)} rows, total {total}\\n")
+    out.write(f"python {platform.python_version()} on {platform.node()}\\n")
 """
 
 
-def _sif(tb: Testbed, ref: str, work: Path) -> Path:
-    """The busybox SIF: ``hpcbridge convert`` (the product) when the CLI has it, else
-    the real Apptainer's ``apptainer build --no-https`` from the local registry."""
-    if tb.hpcbridge("convert", "--help", cwd=work).returncode == 0:
-        print(f"demo: hpcbridge convert docker://{ref}")
-        done = tb.hpcbridge("convert", f"docker://{ref}", "--json", cwd=work, check=True)
-        result = json.loads(done.stdout)
-        print(f"demo: {result['path']} (digest {result['digest']}, cached: {result['cached']})")
-        return Path(result["path"])
-    sif = work / "busybox.sif"
-    print(f"demo: apptainer build --no-https {sif.name} docker://{ref}")
-    tb.run_as_user(
-        ["apptainer", "-q", "build", "--no-https", str(sif), f"docker://{ref}"],
-        cwd=work,
-        timeout=600,
-    )
-    return sif
+def job_toml(image_ref: str) -> str:
+    return f"""\
+# A word-count style array: one task per CSV file in data/.
+name = "demo-count"
+image = "docker://{image_ref}"
+command = ["python3", "/code/count.py", "/input/{{input_name}}", "/output/result.txt"]
+inputs = "data/*.csv"
+binds = [
+  "data:/input:ro",
+  "code:/code:ro",
+  "out/{{task}}:/output",
+]
+
+[resources]
+time = "00:05:00"
+cpus_per_task = 1
+"""
+
+
+def _step(title: str) -> None:
+    print(f"\n=== {title}", flush=True)
+
+
+def _run(tb: Testbed, work: Path, env: dict[str, str], *args: str, show: bool = True) -> str:
+    print("$ hpcbridge " + " ".join(args), flush=True)
+    res = tb.hpcbridge(*args, cwd=work, env=env, timeout=900)
+    if res.stdout and show:
+        print(res.stdout, end="" if res.stdout.endswith("\n") else "\n")
+    if res.stderr:
+        print(res.stderr, end="" if res.stderr.endswith("\n") else "\n", file=sys.stderr)
+    if res.returncode != 0:
+        raise RuntimeError(f"hpcbridge {args[0]} exited with status {res.returncode}")
+    return res.stdout
+
+
+def _write(tb: Testbed, path: Path, text: str) -> None:
+    tb.run_as_user(["mkdir", "-p", str(path.parent)])
+    tb.run_as_user(["sh", "-c", 'cat > "$1"', "write", str(path)], input=text)
+
+
+def story(tb: Testbed) -> bool:
+    image = tb.image("debian-python")
+    work = tb.user_dir("demo")
+    env = {"HPCBRIDGE_SITE_CONFIG": str(SITE_CONFIG)}
+    print(f"demo: working as {tb.user.name} in {work} (site config {SITE_CONFIG.name})")
+    for name, text in INPUTS.items():
+        _write(tb, work / "data" / name, text)
+    _write(tb, work / "code" / "count.py", COUNT_PY)
+    _write(tb, work / "job.toml", job_toml(image.ref))
+    print((work / "job.toml").read_text(), end="")
+
+    _step("1. convert the image to a SIF pinned to its digest")
+    _run(tb, work, env, "convert", f"docker://{image.ref}")
+    _step("2. preflight")
+    _run(tb, work, env, "doctor", "job.toml")
+    _step("3. submit the array (one task per input)")
+    sub = json.loads(_run(tb, work, env, "submit", "job.toml", "--json", show=False))
+    sub_id = str(sub["id"])
+    print(f"submitted {sub_id}: Slurm job(s) {', '.join(sub['job_ids'])}, tasks {sub['tasks']}")
+    print(f"image pinned: {sub['image']['sif_path']}")
+    _step("4. watch it until it is done")
+    _run(tb, work, env, "watch", sub_id)
+    _step("5. status and outputs")
+    _run(tb, work, env, "status", sub_id)
+    ok = True
+    for task, name in enumerate(sorted(INPUTS)):
+        out = work / "out" / str(task) / "result.txt"
+        print(f"----- out/{task}/result.txt  ({name})")
+        if out.is_file():
+            print(out.read_text(), end="")
+        else:
+            ok = False
+            print("(missing)")
+    return ok
 
 
 def main() -> int:
@@ -79,30 +135,15 @@ def main() -> int:
     except (RuntimeError, TimeoutError) as exc:
         print(f"demo: testbed up failed: {exc}", file=sys.stderr)
         return 1
-    tb = Testbed(state)
-    image = tb.image("busybox")
-    work = tb.user_dir("demo")
-    print(f"demo: working as {tb.user.name} in {work}")
-    tb.run_as_user(["mkdir", "-p", "in", "out", "logs"], cwd=work)
-    for i, words in enumerate(WORDS):
-        tb.run_as_user(["sh", "-c", f"cat > in/input-{i}.txt"], cwd=work, input=words + "\n")
-    sif = _sif(tb, image.ref, work)
-    script = work / "demo.sh"
-    tb.run_as_user(["sh", "-c", "cat > demo.sh"], cwd=work, input=job_script(sif, work))
-    job = tb.sbatch(str(script), cwd=work)
-    print(f"demo: submitted array job {job} ({TASKS} tasks); waiting")
-    states = tb.wait_for_jobs([job], timeout=300)
-    print(f"demo: job states {states}")
-    ok = True
-    for t in range(TASKS):
-        out = work / "out" / str(t) / "result.txt"
-        print(f"----- out/{t}/result.txt")
-        if out.is_file():
-            print(out.read_text(), end="")
-        else:
-            ok = False
-            print("(missing)")
-            for log in sorted((work / "logs").glob(f"*_{t}.out")):
-                print(log.read_text(), end="")
-    print("demo: OK, every task wrote its output" if ok else "demo: FAILED", flush=True)
+    try:
+        ok = story(Testbed(state))
+    except RuntimeError as exc:
+        print(f"demo: FAILED: {exc}", file=sys.stderr)
+        ok = False
+    finally:
+        # Like the test fixture: stop what this run started, unless asked to keep it.
+        if state.get("started") and not os.environ.get("HPCBRIDGE_TESTBED_KEEP"):
+            print("demo: stopping the testbed it started (HPCBRIDGE_TESTBED_KEEP=1 keeps it up)")
+            lifecycle.down(quiet=True)
+    print("\ndemo: OK, every task wrote its output" if ok else "\ndemo: FAILED", flush=True)
     return 0 if ok else 1
