@@ -137,6 +137,8 @@ def render_job(
         [*launcher.FORWARD_PREFIXES, *prefixes],
         [*launcher.FORWARD_NAMES, *names, *(n for n, _ in exports)],
         prefix,
+        # MPI ranks need the PMIx server directory (in Slurm's spool) inside
+        bind_dirs_from=("PMIX_SERVER_TMPDIR",) if job.mpi.enabled else (),
     )
 
     notes = []

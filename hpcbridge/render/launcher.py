@@ -54,8 +54,19 @@ def split_allow(entries: Iterable[str], what: str = "env.allow") -> tuple[list[s
     return prefixes, names
 
 
-def launcher_code(prefixes: Sequence[str], names: Sequence[str], env_prefix: str) -> str:
-    """The bash program of the launcher (passed to ``bash -c``)."""
+def launcher_code(
+    prefixes: Sequence[str],
+    names: Sequence[str],
+    env_prefix: str,
+    bind_dirs_from: Sequence[str] = (),
+) -> str:
+    """The bash program of the launcher (passed to ``bash -c``).
+
+    ``bind_dirs_from`` names variables holding a per-task directory the container
+    must see (the PMIx server directory lives in Slurm's spool, usually not bound):
+    the launcher appends it to ``APPTAINER_BIND`` when it is set, absolute, free of
+    ``,``/``:`` and exists.
+    """
     pre = _dedupe(prefixes)
     nam = [n for n in _dedupe(names) if not any(n.startswith(p) for p in pre)]
     lines = []
@@ -65,13 +76,25 @@ def launcher_code(prefixes: Sequence[str], names: Sequence[str], env_prefix: str
         lines.append(f"for n in {globs}; do {target}; done")
     if nam:
         lines.append(f'for n in {" ".join(nam)}; do [ -z "${{!n+x}}" ] || {{ {target}; }}; done')
+    if bind_dirs_from:
+        bind = "SINGULARITY_BIND" if env_prefix.startswith("SINGULARITY") else "APPTAINER_BIND"
+        lines.append(
+            "for d in " + " ".join('"${' + v + '%/}"' for v in bind_dirs_from) + "; do "
+            f'[[ $d == /* && $d != *[,:]* && -d $d ]] && export {bind}="${{{bind}:+${bind},}}$d"; done'
+        )
     lines.append('exec "$@"')
     return "; ".join(lines)
 
 
-def launcher_argv(prefixes: Sequence[str], names: Sequence[str], env_prefix: str) -> list[str]:
+def launcher_argv(
+    prefixes: Sequence[str],
+    names: Sequence[str],
+    env_prefix: str,
+    bind_dirs_from: Sequence[str] = (),
+) -> list[str]:
     """``["/bin/bash", "-c", CODE, "hpcb-launch"]``; the runtime argv follows it."""
-    return ["/bin/bash", "-c", launcher_code(prefixes, names, env_prefix), LAUNCHER_NAME]
+    code = launcher_code(prefixes, names, env_prefix, bind_dirs_from)
+    return ["/bin/bash", "-c", code, LAUNCHER_NAME]
 
 
 def _dedupe(items: Sequence[str]) -> list[str]:

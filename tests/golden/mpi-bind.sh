@@ -69,7 +69,7 @@ export APPTAINERENV_PREPEND_PATH=/opt/openmpi/4.1.6/bin
 export APPTAINERENV_LD_LIBRARY_PATH=/opt/openmpi/4.1.6/lib
 
 # ---- launch: each task forwards its own per-task variables, then runs the container
-hpcb_launch=(/bin/bash -c 'for n in ${!SLURM_@} ${!PMI@} ${!OMPI_@} ${!UCX_@} ${!MYSITE_@}; do v=APPTAINERENV_$n; [ -n "${!v+x}" ] || export "$v=${!n}"; done; for n in CUDA_VISIBLE_DEVICES SLURMD_NODENAME ROCR_VISIBLE_DEVICES HIP_VISIBLE_DEVICES GPU_DEVICE_ORDINAL OMP_NUM_THREADS HPCBRIDGE_TASK; do [ -z "${!n+x}" ] || { v=APPTAINERENV_$n; [ -n "${!v+x}" ] || export "$v=${!n}"; }; done; exec "$@"' hpcb-launch)
+hpcb_launch=(/bin/bash -c 'for n in ${!SLURM_@} ${!PMI@} ${!OMPI_@} ${!UCX_@} ${!MYSITE_@}; do v=APPTAINERENV_$n; [ -n "${!v+x}" ] || export "$v=${!n}"; done; for n in CUDA_VISIBLE_DEVICES SLURMD_NODENAME ROCR_VISIBLE_DEVICES HIP_VISIBLE_DEVICES GPU_DEVICE_ORDINAL OMP_NUM_THREADS HPCBRIDGE_TASK; do [ -z "${!n+x}" ] || { v=APPTAINERENV_$n; [ -n "${!v+x}" ] || export "$v=${!n}"; }; done; for d in "${PMIX_SERVER_TMPDIR%/}"; do [[ $d == /* && $d != *[,:]* && -d $d ]] && export APPTAINER_BIND="${APPTAINER_BIND:+$APPTAINER_BIND,}$d"; done; exec "$@"' hpcb-launch)
 hpcb_container=(
   apptainer exec
   --cleanenv

@@ -197,6 +197,20 @@ def test_launcher_forwards_per_task_values_byte_exact() -> None:
     assert "APPTAINERENV_PATH" not in got
 
 
+def test_launcher_binds_the_pmix_server_dir(tmp_path: Path) -> None:
+    argv = launcher_argv(["SLURM_"], [], "APPTAINERENV_", ["PMIX_SERVER_TMPDIR"])
+    pmix = tmp_path / "spool dir" / "pmix.7.0"
+    pmix.mkdir(parents=True)
+    base = {"PATH": "/usr/bin:/bin"}
+    show = [*argv, "sh", "-c", 'printf %s "${APPTAINER_BIND-unset}"']
+    env = {**base, "PMIX_SERVER_TMPDIR": f"{pmix}/", "APPTAINER_BIND": "/x"}
+    assert runner.run(show, env=env).stdout == f"/x,{pmix}"
+    assert runner.run(show, env={**base, "PMIX_SERVER_TMPDIR": f"{pmix}"}).stdout == str(pmix)
+    missing = {**base, "PMIX_SERVER_TMPDIR": str(tmp_path / "nope")}
+    assert runner.run(show, env=missing).stdout == "unset"
+    assert runner.run(show, env=base).stdout == "unset"
+
+
 def test_allow_list_entries() -> None:
     assert split_allow(["A", "B_*"]) == (["B_"], ["A"])
     with pytest.raises(ConfigError, match="not a variable name"):
