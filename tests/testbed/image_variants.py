@@ -9,6 +9,8 @@ gets, all built from the same blobs:
                                  linux/arm64 (same layers, an arm64 config: selectable,
                                  not runnable here)
 * ``hpcb/busybox:multi-docker``  the same as a Docker manifest list
+* ``hpcb/busybox:<tag>-zstd``    OCI manifest with zstd-compressed layers
+* ``hpcb/busybox:<tag>-uncompressed``  OCI manifest with plain tar layers
 
 and an OCI layout whose index.json names that two-platform index (tag ``multi``). Everything is derived
 deterministically from the busybox OCI layout, so the digests only change with it.
@@ -17,10 +19,12 @@ Pushed with plain v2 API calls (blob upload + manifest PUT), and only when missi
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import shutil
+import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -33,6 +37,8 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 
 
 def _canon(obj: Any) -> bytes:
@@ -65,13 +71,42 @@ def _docker_manifest(config: bytes, layers: list[dict[str, Any]]) -> bytes:
     )
 
 
-def variant_documents(oci_dir: Path, tag: str) -> dict[str, Any]:
+def _recompressed(
+    oci_dir: Path, layers: list[dict[str, Any]], work: Path
+) -> dict[str, list[bytes]]:
+    """The gzip layers as plain tars and as zstd (cached in `work`: zstd is not free)."""
+    out: dict[str, list[bytes]] = {"tar": [], "zstd": []}
+    work.mkdir(parents=True, exist_ok=True)
+    for layer in layers:
+        raw = gzip.decompress(_blob(oci_dir, layer["digest"]))
+        cached = work / (layer["digest"].split(":")[1] + ".zst")
+        if not cached.exists():
+            zst = subprocess.run(
+                ["zstd", "-q", "-c", "-T1", "-19"], input=raw, capture_output=True, check=True
+            ).stdout
+            cached.with_suffix(".tmp").write_bytes(zst)
+            cached.with_suffix(".tmp").rename(cached)
+        out["tar"].append(raw)
+        out["zstd"].append(cached.read_bytes())
+    return out
+
+
+def _oci_manifest(manifest: dict[str, Any], media_type: str, blobs: list[bytes]) -> bytes:
+    layers = [_desc(media_type, b) for b in blobs]
+    return _canon({**manifest, "layers": layers})
+
+
+def variant_documents(oci_dir: Path, tag: str, work: Path) -> dict[str, Any]:
     """Every blob and manifest of the variants: {"blobs": [bytes], "manifests":
-    [(reference, media_type, bytes)] in push order, "info": {...}}."""
+    [(reference, media_type, bytes)] in push order, "info": {...}}. `work` caches the
+    zstd layers."""
     index = json.loads((oci_dir / "index.json").read_text())
     amd_manifest = _blob(oci_dir, index["manifests"][0]["digest"])
     manifest = json.loads(amd_manifest)
     amd_config = _blob(oci_dir, manifest["config"]["digest"])
+    recompressed = _recompressed(oci_dir, manifest["layers"], work)
+    zstd_manifest = _oci_manifest(manifest, OCI_LAYER_ZSTD, recompressed["zstd"])
+    tar_manifest = _oci_manifest(manifest, OCI_LAYER_TAR, recompressed["tar"])
     config = json.loads(amd_config)
     arm_config = _canon({**config, "architecture": "arm64", "variant": "v8"})
     arm_manifest = _canon(
@@ -107,8 +142,20 @@ def variant_documents(oci_dir: Path, tag: str) -> dict[str, Any]:
         ("multi", OCI_INDEX, oci_index),
         (_digest(docker_arm), DOCKER_MANIFEST, docker_arm),
         ("multi-docker", DOCKER_LIST, docker_list),
+        (f"{tag}-zstd", OCI_MANIFEST, zstd_manifest),
+        (f"{tag}-uncompressed", OCI_MANIFEST, tar_manifest),
     ]
     info = {
+        "zstd": {
+            "tag": f"{tag}-zstd",
+            "digest": _digest(zstd_manifest),
+            "media_type": OCI_MANIFEST,
+        },
+        "uncompressed": {
+            "tag": f"{tag}-uncompressed",
+            "digest": _digest(tar_manifest),
+            "media_type": OCI_MANIFEST,
+        },
         "docker": {
             "tag": f"{tag}-docker",
             "digest": _digest(docker_amd),
@@ -134,7 +181,7 @@ def variant_documents(oci_dir: Path, tag: str) -> dict[str, Any]:
         },
     }
     return {
-        "blobs": [arm_config],
+        "blobs": [arm_config, *recompressed["zstd"], *recompressed["tar"]],
         "manifests": manifests,
         "info": info,
         "layout": {"index": oci_index, "arm_manifest": arm_manifest, "arm_config": arm_config},

@@ -186,7 +186,7 @@ def _ensure_one(store: Store, name: str, registry: str) -> dict[str, Any]:
 
 def _ensure_variants(out: Path, registry: str, repo: str, tag: str) -> dict[str, Any]:
     """Docker schema 2, OCI index and Docker manifest list forms (image_variants.py)."""
-    docs = V.variant_documents(out / "oci", tag)
+    docs = V.variant_documents(out / "oci", tag, out / "variant-blobs")
     V.write_multi_layout(out / "oci", out / "oci-multi", docs)
     V.push_variants(registry, repo, docs)
     info: dict[str, Any] = docs["info"]

@@ -153,10 +153,12 @@ def test_build_from_saved_formats(testbed: Any, scratch: Any, kind: str) -> None
     assert done.stdout.strip() == "hello world"
 
 
-@pytest.mark.parametrize("variant", ["docker", "index", "docker-list", "index-layout"])
+@pytest.mark.parametrize(
+    "variant", ["docker", "index", "docker-list", "index-layout", "zstd", "uncompressed"]
+)
 def test_build_from_busybox_variants(testbed: Any, scratch: Any, variant: str) -> None:
-    """Docker schema 2 manifest, OCI index, Docker manifest list (amd64 picked), and the
-    OCI layout whose index.json names an index."""
+    """Docker schema 2 manifest, OCI index, Docker manifest list (amd64 picked), the OCI
+    layout whose index.json names an index, zstd and uncompressed layers."""
     variants = testbed.state["images"]["busybox"]["variants"]
     if variant == "index-layout":
         source = f"oci:{variants['index']['oci_dir']}"

@@ -241,11 +241,11 @@ def test_images_pushed_again_to_an_empty_registry(testbed: Any, tmp_path: Path) 
 
 def test_busybox_variants(testbed: Any) -> None:
     """busybox is also served as a Docker schema 2 manifest, an OCI index and a Docker
-    manifest list (amd64 = the busybox image, arm64 = same layers, arm64 config), and
-    saved as an OCI layout naming the index."""
+    manifest list (amd64 = the busybox image, arm64 = same layers, arm64 config), with
+    zstd and with uncompressed layers, and saved as an OCI layout naming the index."""
     variants = testbed.state["images"]["busybox"]["variants"]
     busybox = testbed.image("busybox")
-    assert set(variants) == {"docker", "index", "docker-list"}
+    assert set(variants) == {"docker", "index", "docker-list", "zstd", "uncompressed"}
     for v in variants.values():
         host, repo, tag = _split(v["ref"])
         status, headers, body = _get(f"http://{host}/v2/{repo}/manifests/{tag}", MANIFEST_ACCEPT)
@@ -253,6 +253,19 @@ def test_busybox_variants(testbed: Any) -> None:
         assert headers["Content-Type"] == v["media_type"]
         assert _sha256(body) == v["digest"] == headers["Docker-Content-Digest"]
     assert variants["index"]["platforms"]["linux/amd64"] == busybox.digest
+    for kind, media_type in (
+        ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
+        ("uncompressed", "application/vnd.oci.image.layer.v1.tar"),
+    ):
+        tag = variants[kind]["tag"]
+        manifest = json.loads(
+            _get(f"http://127.0.0.1:5000/v2/hpcb/busybox/manifests/{tag}", MANIFEST_ACCEPT)[2]
+        )
+        assert [la["mediaType"] for la in manifest["layers"]] == [media_type]
+        status, _, blob = _get(
+            f"http://127.0.0.1:5000/v2/hpcb/busybox/blobs/{manifest['layers'][0]['digest']}"
+        )
+        assert status == 200 and _sha256(blob) == manifest["layers"][0]["digest"]
     docker = json.loads(
         _get(
             f"http://{_split(variants['docker']['ref'])[0]}/v2/hpcb/busybox/manifests/{variants['docker']['tag']}",
