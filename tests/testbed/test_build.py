@@ -7,7 +7,7 @@ side is tested independently of the fetch side; the reference SIFs are made by
 under the real Apptainer as the test user and are compared: run/exec behaviour,
 inspect output, siftool descriptor types, the squashfs file lists and the bytes
 of every scaffold file.  Run as ``python -m tests.testbed.test_build OCI_DIR OUT
-WORKDIR SOURCE_REF`` it performs one build (what the tests run as the user).
+WORKDIR SOURCE_REF MODE`` it performs one build (what the tests run as the user).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def read_layout(oci_dir: Path) -> tuple[str, list[OCILayoutLayer], dict[str, Any
 def main(argv: list[str]) -> None:
     from hpcbridge.images.build import build_sif
 
-    oci_dir, out, workdir, source_ref = argv
+    oci_dir, out, workdir, source_ref, mode = argv
     digest, layers, config = read_layout(Path(oci_dir))
     build_sif(
         layers,
@@ -66,6 +66,7 @@ def main(argv: list[str]) -> None:
         source_ref=source_ref,
         out=Path(out),
         workdir=Path(workdir),
+        mode=mode,
     )
 
 
@@ -82,7 +83,7 @@ class Builds:
         self.ref: dict[str, Path] = {}
         self.count = 0
 
-    def build_native(self, name: str) -> Path:
+    def build_native(self, name: str, mode: str = "auto") -> Path:
         self.count += 1
         img = self.tb.image(name)
         out = self.dir / f"{name}-native-{self.count}.sif"
@@ -97,6 +98,7 @@ class Builds:
                 str(out),
                 str(work),
                 f"docker://{img.ref}",
+                mode,
             ],
             cwd=REPO,
             timeout=900,
@@ -275,6 +277,14 @@ def test_whiteout_image_file_list_equals_apptainers(testbed: Testbed, builds: Bu
     assert "etc/skel/hpcb-opaque.txt" in n_list and "etc/skel/.bashrc" not in n_list
     out = apptainer(testbed, "run", str(native))
     assert out == apptainer(testbed, "run", str(ref))
+
+
+def test_dir_mode_gives_the_same_file_list(testbed: Testbed, builds: Builds) -> None:
+    """squashfs-tools < 4.5 fallback: extract a rootfs, squash the directory."""
+    streamed = builds.native_sif("whiteout")
+    extracted = builds.build_native("whiteout", mode="dir")
+    assert names(squash_list(testbed, extracted)) == names(squash_list(testbed, streamed))
+    assert apptainer(testbed, "run", str(extracted)) == apptainer(testbed, "run", str(streamed))
 
 
 def test_debian_python_runs(testbed: Testbed, builds: Builds) -> None:
