@@ -34,7 +34,7 @@ from hpcbridge.images.squash import find_mksquashfs, squash, squash_stream, supp
 from hpcbridge.images.tarstream import plan_stream, write_stream
 from hpcbridge.images.treefs import MemFS
 
-__all__ = ["Layer", "Progress", "build_sif", "sif_id_for"]
+__all__ = ["Layer", "Progress", "build_mode", "build_sif", "sif_id_for", "space_needed"]
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; stages ``extract`` (layers), ``squash`` (0/1), ``sif`` (0/1)."""
@@ -42,6 +42,24 @@ Progress = Callable[[str, int, int], None]
 
 def sif_id_for(manifest_digest: str, compression: str, level: int) -> uuid.UUID:
     return sif.deterministic_uuid(manifest_digest, f"{compression}-{level}")
+
+
+def build_mode() -> str:
+    """``stream`` when the installed mksquashfs reads tar streams (>= 4.5), else ``dir``."""
+    return "stream" if supports_tar(find_mksquashfs()) else "dir"
+
+
+def space_needed(layers: Sequence[Layer], mode: str = "auto") -> int:
+    """A generous estimate of the bytes a build needs next to ``out`` (for a free-space check).
+
+    The SIF is about as large as the compressed layers (gzip both ways); the
+    ``dir`` mode also holds the extracted rootfs, estimated at 4x compressed.
+    """
+    stored = sum(max(int(layer.size), 0) for layer in layers)
+    if mode == "auto":
+        mode = build_mode()
+    factor = 1.25 if mode == "stream" else 5.25
+    return int(stored * factor) + (64 << 20)
 
 
 def build_sif(
@@ -80,7 +98,7 @@ def build_sif(
             f"image {source_ref} is for {os_name!r}, not linux", "use --platform linux/<arch>"
         )
     if mode == "auto":
-        mode = "stream" if supports_tar(find_mksquashfs()) else "dir"
+        mode = build_mode()
     rootfs = Path(workdir) / "rootfs"
     _rmtree(rootfs)  # left over by a killed run in the same private workdir
     out = Path(out)

@@ -13,8 +13,8 @@ import pytest
 from hpcbridge import runner
 from hpcbridge.errors import ImageError
 from hpcbridge.images import sif
-from hpcbridge.images.build import build_sif
-from hpcbridge.images.squash import mksquashfs_argv
+from hpcbridge.images.build import build_mode, build_sif, space_needed
+from hpcbridge.images.squash import mksquashfs_argv, parse_version
 from tests.unit.test_layers import GZ, Blob, d, entry, hard, layer, make_tar, sym
 
 pytestmark = pytest.mark.skipif(
@@ -219,3 +219,14 @@ def test_hostile_layers_end_to_end(tmp_path: Path, mode: str) -> None:
     assert not any("sda" in r for r in rows)
     sh = next(r for r in rows if r.endswith(" /bin/sh"))
     assert sh.startswith("-rwxr-xr-x")
+
+
+def test_space_needed_estimate() -> None:
+    blobs = layers()
+    stored = sum(b.size for b in blobs)
+    assert space_needed(blobs, "stream") >= stored
+    assert space_needed(blobs, "dir") > space_needed(blobs, "stream")
+    assert build_mode() in ("stream", "dir")
+    assert parse_version("mksquashfs version 4.5.1 (2022/03/17)") == (4, 5)
+    assert parse_version("mksquashfs version 4.3-git (2014/06/09)") == (4, 3)
+    assert parse_version("nonsense") is None
