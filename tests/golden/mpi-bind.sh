@@ -64,6 +64,8 @@ export HPCBRIDGE_TASK="$hpcb_task"
 module load apptainer/1.4.5
 
 # ---- container environment
+# MPI ranks: settings from the site config (mpi.env, mpi.<flavour>_env)
+export APPTAINERENV_OMPI_MCA_btl_vader_single_copy_mechanism=none
 # MPI bind model: the host MPI comes first on PATH and LD_LIBRARY_PATH
 export APPTAINERENV_PREPEND_PATH=/opt/openmpi/4.1.6/bin
 export APPTAINERENV_LD_LIBRARY_PATH=/opt/openmpi/4.1.6/lib

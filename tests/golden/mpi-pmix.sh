@@ -60,6 +60,10 @@ export HPCBRIDGE_TASK="$hpcb_task"
 # ---- modules
 module load apptainer/1.4.5
 
+# ---- container environment
+# MPI ranks: settings from the site config (mpi.env, mpi.<flavour>_env)
+export APPTAINERENV_OMPI_MCA_btl_vader_single_copy_mechanism=none
+
 # ---- launch: each task forwards its own per-task variables, then runs the container
 hpcb_launch=(/bin/bash -c 'for n in ${!SLURM_@} ${!PMI@} ${!OMPI_@} ${!UCX_@} ${!MYSITE_@}; do v=APPTAINERENV_$n; [ -n "${!v+x}" ] || export "$v=${!n}"; done; for n in CUDA_VISIBLE_DEVICES SLURMD_NODENAME ROCR_VISIBLE_DEVICES HIP_VISIBLE_DEVICES GPU_DEVICE_ORDINAL OMP_NUM_THREADS HPCBRIDGE_TASK; do [ -z "${!n+x}" ] || { v=APPTAINERENV_$n; [ -n "${!v+x}" ] || export "$v=${!n}"; }; done; for d in "${PMIX_SERVER_TMPDIR%/}"; do [[ $d == /* && $d != *[,:]* && -d $d ]] && export APPTAINER_BIND="${APPTAINER_BIND:+$APPTAINER_BIND,}$d"; done; exec "$@"' hpcb-launch)
 hpcb_container=(
