@@ -277,6 +277,9 @@ def test_whiteout_image_file_list_equals_apptainers(testbed: Testbed, builds: Bu
     assert "etc/skel/hpcb-opaque.txt" in n_list and "etc/skel/.bashrc" not in n_list
     out = apptainer(testbed, "run", str(native))
     assert out == apptainer(testbed, "run", str(ref))
+    # a CMD-only image: the runscript template's other branch, byte for byte
+    for member in (f"{SD}/runscript", f"{SD}/env/10-docker2singularity.sh"):
+        assert cat(testbed, native, member) == cat(testbed, ref, member), member
 
 
 def test_dir_mode_gives_the_same_file_list(testbed: Testbed, builds: Builds) -> None:
