@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -322,3 +323,82 @@ def test_same_digest_twice_gives_the_same_bytes(testbed: Testbed, builds: Builds
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+def variant_layout(tb: Testbed, base: Path, dest: Path, patch: dict[str, Any]) -> Path:
+    """A copy of OCI layout ``base`` whose image config ``config`` section is updated by ``patch``."""
+    import shutil
+
+    shutil.copytree(base, dest)
+    digest, _layers, config = read_layout(dest)
+    config["config"] = {**config["config"], **patch}
+    for key, value in patch.items():
+        if value is None:
+            del config["config"][key]
+
+    def put(obj: Any) -> tuple[str, int]:
+        data = json.dumps(obj).encode()
+        hexd = hashlib.sha256(data).hexdigest()
+        (dest / "blobs" / "sha256" / hexd).write_bytes(data)
+        return "sha256:" + hexd, len(data)
+
+    manifest = json.loads((dest / "blobs" / "sha256" / digest.split(":", 1)[1]).read_text())
+    manifest["config"]["digest"], manifest["config"]["size"] = put(config)
+    index = json.loads((dest / "index.json").read_text())
+    index["manifests"][0]["digest"], index["manifests"][0]["size"] = put(manifest)
+    (dest / "index.json").write_text(json.dumps(index))
+    for p in [dest, *dest.rglob("*")]:
+        os.chown(p, tb.user.uid, tb.user.gid)
+    return dest
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"Entrypoint": ["/bin/echo", "it's", 'a "b" $c `d` \\e'], "Cmd": None},
+        {"Entrypoint": None, "Cmd": None},
+        {
+            "Env": [
+                "PATH=/bin:/usr/bin",
+                'Q=it\'s "x" $y `z` \\w',
+                "EMPTY=",
+                "NOVALUE",
+                "bad-name=1",
+                "U=é",
+            ]
+        },
+    ],
+    ids=["entrypoint-only", "neither", "tricky-env"],
+)
+def test_runscript_and_env_variants_match_apptainer(
+    testbed: Testbed, builds: Builds, patch: dict[str, Any]
+) -> None:
+    img = testbed.image("busybox")
+    work = testbed.user_dir("variant")
+    layout = variant_layout(testbed, img.oci_dir, work / "oci", patch)
+    ref = work / "ref.sif"
+    testbed.run_as_user([str(testbed.apptainer), "build", str(ref), f"oci:{layout}"], timeout=600)
+    native = work / "native.sif"
+    wd = work / "wd"
+    testbed.run_as_user(["mkdir", str(wd)])
+    testbed.run_as_user(
+        [
+            str(REPO / ".venv/bin/python"),
+            "-m",
+            "tests.testbed.test_build",
+            str(layout),
+            str(native),
+            str(wd),
+            f"oci:{layout}",
+            "auto",
+        ],
+        cwd=REPO,
+        timeout=600,
+    )
+    for member in (f"{SD}/runscript", f"{SD}/env/10-docker2singularity.sh"):
+        assert cat(testbed, native, member) == cat(testbed, ref, member), member
+    if "Entrypoint" in patch and patch["Entrypoint"] is None and patch.get("Cmd") is None:
+        return  # nothing to run: the runscript's `set` prints the shell's variables (PPID...)
+    for args in ([], ["x y", "$HOME"]):
+        got = apptainer(testbed, "run", str(native), *args).replace("native.sif", "X.sif")
+        assert got == apptainer(testbed, "run", str(ref), *args).replace("ref.sif", "X.sif")
