@@ -194,3 +194,15 @@ def test_unreachable_registry_falls_back_to_cached_resolution(
     assert again.cached and again.path == first.path
     with pytest.raises(ImageError, match="cannot reach"):
         convert(ref.replace("tiny", "other"), cache_dir=tmp_path)
+
+
+def test_result_carries_workdir_and_labels_also_when_cached(tmp_path: Path) -> None:
+    with Registry() as reg:
+        reg.push("tiny", "v1", IMG)
+        ref = f"docker://{reg.host}/tiny:v1"
+        cold = convert(ref, cache_dir=tmp_path)
+        warm = convert(ref, cache_dir=tmp_path, output=tmp_path / "copy.sif")
+    for res in (cold, warm):
+        assert res.workdir == "/work"
+        assert res.labels == {"org.example.name": "tiny"}
+    assert warm.output == tmp_path / "copy.sif" and warm.to_dict()["workdir"] == "/work"
