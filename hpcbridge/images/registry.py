@@ -218,6 +218,8 @@ class RegistryClient:
                     f"blob {digest} of {repository} hashes to {got} ({done} bytes)",
                     "the registry or a proxy altered it; nothing was kept",
                 )
+            # Image data, readable by whoever can enter the cache (a shared cache's group).
+            os.chmod(tmp, 0o644)
             os.replace(tmp, dest)
         except BaseException:
             resp.abandon()

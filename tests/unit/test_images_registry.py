@@ -206,3 +206,18 @@ def test_head_without_digest_header_returns_none() -> None:
     with Registry(Behaviour(no_digest_header=True)) as reg:
         reg.push("tiny", "v1", IMG)
         assert client(reg).head_manifest("tiny", "v1") is None
+
+
+def test_blobs_are_group_readable_whatever_the_umask(tmp_path: Path) -> None:
+    import os
+
+    with Registry() as reg:
+        reg.push("tiny", "v1", IMG)
+        blob, _ = IMG.layers[0]
+        dest = tmp_path / sha(blob)[7:]
+        old = os.umask(0o077)
+        try:
+            client(reg).download_blob("tiny", sha(blob), dest, size=len(blob))
+        finally:
+            os.umask(old)
+        assert dest.stat().st_mode & 0o777 == 0o644
