@@ -112,14 +112,28 @@ def main() -> None:
         argv = [apptainer, "build", "--disable-cache", "--no-https", str(out), digest_ref]
         cold["apptainer_build"].append(timed(tb, argv, {"APPTAINER_TMPDIR": str(tmp)}))
         sq = work / f"floor-{i}.sqfs"
-        argv = [mksquashfs, str(rootfs), str(sq), "-noappend", "-comp", "gzip",
-                "-Xcompression-level", "9", "-all-root", "-no-xattrs", "-no-progress", "-quiet"]
+        argv = [
+            mksquashfs,
+            str(rootfs),
+            str(sq),
+            "-noappend",
+            "-comp",
+            "gzip",
+            "-Xcompression-level",
+            "9",
+            "-all-root",
+            "-no-xattrs",
+            "-no-progress",
+            "-quiet",
+        ]
         cold["mksquashfs"].append(timed(tb, argv))
         for p in (out, sq):
             p.unlink()
         if i:
             shutil.rmtree(cache)  # keep cache-0 for the warm runs
-        print(f"run {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in cold.items()), flush=True)
+        print(
+            f"run {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in cold.items()), flush=True
+        )
 
     warm: dict[str, list[float]] = {"native_tag": [], "native_digest": [], "apptainer_pull": []}
     appcache = work / "apptainer-cache"
@@ -130,7 +144,9 @@ def main() -> None:
     cache0 = str(work / "cache-0")
     for _ in range(args.warm_repeat):
         warm["native_tag"].append(timed(tb, [HPCBRIDGE, "convert", tag_ref, "--cache-dir", cache0]))
-        warm["native_digest"].append(timed(tb, [HPCBRIDGE, "convert", digest_ref, "--cache-dir", cache0]))
+        warm["native_digest"].append(
+            timed(tb, [HPCBRIDGE, "convert", digest_ref, "--cache-dir", cache0])
+        )
         warm["apptainer_pull"].append(timed(tb, pull, pull_env))
 
     med = {k: statistics.median(v) for k, v in {**cold, **warm}.items()}
