@@ -267,6 +267,7 @@ class Cache:
     def remove_entry(self, entry: Entry) -> bool:
         """Delete a SIF and its record unless a conversion of it holds the lock."""
         lock = self.lock(entry.digest, heartbeat=0)
+        lock.break_if_stale()
         if not lock.try_acquire():
             return False
         try:
@@ -304,6 +305,11 @@ class Cache:
                         with contextlib.suppress(FileNotFoundError):
                             path.unlink()
                     removed.append(path)
+        if self.locks_dir.is_dir():
+            for path in self.locks_dir.glob("*.lock"):
+                with contextlib.suppress(OSError):
+                    if FileLock(path, heartbeat=0).break_if_stale():
+                        removed.append(path)
         if removed:
             log.info("removed %d leftovers of interrupted conversions", len(removed))
         return removed
@@ -319,21 +325,17 @@ class Cache:
             free = st.f_bavail * st.f_frsize
             if free < needed:
                 raise ImageError(
-                    f"not enough free space in {where}: about {_human(needed)} needed, {_human(free)} free",
+                    f"not enough free space in {where}: about {human_size(needed)} needed, {human_size(free)} free",
                     "free space, or point cache.tmp_dir / cache.dir at a larger filesystem",
                 )
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
+def human_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
-
-
-def human_size(n: float) -> str:
-    return _human(n)
 
 
 def parse_size(text: str) -> int:

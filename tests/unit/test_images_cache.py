@@ -138,3 +138,15 @@ def test_resolutions(tmp_path: Path) -> None:
     c.save_resolution("r:1|linux/amd64", "sha256:" + "e" * 64, ref="docker://r:1")
     got = c.load_resolution("r:1|linux/amd64")
     assert got is not None and got["digest"] == "sha256:" + "e" * 64
+
+
+def test_sweep_breaks_stale_locks_but_not_live_ones(tmp_path: Path) -> None:
+    c = Cache(tmp_path / "c")
+    c.ensure()
+    dead = c.locks_dir / ("1" * 64 + ".lock")
+    dead.write_text(json.dumps({"host": HOST, "pid": 999999, "time": 0, "token": "x"}))
+    live = c.lock("sha256:" + "2" * 64, heartbeat=0)
+    assert live.try_acquire()
+    assert dead in c.sweep()
+    assert not dead.exists() and live.path.exists()
+    live.release()
