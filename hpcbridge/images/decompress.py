@@ -200,6 +200,7 @@ class _Prefetch:
             self._pos += n
             return out
         parts = [self._buf[self._pos :]]
+        self._pos = len(self._buf)  # consumed, even if the stream ends right here
         got = avail
         while got < n and self._next():
             take = self._buf[: n - got]
