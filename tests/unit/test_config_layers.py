@@ -329,4 +329,3 @@ def test_relative_site_config_variable_is_relative_to_cwd(env: Env) -> None:
     cfg = env.load(HPCBRIDGE_SITE_CONFIG="site.toml")
     assert cfg.convert.level == 2
     assert cfg.source_of("convert.level") == "site.toml"
-
