@@ -251,25 +251,20 @@ def read_bundle(bundle: Path) -> dict[str, Any]:
 
 def rerun_from_bundle(sess: Session, bundle: Path, *, retries: int = 0) -> dict[str, Any]:
     """Convert the pinned image (byte-identical SIF or an error), then submit the job."""
-    from hpcbridge.images.convert import convert
+    from hpcbridge.images.convert import convert_with_config
     from hpcbridge.tracking.actions import submit_job
 
     bundle = bundle.absolute()
     manifest = read_bundle(bundle)
     image, conv = manifest["image"], manifest["convert"]
     cfg = sess.cfg
-    res = convert(
+    res = convert_with_config(
         image["pinned_ref"],
-        cache_dir=cfg.cache.dir,
-        tmp_dir=cfg.cache.tmp_dir,
+        cfg,
         backend="native",
         platform=conv.get("platform", "linux/amd64"),
         compression=conv.get("compression", "gzip"),
         level=int(conv.get("level", 9)),
-        apptainer_exe=cfg.runtime.executable or cfg.runtime.flavor,
-        shared=cfg.cache.shared,
-        group=cfg.cache.group,
-        insecure_registries=cfg.convert.insecure_registries,
     )
     if res.digest != image["digest"]:
         raise ImageError(

@@ -134,27 +134,18 @@ def convert(
             "convert.level": "--level",
         },
     )
-    from hpcbridge.images.convert import convert as do_convert
+    from hpcbridge.images.convert import convert_with_config
 
     progress = TermProgress() if sys.stderr.isatty() and not as_json else None
     try:
-        result = do_convert(
+        result = convert_with_config(
             ref,
-            cache_dir=cfg.cache.dir,
-            tmp_dir=cfg.cache.tmp_dir,
-            backend=cfg.convert.backend,
-            platform=cfg.convert.platform,
+            cfg,
             force=force,
             offline=offline,
             insecure=insecure,
             output=output,
-            compression=cfg.convert.compression,
-            level=cfg.convert.level,
-            apptainer_exe=cfg.runtime.executable or cfg.runtime.flavor,
             progress=progress,
-            shared=cfg.cache.shared,
-            group=cfg.cache.group,
-            insecure_registries=cfg.convert.insecure_registries,
         )
     finally:
         if progress is not None:

@@ -55,7 +55,7 @@ def wrap(
     """
     from hpcbridge.cli._output import echo_json
     from hpcbridge.config import load_config
-    from hpcbridge.images.convert import convert
+    from hpcbridge.images.convert import convert_with_config
     from hpcbridge.model import Bind, job_from_dict
     from hpcbridge.wrap import PinnedImage, WrapOptions, pinned_ref, write_wrappers
 
@@ -64,19 +64,7 @@ def wrap(
     if binds:  # the job-file bind syntax, relative paths from the current directory
         data = {"name": "wrap", "image": image, "command": ["true"], "binds": list(binds)}
         extra = job_from_dict(data, job_dir=str(Path.cwd())).binds
-    res = convert(
-        image,
-        cache_dir=cfg.cache.dir,
-        tmp_dir=cfg.cache.tmp_dir,
-        backend=cfg.convert.backend,
-        platform=cfg.convert.platform,
-        compression=cfg.convert.compression,
-        level=cfg.convert.level,
-        apptainer_exe=cfg.runtime.executable or cfg.runtime.flavor,
-        shared=cfg.cache.shared,
-        group=cfg.cache.group,
-        insecure_registries=cfg.convert.insecure_registries,
-    )
+    res = convert_with_config(image, cfg)
     pinned = PinnedImage(
         image, res.digest, str(res.path), res.sif_sha256, pinned_ref(image, res.digest)
     )

@@ -246,17 +246,11 @@ class Probe:
     def image(self, job: JobSpec, cfg: Config, runtime_path: Optional[str]) -> ImageFacts:
         """The job's SIF if converted already (never downloads), and one real run of it."""
         from hpcbridge.doctor.image import MPI_PROBE
-        from hpcbridge.images.convert import convert
+        from hpcbridge.images.convert import convert_with_config
 
         base = ImageFacts(job.image, runtime=cfg.runtime.executable or cfg.runtime.flavor)
         try:
-            res = convert(
-                job.image,
-                cache_dir=cfg.cache.dir,
-                tmp_dir=cfg.cache.tmp_dir,
-                offline=True,
-                insecure_registries=cfg.convert.insecure_registries,
-            )
+            res = convert_with_config(job.image, cfg, offline=True)
         except HpcbridgeError as exc:
             return replace(base, error=exc.message)
         found = replace(base, sif=str(res.path), digest=res.digest)

@@ -16,7 +16,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from hpcbridge.errors import ImageError, InputError
 from hpcbridge.images.cache import Cache, file_sha256, temp_name
@@ -81,6 +81,29 @@ def convert(
         copy_out(result.path, Path(output))
         result = dataclasses.replace(result, output=Path(output))
     return result
+
+
+def convert_with_config(ref: str, cfg: Any, **overrides: Any) -> ConvertResult:
+    """:func:`convert` with the cache, backend and compression a :class:`Config` names.
+
+    Every caller (the CLI, submit, wrap, export/rerun, doctor) goes through here so
+    they all honour the same configuration; ``overrides`` replace single arguments
+    (``force``, ``offline``, ``output``, ``progress``, ``platform``, ...).
+    """
+    args: dict[str, Any] = {
+        "cache_dir": cfg.cache.dir,
+        "tmp_dir": cfg.cache.tmp_dir,
+        "backend": cfg.convert.backend,
+        "platform": cfg.convert.platform,
+        "compression": cfg.convert.compression,
+        "level": cfg.convert.level,
+        "apptainer_exe": cfg.runtime.executable or cfg.runtime.flavor,
+        "shared": cfg.cache.shared,
+        "group": cfg.cache.group,
+        "insecure_registries": cfg.convert.insecure_registries,
+    }
+    args.update(overrides)
+    return convert(ref, **args)
 
 
 def _pass_through(ref: str, parsed: SifRef, output: Optional[Path]) -> ConvertResult:

@@ -40,22 +40,10 @@ log = logging.getLogger(__name__)
 
 def resolve_image(job: JobSpec, cfg: Any) -> ResolvedImage:
     """Convert the job's image once, on this (login) node; a cached digest returns at once."""
-    from hpcbridge.images.convert import convert
+    from hpcbridge.images.convert import convert_with_config
     from hpcbridge.render.types import ResolvedImage
 
-    res = convert(
-        job.image,
-        cache_dir=cfg.cache.dir,
-        tmp_dir=cfg.cache.tmp_dir,
-        backend=cfg.convert.backend,
-        platform=cfg.convert.platform,
-        compression=cfg.convert.compression,
-        level=cfg.convert.level,
-        apptainer_exe=cfg.runtime.executable or cfg.runtime.flavor,
-        shared=cfg.cache.shared,
-        group=cfg.cache.group,
-        insecure_registries=cfg.convert.insecure_registries,
-    )
+    res = convert_with_config(job.image, cfg)
     workdir = getattr(res, "workdir", None)
     return ResolvedImage(job.image, res.digest, str(res.path), res.sif_sha256, workdir)
 
