@@ -13,6 +13,7 @@ tests/cli/test_cli_docs.py runs ``--check``.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -127,6 +128,42 @@ def _section(cmd: click.Command, path: list[str], parent: click.Context, level: 
     return lines
 
 
+SHELL_FENCES = ("", "console", "sh", "bash", "shell", "text")
+
+
+def _blocks(text: str) -> list[str]:
+    """The contents of the fenced blocks of a Markdown page that show commands."""
+    blocks: list[str] = []
+    lang: Optional[str] = None
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("```"):
+            if lang is None:
+                lang, lines = line[3:].strip(), []
+            else:
+                if lang in SHELL_FENCES:
+                    blocks.append("\n".join(lines))
+                lang = None
+        elif lang is not None:
+            lines.append(line)
+    return blocks
+
+
+def _example(name: str, guide: Optional[str]) -> Optional[tuple[str, str]]:
+    """The first ``console`` block of the guides that runs ``hpcbridge NAME`` (real output
+    recorded on the testbed), and the page it is from."""
+    pages = [guide] if guide else []
+    pages += sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    for page in dict.fromkeys(pages):
+        path = ROOT / "docs" / page
+        if not path.is_file():
+            continue
+        for block in _blocks(path.read_text()):
+            if re.search(rf"^(\$ )?hpcbridge {re.escape(name)}(\s|$)", block, re.M):
+                return block.rstrip("\n"), page
+    return None
+
+
 def render_pages() -> dict[str, str]:
     from hpcbridge.cli import COMMANDS, cli
 
@@ -144,6 +181,11 @@ def render_pages() -> dict[str, str]:
         short = COMMANDS.get(name, ("", cmd.get_short_help_str()))[1]
         body = [HEADER.rstrip("\n"), "", *_section(cmd, ["hpcbridge", name], root, 1)]
         guide = GUIDES.get(name)
+        example = _example(name, guide)
+        if example is not None:
+            block, page = example
+            body += ["**Example** (from [" + page + "](../" + page + "))", "", "```console"]
+            body += [block, "```", ""]
         if guide and guide != f"cli/{name}.md" and (ROOT / "docs" / guide).exists():
             body += [f"Guide with real examples: [{guide}](../{guide}).", ""]
         pages[f"{name}.md"] = "\n".join(body).rstrip("\n") + "\n"
