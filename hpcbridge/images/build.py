@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional
 from hpcbridge.errors import ImageError
 from hpcbridge.images import sif
 from hpcbridge.images.layers import Layer, apply_layers
+from hpcbridge.images.layerstreams import DecodedLayers
 from hpcbridge.images.scaffold import make_scaffold, write_scaffold
 from hpcbridge.images.squash import find_mksquashfs, squash, squash_stream, supports_tar
 from hpcbridge.images.tarstream import plan_stream, write_stream
@@ -102,11 +103,13 @@ def build_sif(
     rootfs = Path(workdir) / "rootfs"
     _rmtree(rootfs)  # left over by a killed run in the same private workdir
     out = Path(out)
+    stack = contextlib.ExitStack()
     try:
         sc = make_scaffold(config, source_ref=source_ref, manifest_digest=manifest_digest)
         if mode == "stream":
+            decoded = stack.enter_context(DecodedLayers(layers))
             tree = MemFS()
-            writer = apply_layers(layers, tree, progress=progress)
+            writer = apply_layers(layers, tree, progress=progress, open_stream=decoded.first)
             write_scaffold(writer, sc.entries, sc.created)
             plan = plan_stream(tree)
         else:
@@ -130,7 +133,9 @@ def build_sif(
             out.unlink()
         if mode == "stream":
             size = squash_stream(
-                lambda pipe: write_stream(pipe, plan, layers, dir_mtime=sc.created),
+                lambda pipe: write_stream(
+                    pipe, plan, layers, dir_mtime=sc.created, open_stream=decoded.second
+                ),
                 out,
                 offset=layout.partition_offset,
                 created=sc.created,
@@ -173,6 +178,7 @@ def build_sif(
             ) from exc
         raise
     finally:
+        stack.close()  # stops the layers' decompressing threads
         _rmtree(rootfs)
 
 

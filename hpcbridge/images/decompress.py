@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import zlib
-from typing import TYPE_CHECKING, Optional, Protocol, Union
+from typing import TYPE_CHECKING, NoReturn, Optional, Protocol, Union
 
 from hpcbridge.errors import ImageError
 
@@ -132,6 +132,18 @@ class _Gunzip:
         self._raw.close()
 
 
+def raise_decode_error(exc: BaseException, name: str) -> NoReturn:
+    """Re-raise an error a decompressing thread met, as an ImageError naming layer ``name``."""
+    if isinstance(exc, ImageError):
+        raise ImageError(f"layer {name}: {exc.message}", exc.hint) from exc
+    if isinstance(exc, (zlib.error, EOFError)) or type(exc).__name__ == "ZstdError":
+        raise ImageError(
+            f"layer {name} is corrupt: {exc}",
+            "delete the blob from the cache and fetch again",
+        ) from exc
+    raise exc
+
+
 class _Prefetch:
     """Reads ``src`` on a thread in chunks; ``read`` hands them out in order."""
 
@@ -173,14 +185,7 @@ class _Prefetch:
             return False
         if isinstance(item, BaseException):
             self._done = True
-            if isinstance(item, ImageError):
-                raise ImageError(f"layer {self._name}: {item.message}", item.hint) from item
-            if isinstance(item, (zlib.error, EOFError)) or type(item).__name__ == "ZstdError":
-                raise ImageError(
-                    f"layer {self._name} is corrupt: {item}",
-                    "delete the blob from the cache and fetch again",
-                ) from item
-            raise item
+            raise_decode_error(item, self._name)
         self._buf = item
         self._pos = 0
         return True

@@ -284,10 +284,17 @@ class RootfsWriter:
         return out
 
 
-def apply_layer(writer: RootfsWriter, layer: Layer, index: int = 0) -> None:
-    """Decompress and apply one layer to the writer's tree."""
+def apply_layer(
+    writer: RootfsWriter, layer: Layer, index: int = 0, stream: Optional[BinaryReader] = None
+) -> None:
+    """Decompress and apply one layer to the writer's tree.
+
+    ``stream``: the layer's decompressed tar stream if the caller already has
+    one (it is closed here); by default the blob is opened and decompressed.
+    """
     writer.start_layer(layer.digest, index)
-    stream = open_decompressed(layer)
+    if stream is None:
+        stream = open_decompressed(layer)
     try:
         try:
             with tarfile.open(fileobj=stream, mode="r|", bufsize=_TAR_BUF) as tf:  # type: ignore[call-overload]
@@ -321,14 +328,19 @@ def apply_layers(
     root: Union[str, DiskFS, MemFS],
     *,
     progress: Optional[Callable[[str, int, int], None]] = None,
+    open_stream: Optional[Callable[[int], BinaryReader]] = None,
 ) -> RootfsWriter:
-    """Apply ``layers`` in order to ``root`` (an existing empty directory, or a MemFS)."""
+    """Apply ``layers`` in order to ``root`` (an existing empty directory, or a MemFS).
+
+    ``open_stream(i)``, if given, returns layer ``i``'s decompressed tar stream
+    (e.g. :meth:`~hpcbridge.images.layerstreams.DecodedLayers.first`).
+    """
     writer = RootfsWriter(root)
     total = len(layers)
     for i, layer in enumerate(layers):
         if progress is not None:
             progress("extract", i, total)
-        apply_layer(writer, layer, i)
+        apply_layer(writer, layer, i, None if open_stream is None else open_stream(i))
     if progress is not None:
         progress("extract", total, total)
     return writer

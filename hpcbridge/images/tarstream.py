@@ -19,10 +19,10 @@ from __future__ import annotations
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import IO, Optional, Union
+from typing import IO, Callable, Optional, Union
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.decompress import open_decompressed
+from hpcbridge.images.decompress import BinaryReader, open_decompressed
 from hpcbridge.images.treefs import DIR, FILE, LINK, MemFS, Node
 
 _CHUNK = 1 << 20
@@ -128,9 +128,19 @@ def _emit_file(
 
 
 def write_stream(
-    out: IO[bytes], plan: StreamPlan, layers: Sequence[object], *, dir_mtime: int
+    out: IO[bytes],
+    plan: StreamPlan,
+    layers: Sequence[object],
+    *,
+    dir_mtime: int,
+    open_stream: Optional[Callable[[int], BinaryReader]] = None,
 ) -> None:
-    """Write the whole tree as a tar stream to ``out`` (mksquashfs's stdin)."""
+    """Write the whole tree as a tar stream to ``out`` (mksquashfs's stdin).
+
+    ``open_stream(i)``, if given, returns layer ``i``'s decompressed tar stream
+    (e.g. :meth:`~hpcbridge.images.layerstreams.DecodedLayers.second`); by
+    default each layer blob is decompressed again.
+    """
     o = _Out(out)
     for path, mode in plan.dirs:
         o.write(_header(path, tarfile.DIRTYPE, mode, dir_mtime))
@@ -144,7 +154,11 @@ def write_stream(
         if not wanted:
             continue
         left = len(wanted)
-        stream = open_decompressed(layer)  # type: ignore[arg-type]
+        stream = (
+            open_decompressed(layer)  # type: ignore[arg-type]
+            if open_stream is None
+            else open_stream(li)
+        )
         try:
             with tarfile.open(fileobj=stream, mode="r|", bufsize=_TAR_BUF) as tf:  # type: ignore[call-overload]
                 for ordinal, ti in enumerate(tf):
