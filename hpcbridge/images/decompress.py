@@ -3,9 +3,11 @@
 The compression is detected from the magic bytes and cross-checked with the
 media type; a mismatch is logged and the magic bytes win (``docker save``
 archives and some registries label plain tars as gzip and the other way
-round).  Decompression runs on a background thread that fills a small bounded
-queue, so it overlaps with whatever consumes the stream (zlib and zstandard
-release the GIL while they work).
+round).  gzip is inflated with ISA-L (python-isal, about twice as fast) when
+it is installed, else with zlib; both give the same bytes.  Decompression runs
+on a background thread that fills a small bounded queue, so it overlaps with
+whatever consumes the stream (zlib, ISA-L and zstandard release the GIL while
+they work).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import queue
 import threading
 import zlib
-from typing import TYPE_CHECKING, NoReturn, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, Protocol, Union
 
 from hpcbridge.errors import ImageError
 
@@ -86,12 +88,24 @@ class _Peeked:
         self._raw.close()
 
 
+def _load_inflate() -> Callable[[], Any]:
+    """ISA-L's inflate (python-isal, about twice as fast as zlib) if installed, else zlib's."""
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        return lambda: zlib.decompressobj(31)
+    return lambda: isal_zlib.decompressobj(31)
+
+
+_inflater = _load_inflate()
+
+
 class _Gunzip:
     """Streaming multi-member gzip reader over a raw stream."""
 
     def __init__(self, raw: BinaryReader) -> None:
         self._raw = raw
-        self._d = zlib.decompressobj(31)
+        self._d = _inflater()
         self._in = b""
         self._started = False
         self._eof = False
@@ -124,7 +138,7 @@ class _Gunzip:
             self._in = self._d.unconsumed_tail
             if self._d.eof:
                 self._in = self._d.unused_data + self._in
-                self._d = zlib.decompressobj(31)
+                self._d = _inflater()
                 self._started = False
         return bytes(out)
 
@@ -136,7 +150,10 @@ def raise_decode_error(exc: BaseException, name: str) -> NoReturn:
     """Re-raise an error a decompressing thread met, as an ImageError naming layer ``name``."""
     if isinstance(exc, ImageError):
         raise ImageError(f"layer {name}: {exc.message}", exc.hint) from exc
-    if isinstance(exc, (zlib.error, EOFError)) or type(exc).__name__ == "ZstdError":
+    if isinstance(exc, (zlib.error, EOFError)) or type(exc).__name__ in (
+        "ZstdError",
+        "IsalError",
+    ):
         raise ImageError(
             f"layer {name} is corrupt: {exc}",
             "delete the blob from the cache and fetch again",

@@ -8,6 +8,7 @@ import os
 import pytest
 import zstandard
 
+from hpcbridge.errors import ImageError
 from hpcbridge.images.decompress import open_decompressed
 from tests.unit.test_layers import GZ, TAR, ZST, Blob
 
@@ -40,5 +41,52 @@ def test_reads_to_eof_exactly_once(media_type: str, pack, chunk: int, threaded: 
         assert b"".join(parts) == data
         assert reader.read(chunk) == b""
         assert reader.read(1 << 20) == b""
+    finally:
+        reader.close()
+
+
+def _inflaters() -> list[str]:
+    names = ["zlib"]
+    try:
+        import isal  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        names.append("isal")
+    return names
+
+
+@pytest.mark.parametrize("inflater", _inflaters())
+@pytest.mark.parametrize("chunk", [1, 4096, 1 << 20, -1])
+def test_gzip_members_padding_and_trailing_data_with_each_inflater(
+    inflater: str, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zlib
+
+    from hpcbridge.images import decompress
+
+    if inflater == "isal":
+        from isal import isal_zlib
+
+        monkeypatch.setattr(decompress, "_inflater", lambda: isal_zlib.decompressobj(31))
+    else:
+        monkeypatch.setattr(decompress, "_inflater", lambda: zlib.decompressobj(31))
+    a, b = _payload(2_500_001), _payload(70_000)
+    blob = gzip.compress(a) + bytes(1000) + gzip.compress(b) + bytes(3) + b"junk after the end"
+    reader = open_decompressed(Blob(blob, GZ))
+    try:
+        parts = []
+        while block := reader.read(chunk):
+            parts.append(block)
+        assert b"".join(parts) == a + b
+    finally:
+        reader.close()
+    bad = bytearray(gzip.compress(a))
+    bad[len(bad) // 2 : len(bad) // 2 + 64] = b"\xff" * 64
+    reader = open_decompressed(Blob(bytes(bad), GZ))
+    try:
+        with pytest.raises(ImageError, match=r"corrupt|ends early"):
+            while reader.read(1 << 20):
+                pass
     finally:
         reader.close()

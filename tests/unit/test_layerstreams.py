@@ -91,7 +91,10 @@ def test_first_pass_may_stop_early_and_second_pass_skip_layers() -> None:
 def test_a_corrupt_layer_is_an_image_error() -> None:
     good = gzip.compress(bytes(3 * MiB))
     bad = Blob(good[: len(good) // 2] + b"\xff" * 64 + good[len(good) // 2 :], GZ)
-    with DecodedLayers([bad], budget=1 << 30) as dec, pytest.raises(ImageError, match=r"corrupt"):
+    with (
+        DecodedLayers([bad], budget=1 << 30) as dec,
+        pytest.raises(ImageError, match=r"corrupt|ends early"),
+    ):
         _read_all(dec.first(0), MiB)
 
 
