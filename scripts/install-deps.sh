@@ -15,6 +15,8 @@ PACKAGES=(
   # misc
   # module files written by `hpcbridge wrap --module` are tested with Lmod
   lmod
+  # shell completion is tested through the real shells
+  zsh fish
   iproute2 procps psmisc python3-venv ca-certificates
 )
 
