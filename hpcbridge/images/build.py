@@ -12,7 +12,8 @@ function of the layers' content, ``config``, ``manifest_digest``,
 ``source_ref``, ``compression``, ``level`` and the mksquashfs version: pass the
 same ``source_ref`` (it becomes the definition's ``from:`` line and labels) to
 get identical SIFs from different source forms of one image.  Each layer's
-``open()`` may be called twice (once to plan, once to stream the data).
+``open()`` may be called twice (once to plan, once to stream the data) unless
+its decompressed bytes fit in memory (layerstreams.py).
 """
 
 from __future__ import annotations
