@@ -46,6 +46,16 @@ def _environment(env: Env, extra_env: Env) -> Optional[dict[str, str]]:
     return merged
 
 
+def _not_found(args: tuple[str, ...]) -> CommandNotFound:
+    return CommandNotFound(
+        args,
+        None,
+        "",
+        message=f"command not found: {args[0]!r}",
+        hint="install it or put it on PATH",
+    )
+
+
 def _check_argv(argv: Sequence[str]) -> tuple[str, ...]:
     if isinstance(argv, (str, bytes)):
         raise TypeError("runner takes an argv list, not a shell string")
@@ -86,13 +96,7 @@ def run(
             check=False,
         )
     except FileNotFoundError as exc:
-        raise CommandNotFound(
-            args,
-            None,
-            "",
-            message=f"command not found: {args[0]!r}",
-            hint="install it or put it on PATH",
-        ) from exc
+        raise _not_found(args) from exc
     except subprocess.TimeoutExpired as exc:
         stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
         raise CommandTimeout(
@@ -186,13 +190,7 @@ def spawn(
             stderr=subprocess.PIPE if stderr_pipe else subprocess.DEVNULL,
         )
     except FileNotFoundError as exc:
-        raise CommandNotFound(
-            args,
-            None,
-            "",
-            message=f"command not found: {args[0]!r}",
-            hint="install it or put it on PATH",
-        ) from exc
+        raise _not_found(args) from exc
     return Process(popen, args)
 
 

@@ -41,7 +41,7 @@ class ImageInfo:
     """One test image: in the local registry and saved in the other source formats."""
 
     name: str
-    ref: str  # 127.0.0.1:5000/hpcbridge/<name>:<tag> (no scheme)
+    ref: str  # 127.0.0.1:5000/hpcb/<name>:<tag> (no scheme)
     digest: str  # sha256:<manifest digest>
     docker_archive: Path
     oci_dir: Path
