@@ -66,10 +66,10 @@ def chown_tree(tb: Testbed, path: Path) -> None:
 
 def prepare_rootfs(tb: Testbed, image: str, dest: Path) -> None:
     """The root filesystem hpcbridge squashes (layers + Apptainer scaffold), untimed."""
-    from hpcbridge.images.layers import apply_layers
+    from hpcbridge.images.fetch.sources import load_local
+    from hpcbridge.images.layers.apply import apply_layers
     from hpcbridge.images.refs import ArchiveRef
-    from hpcbridge.images.scaffold import make_scaffold, write_scaffold
-    from hpcbridge.images.sources import load_local
+    from hpcbridge.images.sif.scaffold import make_scaffold, write_scaffold
 
     info = tb.image(image)
     img = load_local(ArchiveRef("oci", str(info.oci_dir)), ("linux", "amd64", None))

@@ -24,7 +24,7 @@ from typing import Optional
 
 from hpcbridge.errors import InputError
 from hpcbridge.fsutil import atomic_write_text, ensure_dir
-from hpcbridge.model import Bind
+from hpcbridge.job.spec import Bind
 
 #: Host variables unset before the runtime starts (without --cleanenv): they point at
 #: host libraries or interpreters and break the image's programs (user pain point 13).

@@ -32,10 +32,10 @@ def export(sub_id: str, output: Path, as_json: bool) -> None:
     """
     import json
 
-    from hpcbridge.bundle import MANIFEST, export_submission
     from hpcbridge.cli._output import echo_json
     from hpcbridge.config import load_config
     from hpcbridge.fsutil import xdg_dir
+    from hpcbridge.submit.bundle import MANIFEST, export_submission
 
     cfg = load_config()
     full_id, files = export_submission(cfg.state.dir or xdg_dir("state"), sub_id, output)

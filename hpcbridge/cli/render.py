@@ -23,7 +23,7 @@ def render(job_file: str, sets: tuple[str, ...], output: str | None) -> None:
     text.  Nothing is submitted.
     """
     from hpcbridge.config import load_config
-    from hpcbridge.tracking.dryrun import render_text
+    from hpcbridge.submit.dryrun import render_text
 
     text = render_text(load_config(), job_file, sets)
     if output is None:

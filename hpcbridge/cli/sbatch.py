@@ -9,7 +9,7 @@ import click
 
 if TYPE_CHECKING:
     from hpcbridge.config import Config
-    from hpcbridge.render.pyxis_args import PyxisRequest
+    from hpcbridge.pyxis.args import PyxisRequest
     from hpcbridge.render.types import ResolvedImage
 
 _HELP = """Run an existing batch script inside a container, with pyxis' flags.
@@ -40,14 +40,14 @@ options pass through to sbatch, PYXIS_CONTAINER_* variables give defaults.
 @click.pass_context
 def sbatch(ctx: click.Context, args: tuple[str, ...]) -> None:
     from hpcbridge.config import load_config
-    from hpcbridge.render.pyxis_args import plan_request
+    from hpcbridge.pyxis.args import plan_request
 
     cwd = os.getcwd()
     request, text, lines = plan_request(args, _read_script, os.environ, cwd)
     cfg = load_config()
     _check_mounts(request, cfg)
     image = _resolve(request.container.image or "", cfg)
-    from hpcbridge.render.pyxis import render_pyxis
+    from hpcbridge.pyxis.script import render_pyxis
 
     rendered = render_pyxis(
         text,
@@ -85,7 +85,7 @@ def _check_mounts(request: PyxisRequest, cfg: Config) -> None:
     """Site bind policy and existence of mount sources (the job-file rules)."""
     from hpcbridge.config import validate_job
     from hpcbridge.errors import JobSpecError
-    from hpcbridge.model import Bind, JobSpec
+    from hpcbridge.job.spec import Bind, JobSpec
 
     binds = tuple(
         Bind(m.src, m.dst, "ro" if m.readonly else "rw") for m in request.container.mounts
@@ -100,9 +100,9 @@ def _check_mounts(request: PyxisRequest, cfg: Config) -> None:
 
 
 def _resolve(image: str, cfg: Config) -> ResolvedImage:
-    from hpcbridge.model import JobSpec
-    from hpcbridge.render.pyxis_values import image_reference
-    from hpcbridge.tracking.submitter import resolve_image
+    from hpcbridge.job.spec import JobSpec
+    from hpcbridge.pyxis.values import image_reference
+    from hpcbridge.submit.submitter import resolve_image
 
     ref = image_reference(image)
     if ref.endswith(".sif") and not ref.startswith("docker://"):

@@ -66,11 +66,11 @@ def submit(job_file: str, sets: tuple[str, ...], dry_run: bool, as_json: bool, r
     """
     if dry_run:
         from hpcbridge.config import load_config
-        from hpcbridge.tracking.dryrun import render_text
+        from hpcbridge.submit.dryrun import render_text
 
         click.echo(render_text(load_config(), job_file, sets), nl=False)
         return
-    from hpcbridge.tracking.actions import submit_job
+    from hpcbridge.submit.actions import submit_job
 
     sess = _session()
     out = submit_job(sess, job_file, sets, retries=retry, cwd=os.getcwd())
@@ -104,11 +104,11 @@ def rerun(sub_id: Optional[str], bundle: Optional[str], as_json: bool, retry: in
         raise click.UsageError("give either a submission ID or --from BUNDLE (not both)")
     sess = _session()
     if sub_id is not None:
-        from hpcbridge.tracking.actions import rerun as do_rerun
+        from hpcbridge.submit.actions import rerun as do_rerun
 
         out = do_rerun(sess, sess.store.resolve(sub_id), retries=retry)
     else:
-        from hpcbridge.bundle import rerun_from_bundle
+        from hpcbridge.submit.bundle import rerun_from_bundle
 
         out = rerun_from_bundle(sess, Path(str(bundle)), retries=retry)
     _report(out, as_json)

@@ -43,7 +43,7 @@ def status(ctx: click.Context, ids: tuple[str, ...], as_json: bool, show_all: bo
     One scheduler query answers for every submission; answers younger than the
     site's minimum polling interval are shared between hpcbridge processes.
     """
-    from hpcbridge.tracking.report import status_lines
+    from hpcbridge.tracking.text import status_lines
 
     sess = _session(ctx)
     if ids:
@@ -92,8 +92,8 @@ def watch(ctx: click.Context, ids: tuple[str, ...], interval: Optional[float]) -
     Exits 1 if any task failed (after resubmissions), 0 if all completed.  If
     the scheduler cannot be reached, says so and keeps waiting with backoff.
     """
-    from hpcbridge.tracking.report import progress_line
-    from hpcbridge.tracking.submitter import submit_deferred
+    from hpcbridge.submit.submitter import submit_deferred
+    from hpcbridge.tracking.text import progress_line
 
     sess = _session(ctx)
     sub_ids = [sess.store.resolve(i) for i in ids]
@@ -159,7 +159,7 @@ def resubmit(
     By default tasks that ran out of memory get 50% more memory and tasks that
     timed out twice the time; --mem / --time set it for all of them.
     """
-    from hpcbridge.tracking.actions import resubmit_failed
+    from hpcbridge.submit.actions import resubmit_failed
 
     sess = _session(ctx)
     out = resubmit_failed(sess, sess.store.resolve(sub_id), mem=mem, time=time_, dry_run=dry_run)
@@ -182,7 +182,7 @@ def resubmit(
 @click.pass_context
 def cancel(ctx: click.Context, sub_id: str, tasks: Optional[str]) -> None:
     """Cancel a submission, or some of its tasks."""
-    from hpcbridge.tracking.actions import cancel_tasks
+    from hpcbridge.submit.actions import cancel_tasks
 
     sess = _session(ctx)
     done = cancel_tasks(sess, sess.store.resolve(sub_id), tasks)
@@ -214,7 +214,7 @@ def logs(ctx: click.Context, sub_id: str, task: Optional[int], follow: bool) -> 
 @click.pass_context
 def list_(ctx: click.Context, as_json: bool, limit: int) -> None:
     """List recent submissions (newest last), from the records alone: no scheduler query."""
-    from hpcbridge.tracking.report import list_line
+    from hpcbridge.tracking.text import list_line
 
     sess = _session(ctx)
     records = list(sess.store.records())[-limit:] if limit > 0 else list(sess.store.records())

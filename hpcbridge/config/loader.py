@@ -26,8 +26,8 @@ from hpcbridge import _toml
 from hpcbridge.config.schema import FIELDS, PARTITION_FIELDS, SECTIONS, Config
 from hpcbridge.config.values import SITE_LEVEL, build_config, convert_value
 from hpcbridge.errors import ConfigError
-from hpcbridge.model import Bind
-from hpcbridge.model_values import format_mem, format_time, unknown_hint
+from hpcbridge.job.spec import Bind
+from hpcbridge.job.values import format_mem, format_time, unknown_hint
 
 SITE_FILE = Path("/etc/hpcbridge/site.toml")
 PROJECT_FILE = "hpcbridge.toml"

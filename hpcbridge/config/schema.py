@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from hpcbridge.model import Bind
+from hpcbridge.job.spec import Bind
 
 # kinds: str, optstr, bool, int, optint, float, path, optpath, strlist, pathlist,
 # optpathlist, bindlist, strmap, time, opttime, optmem, choice:a|b|c, optchoice:a|b

@@ -13,8 +13,8 @@ from typing import Optional
 
 from hpcbridge.config.schema import Config, Partition
 from hpcbridge.errors import JobSpecError
-from hpcbridge.model import BAD_PAIRINGS, JobSpec
-from hpcbridge.model_values import (
+from hpcbridge.job.spec import BAD_PAIRINGS, JobSpec
+from hpcbridge.job.values import (
     INPUT_FIELDS,
     Field,
     format_mem,

@@ -32,7 +32,7 @@ from hpcbridge.config.schema import (
     TemplatesConfig,
 )
 from hpcbridge.errors import ConfigError, JobSpecError
-from hpcbridge.model_values import parse_mem, parse_time, unknown_hint
+from hpcbridge.job.values import parse_mem, parse_time, unknown_hint
 
 if TYPE_CHECKING:
     from hpcbridge.config.loader import Layer
@@ -232,7 +232,7 @@ def _deny_entry(value: str, dotted: str, label: str, environ: Mapping[str, str])
 def _binds(
     value: Any, dotted: str, label: str, base_dir: str, environ: Mapping[str, str]
 ) -> tuple[Any, ...]:
-    from hpcbridge.model_build import parse_binds
+    from hpcbridge.job.build import parse_binds
 
     if not isinstance(value, list):
         raise _bad(label, dotted, value, "is not a list of binds", '["/scratch:/scratch:rw"]')

@@ -16,7 +16,7 @@ from hpcbridge.doctor.findings import Finding, Status, report_dict, worst
 from hpcbridge.doctor.host import check_dirs, check_fuse, check_runtime, check_userns
 from hpcbridge.doctor.image import check_image
 from hpcbridge.doctor.job import check_binds, check_gpu, check_job_rules, check_mpi, check_slurm
-from hpcbridge.model import JobSpec
+from hpcbridge.job.spec import JobSpec
 
 __all__ = ["Finding", "Status", "diagnose", "report_dict", "worst"]
 

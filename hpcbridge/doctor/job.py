@@ -17,9 +17,9 @@ from hpcbridge.doctor.facts import BindFacts, GpuHostFacts, HostMpiFacts, ImageF
 from hpcbridge.doctor.findings import Finding, Status, fail, ok, warn
 from hpcbridge.doctor.image import image_flavors
 from hpcbridge.errors import HpcbridgeError, JobSpecError
-from hpcbridge.model import BAD_PAIRINGS, JobSpec
+from hpcbridge.job.spec import BAD_PAIRINGS, JobSpec
 from hpcbridge.scheduler.base import ClusterLimits
-from hpcbridge.tracking.plan import plan_chunks
+from hpcbridge.submit.plan import plan_chunks
 
 GPU_LIBRARIES = {
     "nvidia": ("libcuda.so.1", "libnvidia-ml.so.1"),

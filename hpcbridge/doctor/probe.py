@@ -36,7 +36,7 @@ from hpcbridge.doctor.facts import (
 from hpcbridge.doctor.host import parse_lfs_quota, parse_quota
 from hpcbridge.doctor.job import GPU_LIBRARIES
 from hpcbridge.errors import CommandError, HpcbridgeError
-from hpcbridge.model import JobSpec
+from hpcbridge.job.spec import JobSpec
 
 Which = Callable[[str], Optional[str]]
 
@@ -196,7 +196,7 @@ class Probe:
         if job is not None:
             found += [(b, "job") for b in job.binds]
             if job.mpi.model == "bind" and job.mpi.host_mpi_dir:
-                from hpcbridge.model import Bind
+                from hpcbridge.job.spec import Bind
 
                 found.append((Bind(job.mpi.host_mpi_dir, job.mpi.host_mpi_dir, "ro"), "mpi"))
         return tuple(

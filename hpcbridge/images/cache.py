@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 from hpcbridge.errors import ImageError
 from hpcbridge.fsutil import atomic_write_text
-from hpcbridge.images.locking import HOST, FileLock, pid_alive
+from hpcbridge.images.lock import HOST, FileLock, pid_alive
 
 log = logging.getLogger(__name__)
 

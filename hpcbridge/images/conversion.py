@@ -114,8 +114,8 @@ class Conversion:
                 f"{self.ref} is not in the cache at {self.cache.root}",
                 "run the same convert once without --offline (where the registry is reachable)",
             )
-        from hpcbridge.images.registry import RegistryClient
-        from hpcbridge.images.transport import TransportError
+        from hpcbridge.images.fetch.registry import RegistryClient
+        from hpcbridge.images.fetch.transport import TransportError
 
         self.client = RegistryClient.for_ref(ref, insecure=insecure)
         top = ref.digest
@@ -149,7 +149,7 @@ class Conversion:
         return self.hit(self.digest)
 
     def _platform_manifest(self, ref: RegistryRef, reference: str) -> Any:
-        from hpcbridge.images.manifest import kind_of, parse_index, select_platform
+        from hpcbridge.images.fetch.manifest import kind_of, parse_index, select_platform
 
         fetched = self.client.get_manifest(ref.repository, reference)
         for _ in range(3):
@@ -161,7 +161,7 @@ class Conversion:
         raise ImageError(f"{ref}: image indexes nested too deeply")
 
     def from_local(self, ref: ArchiveRef) -> Optional[ConvertResult]:
-        from hpcbridge.images.sources import load_local
+        from hpcbridge.images.fetch.sources import load_local
 
         scratch = None
         if Path(ref.path).is_file() and _compressed(Path(ref.path)):
@@ -259,7 +259,7 @@ class Conversion:
             if self.image is not None:
                 config = self.image.config
             elif self.client is not None and self.manifest is not None:
-                from hpcbridge.images.manifest import parse_manifest
+                from hpcbridge.images.fetch.manifest import parse_manifest
 
                 assert isinstance(self.parsed, RegistryRef)
                 desc = parse_manifest(self.manifest.data, self.digest).config
@@ -281,7 +281,7 @@ class Conversion:
 
     def _load_image(self) -> Any:
         if self.image is None:
-            from hpcbridge.images.sources import load_registry
+            from hpcbridge.images.fetch.sources import load_registry
 
             assert isinstance(self.parsed, RegistryRef)
             done = [0]
@@ -300,7 +300,7 @@ class Conversion:
         return self.image
 
     def _check_space(self, image: Any, cache_factor: float) -> None:
-        from hpcbridge.images.squash import find_mksquashfs, supports_tar
+        from hpcbridge.images.sif.squash import find_mksquashfs, supports_tar
 
         stored = int(image.stored_size)
         # With mksquashfs -tar nothing is extracted; otherwise the rootfs needs room.
@@ -308,7 +308,7 @@ class Conversion:
         self.cache.check_space(rootfs + SPACE_MARGIN, int(stored * cache_factor) + SPACE_MARGIN)
 
     def _native(self, part: Path, workdir: Path, compression: str, level: int) -> None:
-        from hpcbridge.images.build import build_sif
+        from hpcbridge.images.sif.native import build_sif
 
         image = self._load_image()
         check_platform(image.config, self.platform, self.ref)
@@ -330,7 +330,7 @@ class Conversion:
     def _apptainer(
         self, part: Path, workdir: Path, compression: str, level: int, exe: str, insecure: bool
     ) -> None:
-        from hpcbridge.images import backend_apptainer
+        from hpcbridge.images.sif import apptainer as backend_apptainer
 
         no_https = isinstance(self.parsed, RegistryRef) and (insecure or self.parsed.is_loopback)
         if self.progress is not None:

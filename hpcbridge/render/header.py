@@ -13,11 +13,11 @@ import re
 from typing import TYPE_CHECKING, Optional
 
 from hpcbridge.errors import JobSpecError
-from hpcbridge.model_values import format_mem, format_time, parse_template
+from hpcbridge.job.values import format_mem, format_time, parse_template
 
 if TYPE_CHECKING:
     from hpcbridge.config.schema import Config, Partition
-    from hpcbridge.model import JobSpec
+    from hpcbridge.job.spec import JobSpec
 
 _PLAIN = re.compile(r"[A-Za-z0-9_./:=,+@%^-]+\Z")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 
 from hpcbridge.errors import JobSpecError
-from hpcbridge.model_values import parse_array
+from hpcbridge.job.values import parse_array
 from hpcbridge.render import launcher
 from hpcbridge.render.apptainer import BindArg, ContainerCall, build_argv, env_prefix, has_flag
 from hpcbridge.render.flags import flags_for
@@ -22,7 +22,7 @@ from hpcbridge.render.words import Arg, Var, Word
 
 if TYPE_CHECKING:
     from hpcbridge.config.schema import Config, Partition
-    from hpcbridge.model import Bind, JobSpec
+    from hpcbridge.job.spec import Bind, JobSpec
 
 #: Signals the script traps: it records them and forwards them to the command.
 SIGNALS: tuple[tuple[str, int], ...] = (
@@ -224,7 +224,7 @@ def _check_runtime_env(name: str, value: str) -> None:
 def _check_time(job: JobSpec, part: Optional[Partition]) -> None:
     time = job.resources.time
     if part is not None and part.max_time is not None and time is not None and time > part.max_time:
-        from hpcbridge.model_values import format_time
+        from hpcbridge.job.values import format_time
 
         raise JobSpecError(
             f"resources.time = {format_time(time)} is above the maximum "

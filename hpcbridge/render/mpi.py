@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 from hpcbridge.errors import JobSpecError
-from hpcbridge.model import BAD_PAIRINGS
+from hpcbridge.job.spec import BAD_PAIRINGS
 from hpcbridge.render.words import Arg, Var, Word
 
 if TYPE_CHECKING:
     from hpcbridge.config.schema import Config
-    from hpcbridge.model import JobSpec
+    from hpcbridge.job.spec import JobSpec
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
 """Per-task placeholders (``{task}``, ``{task:04d}``, ``{input}``...) as shell words.
 
 A job's command, binds, env values and working directory may contain Python
-format fields (parsed by :func:`hpcbridge.model_values.parse_template`).  The
+format fields (parsed by :func:`hpcbridge.job.values.parse_template`).  The
 script resolves them per task in pure bash: ``{task}`` is ``$hpcb_task`` (the
 global index), a formatted ``{task:04d}`` is computed once with ``printf -v``,
 ``{input}``, ``{input_name}`` and ``{input_stem}`` are looked up in arrays
 embedded in the script (computed here with the model's own rules, so they match
-:func:`hpcbridge.model_values.expand` exactly).
+:func:`hpcbridge.job.values.expand` exactly).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from hpcbridge.errors import JobSpecError
-from hpcbridge.model_values import Field, parse_template
+from hpcbridge.job.values import Field, parse_template
 from hpcbridge.render.words import Arg, Var, Word
 
 TASK_VAR = "hpcb_task"

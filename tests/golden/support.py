@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from hpcbridge import _toml
 from hpcbridge.config import Config, load_config
-from hpcbridge.model import JobSpec, job_from_dict
+from hpcbridge.job.spec import JobSpec, job_from_dict
 from hpcbridge.render import RenderedJob, ResolvedImage, TrackingContext, render_job
 
 HERE = Path(__file__).resolve().parent
@@ -110,9 +110,9 @@ PYXIS_ARGV = [
 
 
 def render_pyxis_case(tmp: Path, argv: Optional[list[str]] = None) -> RenderedJob:
-    from hpcbridge.render.pyxis import render_pyxis
-    from hpcbridge.render.pyxis_args import plan_request
-    from hpcbridge.render.pyxis_values import image_reference
+    from hpcbridge.pyxis.args import plan_request
+    from hpcbridge.pyxis.script import render_pyxis
+    from hpcbridge.pyxis.values import image_reference
 
     text = (HERE / "inputs" / "pyxis-train.sh").read_text(encoding="utf-8")
     request, body, lines = plan_request(argv or PYXIS_ARGV, lambda _p: text, {}, JOB_DIR)

@@ -56,7 +56,7 @@ def read_layout(oci_dir: Path) -> tuple[str, list[OCILayoutLayer], dict[str, Any
 
 
 def main(argv: list[str]) -> None:
-    from hpcbridge.images.build import build_sif
+    from hpcbridge.images.sif.native import build_sif
 
     oci_dir, out, workdir, source_ref, mode = argv
     digest, layers, config = read_layout(Path(oci_dir))
@@ -134,7 +134,7 @@ def apptainer(tb: Testbed, *args: str) -> str:
 
 
 def partition(path: Path) -> tuple[int, int]:
-    from hpcbridge.images import sif
+    from hpcbridge.images.sif import format as sif
 
     with open(path, "rb") as f:
         p = sif.read_sif(f).primary_partition()

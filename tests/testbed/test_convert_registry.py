@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.manifest import ACCEPT, kind_of, parse_manifest
+from hpcbridge.images.fetch.manifest import ACCEPT, kind_of, parse_manifest
+from hpcbridge.images.fetch.registry import RegistryClient
 from hpcbridge.images.refs import RegistryRef, parse_ref
-from hpcbridge.images.registry import RegistryClient
 from tests.testbed.api import Testbed
 
 pytestmark = pytest.mark.testbed

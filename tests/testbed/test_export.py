@@ -124,7 +124,7 @@ def test_changed_bundle_is_refused(testbed: Testbed, user_dir: Path) -> None:
     env = _machine(tb, user_dir / "m")
     exe = tb.repo / ".venv" / "bin" / "python"
     res = tb.run_as_user(
-        [str(exe), "-c", "from hpcbridge.bundle import read_bundle; from pathlib import Path; "
+        [str(exe), "-c", "from hpcbridge.submit.bundle import read_bundle; from pathlib import Path; "
          f"read_bundle(Path({str(bundle)!r}))"],
         env=env, check=False,
     )  # fmt: skip

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from hpcbridge.errors import HpcbridgeError
-from hpcbridge.model_values import expand
+from hpcbridge.job.values import expand
 from tests.testbed.api import Testbed
 
 pytestmark = pytest.mark.testbed
@@ -120,7 +120,7 @@ def test_values_refused_or_byte_exact_in_container(
     bind_name: str,
 ) -> None:
     from hpcbridge.config import load_config, validate_job
-    from hpcbridge.model import job_from_dict
+    from hpcbridge.job.spec import job_from_dict
     from hpcbridge.render import ResolvedImage, render_job
 
     case = Path(testbed.user_dir("prop"))
@@ -211,7 +211,7 @@ def test_job_names_refused_or_exact_in_slurm_job_name(
     testbed: Testbed, sif: dict[str, Any], workdir: Path, names: list[str]
 ) -> None:
     from hpcbridge.config import load_config
-    from hpcbridge.model import job_from_dict
+    from hpcbridge.job.spec import job_from_dict
     from hpcbridge.render import ResolvedImage, render_job
 
     environ = {**testbed.env, "HPCBRIDGE_SITE_CONFIG": str(SITE)}

@@ -19,7 +19,7 @@ from hpcbridge.config import (
     validate_job,
 )
 from hpcbridge.errors import JobSpecError
-from hpcbridge.model import JobSpec, load_job
+from hpcbridge.job.spec import JobSpec, load_job
 
 SITE = """
 [binds]

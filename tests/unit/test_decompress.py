@@ -9,7 +9,7 @@ import pytest
 import zstandard
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.decompress import open_decompressed
+from hpcbridge.images.layers.decompress import open_decompressed
 from tests.unit.test_layers import GZ, TAR, ZST, Blob
 
 
@@ -63,7 +63,7 @@ def test_gzip_members_padding_and_trailing_data_with_each_inflater(
 ) -> None:
     import zlib
 
-    from hpcbridge.images import decompress
+    from hpcbridge.images.layers import decompress
 
     if inflater == "isal":
         from isal import isal_zlib

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from hpcbridge.bundle import (
+from hpcbridge.errors import InputError, StateError
+from hpcbridge.submit.bundle import (
     MANIFEST,
     bundle_files,
     definition_file,
     export_submission,
     read_bundle,
 )
-from hpcbridge.errors import InputError, StateError
 from hpcbridge.tracking.store import Store
 
 DIGEST = "sha256:" + "12" * 32

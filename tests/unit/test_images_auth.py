@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.auth import Challenge, find_credentials, parse_challenges
+from hpcbridge.images.fetch.auth import Challenge, find_credentials, parse_challenges
 
 
 def test_bearer_challenge() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from hpcbridge.errors import ImageError
 from hpcbridge.images.cache import Cache, Entry, parse_age, parse_size, select_prune, temp_name
-from hpcbridge.images.locking import HOST
+from hpcbridge.images.lock import HOST
 
 DAY = 86400.0
 

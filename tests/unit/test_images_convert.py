@@ -182,7 +182,7 @@ def test_single_platform_image_must_match_platform(tmp_path: Path) -> None:
 def test_unreachable_registry_falls_back_to_cached_resolution(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hpcbridge.images.transport import Transport
+    from hpcbridge.images.fetch.transport import Transport
 
     monkeypatch.setitem(Transport.__init__.__kwdefaults__, "retries", 0)
     with Registry() as reg:

@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from hpcbridge.images.locking import EMPTY_GRACE, FileLock, LockInfo, parse_lock, stale_reason
+from hpcbridge.images.lock import EMPTY_GRACE, FileLock, LockInfo, parse_lock, stale_reason
 
 NOW = 1_000_000.0
 

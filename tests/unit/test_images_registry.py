@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.manifest import parse_index, select_platform
-from hpcbridge.images.registry import DigestMismatch, RegistryClient
-from hpcbridge.images.transport import Transport
+from hpcbridge.images.fetch.manifest import parse_index, select_platform
+from hpcbridge.images.fetch.registry import DigestMismatch, RegistryClient
+from hpcbridge.images.fetch.transport import Transport
 from tests.unit.images_support import Behaviour, Registry, make_image, sha
 
 IMG = make_image([{"bin/hello": b"#!/bin/sh\necho hi\n"}, {"etc/motd": b"welcome\n"}])

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.manifest import canonical_manifest, sha256_digest
+from hpcbridge.images.fetch.manifest import canonical_manifest, sha256_digest
+from hpcbridge.images.fetch.sources import load_local
 from hpcbridge.images.refs import ArchiveRef
-from hpcbridge.images.sources import load_local
 from tests.unit.images_support import (
     make_image,
     sha,

@@ -17,9 +17,9 @@ import pytest
 import zstandard
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.layers import apply_layers, clean_parts
-from hpcbridge.images.tarstream import plan_stream, write_stream
-from hpcbridge.images.treefs import MemFS
+from hpcbridge.images.layers.apply import apply_layers, clean_parts
+from hpcbridge.images.layers.tar import plan_stream, write_stream
+from hpcbridge.images.layers.tree import MemFS
 
 GZ = "application/vnd.oci.image.layer.v1.tar+gzip"
 ZST = "application/vnd.oci.image.layer.v1.tar+zstd"

@@ -11,9 +11,9 @@ import zstandard
 
 from hpcbridge import runner
 from hpcbridge.errors import ImageError
-from hpcbridge.images import layerstreams
-from hpcbridge.images.decompress import BinaryReader
-from hpcbridge.images.layerstreams import DecodedLayers
+from hpcbridge.images.layers import decoded as layerstreams
+from hpcbridge.images.layers.decoded import DecodedLayers
+from hpcbridge.images.layers.decompress import BinaryReader
 from tests.unit.test_layers import GZ, TAR, ZST, Blob
 
 MiB = 1 << 20

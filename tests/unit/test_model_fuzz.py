@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hpcbridge.errors import JobSpecError
-from hpcbridge.model import JobSpec, job_from_dict
-from hpcbridge.model_build import SCHEMA
+from hpcbridge.job.build import SCHEMA
+from hpcbridge.job.spec import JobSpec, job_from_dict
 
 TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
 SCALAR = st.one_of(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hpcbridge.errors import JobSpecError
-from hpcbridge.model import Bind, Dependency, JobSpec, load_job
+from hpcbridge.job.spec import Bind, Dependency, JobSpec, load_job
 
 BASE = 'image = "docker://127.0.0.1:5000/busybox:latest"\ncommand = ["true"]\n'
 
@@ -228,7 +228,7 @@ def test_relative_cwd_independence(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_job_flags_map_to_sets(tmp_path: Path) -> None:
-    from hpcbridge.model_fields import JOB_FLAGS, SCHEMA, flag_sets
+    from hpcbridge.job.fields import JOB_FLAGS, SCHEMA, flag_sets
 
     sets = flag_sets({"partition": "gpu", "time": "01:00:00", "cpus_per_task": 4, "mem": None})
     assert sets == (

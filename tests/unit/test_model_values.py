@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hpcbridge.errors import ConfigError, JobSpecError
-from hpcbridge.model_values import (
+from hpcbridge.job.values import (
     ArraySpec,
     Field,
     compress_indices,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from hpcbridge.errors import InputError
-from hpcbridge.render.pyxis_args import (
+from hpcbridge.pyxis.args import (
     build_options,
     parse_command_line,
     plan_request,
     sbatch_directives,
 )
-from hpcbridge.render.pyxis_values import Mount, image_reference, parse_mounts
+from hpcbridge.pyxis.values import Mount, image_reference, parse_mounts
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 
 from hpcbridge import runner
 from hpcbridge.errors import ConfigError, JobSpecError
-from hpcbridge.model_values import expand
+from hpcbridge.job.values import expand
 from hpcbridge.render.apptainer import BindArg, ContainerCall, bind_args, build_argv
 from hpcbridge.render.header import sbatch_value
 from hpcbridge.render.launcher import launcher_argv, split_allow

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from hpcbridge import runner
-from hpcbridge.images import scaffold_text as T
-from hpcbridge.images.scaffold import (
+from hpcbridge.images.sif import scaffold_text as T
+from hpcbridge.images.sif.scaffold import (
     args_quoted,
     build_labels,
     deffile,

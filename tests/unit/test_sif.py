@@ -11,7 +11,7 @@ import pytest
 
 from hpcbridge import runner
 from hpcbridge.errors import ImageError
-from hpcbridge.images import sif
+from hpcbridge.images.sif import format as sif
 
 OBJECTS = [
     sif.SmallObject(sif.DATA_DEFFILE, "", b"bootstrap: docker\nfrom: alpine\n\n"),

@@ -12,9 +12,9 @@ import pytest
 
 from hpcbridge import runner
 from hpcbridge.errors import ImageError
-from hpcbridge.images import sif
-from hpcbridge.images.build import build_mode, build_sif, space_needed
-from hpcbridge.images.squash import mksquashfs_argv, parse_version
+from hpcbridge.images.sif import format as sif
+from hpcbridge.images.sif.native import build_mode, build_sif, space_needed
+from hpcbridge.images.sif.squash import mksquashfs_argv, parse_version
 from tests.unit.test_layers import GZ, Blob, d, entry, hard, layer, make_tar, sym
 
 pytestmark = pytest.mark.skipif(

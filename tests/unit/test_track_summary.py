@@ -7,10 +7,10 @@ import pytest
 from hpcbridge.errors import InputError
 from hpcbridge.scheduler import slurm
 from hpcbridge.scheduler.states import JobState
+from hpcbridge.submit.plan import new_mem, new_time, plan_chunks, resubmit_groups
 from hpcbridge.tracking.outcomes import combine, parse_end, parse_start
-from hpcbridge.tracking.plan import new_mem, new_time, plan_chunks, resubmit_groups
-from hpcbridge.tracking.report import progress_line, status_lines
 from hpcbridge.tracking.summary import latest_view, summarise, task_statuses
+from hpcbridge.tracking.text import progress_line, status_lines
 
 
 def test_chunks_respect_max_array_size_as_an_index_cap() -> None:

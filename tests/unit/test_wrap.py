@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hpcbridge.errors import InputError
-from hpcbridge.model import Bind
+from hpcbridge.job.spec import Bind
 from hpcbridge.wrap import (
     PinnedImage,
     WrapOptions,

@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 from hpcbridge import _toml as tomllib
 from hpcbridge.errors import JobSpecError
-from hpcbridge.model_values import (
+from hpcbridge.job.values import (
     ArraySpec,
     compress_indices,
     expand,
@@ -273,7 +273,7 @@ def load_job(path: str | os.PathLike[str], sets: Sequence[str] = ()) -> JobSpec:
     Raises :class:`JobSpecError` (one line naming the value and the fix) for any
     problem, including unknown keys (with the closest valid key).
     """
-    from hpcbridge.model_build import apply_sets, build_job
+    from hpcbridge.job.build import apply_sets, build_job
 
     job_path = Path(path)
     data = _read_job_file(job_path)
@@ -291,7 +291,7 @@ def job_from_dict(
     data: Mapping[str, Any], *, job_dir: str, sets: Sequence[str] = (), source: Optional[str] = None
 ) -> JobSpec:
     """Build a job from an already-parsed mapping (inputs are globbed under ``job_dir``)."""
-    from hpcbridge.model_build import apply_sets, build_job
+    from hpcbridge.job.build import apply_sets, build_job
 
     merged = apply_sets(dict(data), sets)
     return build_job(

@@ -21,8 +21,8 @@ import threading
 from collections.abc import Sequence
 from typing import Callable, Optional
 
-from hpcbridge.images.decompress import BinaryReader, open_decompressed, raise_decode_error
-from hpcbridge.images.layers import Layer
+from hpcbridge.images.layers.apply import Layer
+from hpcbridge.images.layers.decompress import BinaryReader, open_decompressed, raise_decode_error
 
 __all__ = ["DecodedLayers", "default_budget"]
 

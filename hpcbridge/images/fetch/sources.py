@@ -8,10 +8,10 @@ verified when downloaded into the blob cache.
 
 ``docker-archive`` (``docker save``) stores no manifest; its manifest digest is
 that of the canonical OCI manifest of the archive's config and uncompressed
-layers (:func:`hpcbridge.images.manifest.canonical_manifest`).  The SIF itself
+layers (:func:`hpcbridge.images.fetch.manifest.canonical_manifest`).  The SIF itself
 depends only on the config and the layer contents, so all four forms of the
 same image give byte-identical SIFs (see docs/convert.md).  The local forms are
-read by :mod:`hpcbridge.images.layouts`.
+read by :mod:`hpcbridge.images.fetch.local`.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.manifest import Descriptor, parse_manifest, sha256_digest
+from hpcbridge.images.fetch.manifest import Descriptor, parse_manifest, sha256_digest
 from hpcbridge.images.refs import ArchiveRef, RegistryRef
 
 if TYPE_CHECKING:
-    from hpcbridge.images.registry import FetchedManifest, RegistryClient
+    from hpcbridge.images.fetch.registry import FetchedManifest, RegistryClient
 
 Platform = tuple[str, str, Optional[str]]
 _CHUNK = 1 << 20
@@ -156,7 +156,7 @@ class Image:
 
 def load_local(ref: ArchiveRef, platform: Platform, scratch: Optional[Path] = None) -> Image:
     """Open a docker-archive, oci or oci-archive reference (metadata only; cheap)."""
-    from hpcbridge.images.layouts import load_local as load
+    from hpcbridge.images.fetch.local import load_local as load
 
     return load(ref, platform, scratch)
 

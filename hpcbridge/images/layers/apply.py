@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Protocol, Union
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.decompress import BinaryReader, open_decompressed
-from hpcbridge.images.treefs import DIR, LINK, DiskFS, MemFS, Stat
+from hpcbridge.images.layers.decompress import BinaryReader, open_decompressed
+from hpcbridge.images.layers.tree import DIR, LINK, DiskFS, MemFS, Stat
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +333,7 @@ def apply_layers(
     """Apply ``layers`` in order to ``root`` (an existing empty directory, or a MemFS).
 
     ``open_stream(i)``, if given, returns layer ``i``'s decompressed tar stream
-    (e.g. :meth:`~hpcbridge.images.layerstreams.DecodedLayers.first`).
+    (e.g. :meth:`~hpcbridge.images.layers.decoded.DecodedLayers.first`).
     """
     writer = RootfsWriter(root)
     total = len(layers)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from hpcbridge.errors import InputError
-from hpcbridge.render.pyxis_values import Mount, parse_mounts
+from hpcbridge.pyxis.values import Mount, parse_mounts
 
 # sbatch 22.05 options that never take a value, or take one only as --opt=value
 _SBATCH_FLAGS_LONG = {

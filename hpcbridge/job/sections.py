@@ -8,22 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hpcbridge.errors import JobSpecError
-from hpcbridge.model import (
-    BAD_PAIRINGS,
-    DEPENDENCY_TYPES,
-    GPU_VENDORS,
-    MPI_FLAVORS,
-    MPI_MODELS,
-    MPI_TYPES,
-    PMI_TYPES,
-    Bind,
-    Dependency,
-    GpuSpec,
-    MpiSpec,
-    Resources,
-    gres_gpu_count,
-)
-from hpcbridge.model_fields import (
+from hpcbridge.job.fields import (
     _ENV_NAME,
     _ENV_REFUSED,
     _ENV_REFUSED_PREFIXES,
@@ -39,7 +24,22 @@ from hpcbridge.model_fields import (
     pos_int,
     template,
 )
-from hpcbridge.model_values import parse_mem, parse_time
+from hpcbridge.job.spec import (
+    BAD_PAIRINGS,
+    DEPENDENCY_TYPES,
+    GPU_VENDORS,
+    MPI_FLAVORS,
+    MPI_MODELS,
+    MPI_TYPES,
+    PMI_TYPES,
+    Bind,
+    Dependency,
+    GpuSpec,
+    MpiSpec,
+    Resources,
+    gres_gpu_count,
+)
+from hpcbridge.job.values import parse_mem, parse_time
 
 
 def container_path(path: str, key: str) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
 
 from hpcbridge.errors import JobSpecError
-from hpcbridge.model_values import Field, parse_template, unknown_hint
+from hpcbridge.job.values import Field, parse_template, unknown_hint
 
 ListInputs = Callable[[str, str, str], "tuple[str, list[str]]"]
 

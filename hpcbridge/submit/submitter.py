@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from hpcbridge.errors import SchedulerError, SchedulerUnavailable, StateError
 from hpcbridge.scheduler.slurm import format_indices
-from hpcbridge.tracking.plan import Chunk, plan_chunks
+from hpcbridge.submit.plan import Chunk, plan_chunks
 from hpcbridge.tracking.store import Record, host_info, utc_now
 
 if TYPE_CHECKING:
-    from hpcbridge.model import JobSpec
+    from hpcbridge.job.spec import JobSpec
     from hpcbridge.render.types import RenderedJob, ResolvedImage
     from hpcbridge.tracking.session import Session
     from hpcbridge.tracking.tracker import Cycle

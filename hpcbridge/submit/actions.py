@@ -11,19 +11,19 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from hpcbridge.errors import InputError, JobSpecError, StateError
 from hpcbridge.scheduler.slurm import format_indices, parse_indices
-from hpcbridge.tracking.plan import new_mem, new_time, resubmit_groups
-from hpcbridge.tracking.store import Record
-from hpcbridge.tracking.submitter import (
+from hpcbridge.submit.plan import new_mem, new_time, resubmit_groups
+from hpcbridge.submit.submitter import (
     effective_time_limit,
     launch,
     prepare,
     resolve_image,
     with_retry,
 )
+from hpcbridge.tracking.store import Record
 from hpcbridge.tracking.summary import chunk_tasks
 
 if TYPE_CHECKING:
-    from hpcbridge.model import JobSpec
+    from hpcbridge.job.spec import JobSpec
     from hpcbridge.tracking.session import Session
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def resolve_dependencies(job: JobSpec, sess: Session) -> JobSpec:
 
 def load_for_submit(sess: Session, job_path: str, sets: Sequence[str]) -> tuple[JobSpec, str]:
     from hpcbridge.config import validate_job
-    from hpcbridge.model import load_job
+    from hpcbridge.job.spec import load_job
 
     job = load_job(job_path, sets)
     validate_job(job, sess.cfg)
@@ -165,7 +165,7 @@ def _link_child(sess: Session, parent: str, child: str) -> None:
 
 def _job_from_record(record: Record) -> JobSpec:
     from hpcbridge._toml import loads as loads_toml
-    from hpcbridge.model import job_from_dict
+    from hpcbridge.job.spec import job_from_dict
 
     job = record.get("job") or {}
     data = loads_toml(str(job.get("text", "")))
@@ -211,10 +211,10 @@ def resubmit_failed(
         groups.append((dataclasses.replace(job, resources=res), sorted(tasks)))
     image = _recorded_image(record)
     if dry_run:
-        from hpcbridge.tracking.submitter import render_chunk
+        from hpcbridge.submit.submitter import render_chunk
 
         spec, tasks = groups[0]
-        from hpcbridge.tracking.plan import Chunk
+        from hpcbridge.submit.plan import Chunk
 
         rendered = render_chunk(
             spec, sess, image, "DRY-RUN", Chunk(0, tuple(tasks)) if spec.array else None

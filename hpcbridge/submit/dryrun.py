@@ -8,9 +8,9 @@ from typing import Any
 
 def render_text(cfg: Any, job_file: str, sets: Sequence[str]) -> str:
     from hpcbridge.config import validate_job
-    from hpcbridge.model import load_job
+    from hpcbridge.job.spec import load_job
     from hpcbridge.render.job import render_job
-    from hpcbridge.tracking.submitter import resolve_image
+    from hpcbridge.submit.submitter import resolve_image
 
     job = load_job(job_file, sets)
     validate_job(job, cfg)

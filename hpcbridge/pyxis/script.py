@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Optional
 
 from hpcbridge.errors import InputError
+from hpcbridge.pyxis.args import ContainerOptions
 from hpcbridge.render.apptainer import BindArg, ContainerCall, build_argv, env_prefix
 from hpcbridge.render.job import SIGNALS, group_argv
 from hpcbridge.render.launcher import launcher_argv
-from hpcbridge.render.pyxis_args import ContainerOptions
 from hpcbridge.render.types import RenderedJob, ResolvedImage, TrackingContext
 from hpcbridge.render.words import Arg, Var, Word
 

@@ -2,7 +2,7 @@
 
 Blobs are read in place (a tar member is a file offset and a length), never
 extracted; only a compressed archive is decompressed once into scratch space.
-See :mod:`hpcbridge.images.sources` for what they yield.
+See :mod:`hpcbridge.images.fetch.sources` for what they yield.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, Protocol
 
 from hpcbridge.errors import ImageError
 from hpcbridge.images.cache import temp_name
-from hpcbridge.images.manifest import (
+from hpcbridge.images.fetch.manifest import (
     OCI_LAYER,
     Descriptor,
     Index,
@@ -29,8 +29,8 @@ from hpcbridge.images.manifest import (
     select_platform,
     sha256_digest,
 )
+from hpcbridge.images.fetch.sources import Image, Layer, LocalLayer, Platform
 from hpcbridge.images.refs import ArchiveRef
-from hpcbridge.images.sources import Image, Layer, LocalLayer, Platform
 
 _CHUNK = 1 << 20
 REF_NAME = "org.opencontainers.image.ref.name"

@@ -1,4 +1,4 @@
-"""Stream a flattened :class:`~hpcbridge.images.treefs.MemFS` tree as one tar archive.
+"""Stream a flattened :class:`~hpcbridge.images.layers.tree.MemFS` tree as one tar archive.
 
 The first pass (``apply_layers`` into a MemFS) decides, entry by entry, what the
 final tree is and which tar member of which layer holds each surviving file's
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import IO, Callable, Optional, Union
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.decompress import BinaryReader, open_decompressed
-from hpcbridge.images.treefs import DIR, FILE, LINK, MemFS, Node
+from hpcbridge.images.layers.decompress import BinaryReader, open_decompressed
+from hpcbridge.images.layers.tree import DIR, FILE, LINK, MemFS, Node
 
 _CHUNK = 1 << 20
 _TAR_BUF = 64 << 10
@@ -138,7 +138,7 @@ def write_stream(
     """Write the whole tree as a tar stream to ``out`` (mksquashfs's stdin).
 
     ``open_stream(i)``, if given, returns layer ``i``'s decompressed tar stream
-    (e.g. :meth:`~hpcbridge.images.layerstreams.DecodedLayers.second`); by
+    (e.g. :meth:`~hpcbridge.images.layers.decoded.DecodedLayers.second`); by
     default each layer blob is decompressed again.
     """
     o = _Out(out)

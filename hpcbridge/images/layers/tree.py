@@ -5,7 +5,7 @@
 remember *where* their data is (layer index, member ordinal, size), so the tree
 can later be streamed to ``mksquashfs -tar`` without ever being written to disk.
 Both take paths relative to the root whose every parent component has already
-been resolved by :class:`~hpcbridge.images.layers.RootfsWriter`: they never
+been resolved by :class:`~hpcbridge.images.layers.apply.RootfsWriter`: they never
 follow a symlink themselves.
 """
 

@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images import sif
-from hpcbridge.images.layers import Layer, apply_layers
-from hpcbridge.images.layerstreams import DecodedLayers
-from hpcbridge.images.scaffold import make_scaffold, write_scaffold
-from hpcbridge.images.squash import find_mksquashfs, squash, squash_stream, supports_tar
-from hpcbridge.images.tarstream import plan_stream, write_stream
-from hpcbridge.images.treefs import MemFS
+from hpcbridge.images.layers.apply import Layer, apply_layers
+from hpcbridge.images.layers.decoded import DecodedLayers
+from hpcbridge.images.layers.tar import plan_stream, write_stream
+from hpcbridge.images.layers.tree import MemFS
+from hpcbridge.images.sif import format as sif
+from hpcbridge.images.sif.scaffold import make_scaffold, write_scaffold
+from hpcbridge.images.sif.squash import find_mksquashfs, squash, squash_stream, supports_tar
 
 __all__ = ["Layer", "Progress", "build_mode", "build_sif", "sif_id_for", "space_needed"]
 

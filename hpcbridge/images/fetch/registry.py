@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.auth import Authenticator, find_credentials
 from hpcbridge.images.cache import temp_name
-from hpcbridge.images.manifest import ACCEPT, sha256_digest
+from hpcbridge.images.fetch.auth import Authenticator, find_credentials
+from hpcbridge.images.fetch.manifest import ACCEPT, sha256_digest
+from hpcbridge.images.fetch.transport import Response, Transport, TransportError
 from hpcbridge.images.refs import RegistryRef
-from hpcbridge.images.transport import Response, Transport, TransportError
 
 log = logging.getLogger(__name__)
 

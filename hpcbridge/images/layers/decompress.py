@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, Protocol, U
 from hpcbridge.errors import ImageError
 
 if TYPE_CHECKING:
-    from hpcbridge.images.layers import Layer
+    from hpcbridge.images.layers.apply import Layer
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Pure text generation (``scaffold_entries``, ``runscript``, ``docker_env_script``,
 ``labels``, ``inspect_metadata``, ``oci_config_json``...) plus one small writer
 (:func:`write_scaffold`) that puts the entries into a root filesystem through the
-confined :class:`~hpcbridge.images.layers.RootfsWriter`.
+confined :class:`~hpcbridge.images.layers.apply.RootfsWriter`.
 
 Sources: apptainer/apptainer ``internal/pkg/build/sources/{base_environment.go,
 conveyorPacker_oci.go}``, ``internal/pkg/build/metadata.go``,
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from hpcbridge.images import scaffold_text as T
-from hpcbridge.images.gocompat import (
+from hpcbridge.images.sif import scaffold_text as T
+from hpcbridge.images.sif.gocompat import (
     args_quoted,
     escape_single_quotes,
     go_json,
@@ -32,7 +32,7 @@ from hpcbridge.images.gocompat import (
 )
 
 if TYPE_CHECKING:
-    from hpcbridge.images.layers import RootfsWriter
+    from hpcbridge.images.layers.apply import RootfsWriter
 
 __all__ = [
     "Entry",
@@ -336,7 +336,7 @@ def write_scaffold(
     root: Union[str, RootfsWriter], entries: Sequence[Entry], mtime: int = 0
 ) -> None:
     """Create ``entries`` in a rootfs directory (or a writer's tree), never following a symlink out."""
-    from hpcbridge.images.layers import RootfsWriter, clean_parts
+    from hpcbridge.images.layers.apply import RootfsWriter, clean_parts
 
     writer = RootfsWriter(root) if isinstance(root, str) else root
     writer.start_layer("scaffold")

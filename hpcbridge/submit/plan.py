@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from hpcbridge.errors import InputError
-from hpcbridge.model_values import parse_mem, parse_time
+from hpcbridge.job.values import parse_mem, parse_time
 from hpcbridge.scheduler.slurm import format_indices
 
 

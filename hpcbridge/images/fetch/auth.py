@@ -23,7 +23,7 @@ from typing import Optional
 from urllib.parse import urlencode, urlsplit
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.transport import Transport
+from hpcbridge.images.fetch.transport import Transport
 
 log = logging.getLogger(__name__)
 

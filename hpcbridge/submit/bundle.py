@@ -252,7 +252,7 @@ def read_bundle(bundle: Path) -> dict[str, Any]:
 def rerun_from_bundle(sess: Session, bundle: Path, *, retries: int = 0) -> dict[str, Any]:
     """Convert the pinned image (byte-identical SIF or an error), then submit the job."""
     from hpcbridge.images.convert import convert_with_config
-    from hpcbridge.tracking.actions import submit_job
+    from hpcbridge.submit.actions import submit_job
 
     bundle = bundle.absolute()
     manifest = read_bundle(bundle)

@@ -1,7 +1,7 @@
-"""Turn a parsed job mapping into a validated :class:`~hpcbridge.model.JobSpec`.
+"""Turn a parsed job mapping into a validated :class:`~hpcbridge.job.spec.JobSpec`.
 
 Pure: file access for inputs is a callback (``list_inputs``) handed in by
-:func:`hpcbridge.model.load_job`.  The schema table :data:`SCHEMA` drives
+:func:`hpcbridge.job.spec.load_job`.  The schema table :data:`SCHEMA` drives
 unknown-key detection and the typing of ``--set key=value`` values.
 """
 
@@ -16,8 +16,7 @@ from typing import Any, Optional
 
 from hpcbridge import _toml as tomllib
 from hpcbridge.errors import JobSpecError
-from hpcbridge.model import MAX_NAME_LEN, JobSpec
-from hpcbridge.model_fields import (
+from hpcbridge.job.fields import (
     _NAME,
     SCHEMA,
     ListInputs,
@@ -29,7 +28,7 @@ from hpcbridge.model_fields import (
     opt_str,
     template,
 )
-from hpcbridge.model_sections import (
+from hpcbridge.job.sections import (
     container_path,
     parse_binds,
     parse_deps,
@@ -40,7 +39,8 @@ from hpcbridge.model_sections import (
     parse_resources,
     parse_sbatch,
 )
-from hpcbridge.model_values import (
+from hpcbridge.job.spec import MAX_NAME_LEN, JobSpec
+from hpcbridge.job.values import (
     INPUT_FIELDS,
     PLACEHOLDERS,
     ArraySpec,

@@ -1,0 +1,1 @@
+"""Image layers: decompress, apply (whiteouts, confinement), the flattened tree, tar streams."""

@@ -1,0 +1,1 @@
+"""The job file: frozen dataclasses, schema, sections, value parsers, load."""

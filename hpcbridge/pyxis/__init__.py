@@ -1,0 +1,1 @@
+"""pyxis compatibility: pyxis options and batch scripts run through Apptainer."""

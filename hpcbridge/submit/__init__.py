@@ -1,0 +1,1 @@
+"""Submitting: chunk plans, the submitter, resubmit/cancel/rerun, bundles."""
