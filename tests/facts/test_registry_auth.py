@@ -18,8 +18,6 @@ import pytest
 
 from tests.testbed.registry import MANIFEST_ACCEPT, start_registry, stop_registry
 
-pytestmark = pytest.mark.testbed
-
 
 @pytest.fixture
 def scratch(testbed: Any) -> Iterator[Callable[[str], Path]]:

@@ -5,11 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.testbed.api import Testbed
-
-pytestmark = pytest.mark.testbed
 
 
 def test_sbatch_job_runs_as_the_test_user(testbed: Testbed, user_dir: Path) -> None:

@@ -18,8 +18,6 @@ import pytest
 from tests.testbed.recipes import RECIPES
 from tests.testbed.registry import MANIFEST_ACCEPT
 
-pytestmark = pytest.mark.testbed
-
 NAMES = sorted(RECIPES)
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 

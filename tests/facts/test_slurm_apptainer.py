@@ -9,8 +9,6 @@ import pytest
 
 from tests.testbed.api import Testbed
 
-pytestmark = pytest.mark.testbed
-
 
 @pytest.fixture(scope="module")
 def busybox_sif(testbed: Testbed) -> Path:

@@ -12,8 +12,6 @@ import pytest
 
 from tests.testbed.api import Testbed
 
-pytestmark = pytest.mark.testbed
-
 HELLO = r"""
 #include <mpi.h>
 #include <stdio.h>

@@ -19,8 +19,6 @@ import pytest
 from tests.testbed.apptainer import stop_pids, stray_squashfuse, stray_starters
 from tests.testbed.recipes import LONG_PATH
 
-pytestmark = pytest.mark.testbed
-
 
 @pytest.fixture
 def scratch(testbed: Any) -> Iterator[Callable[[str], Path]]:

@@ -8,6 +8,7 @@ never touched.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -15,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from hpcbridge import runner
 from tests.testbed.api import Testbed
 from tests.testbed.procs import names_path, proc_info
 
-pytestmark = pytest.mark.testbed
+Completed = subprocess.CompletedProcess[str]
 
 
 @pytest.fixture
@@ -37,8 +37,13 @@ def second(testbed: Testbed) -> Iterator[tuple[list[str], dict[str, str], Path]]
     try:
         yield py, env, state
     finally:
-        runner.run([*py, "down"], env=env, cwd=testbed.repo, check=False, timeout=300)
+        _run([*py, "down"], env, testbed.repo, timeout=300)
         shutil.rmtree(state, ignore_errors=True)
+
+
+def _run(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 120) -> Completed:
+    """A plain process run: these tests check the testbed itself, not hpcbridge."""
+    return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def _naming(state: Path) -> list[int]:
@@ -55,12 +60,10 @@ def test_concurrent_up_then_down_leaves_nothing(
     testbed: Testbed, second: tuple[list[str], dict[str, str], Path]
 ) -> None:
     py, env, state = second
-    results: list[runner.Completed] = []
+    results: list[Completed] = []
 
     def up() -> None:
-        results.append(
-            runner.run([*py, "up", "-q"], env=env, cwd=testbed.repo, check=False, timeout=600)
-        )
+        results.append(_run([*py, "up", "-q"], env, testbed.repo, timeout=600))
 
     threads = [threading.Thread(target=up) for _ in range(2)]
     for t in threads:
@@ -76,21 +79,21 @@ def test_concurrent_up_then_down_leaves_nothing(
         "slurmd-n2",
     ]
     assert len(_naming(state)) == 4
-    status = runner.run([*py, "status"], env=env, cwd=testbed.repo, check=False)
+    status = _run([*py, "status"], env, testbed.repo)
     assert status.returncode == 0, status.stdout
     assert "nodes: n1=idle n2=idle" in status.stdout
     assert (state / "env.sh").read_text().count("SLURM_CONF") == 1
 
-    done = runner.run([*py, "down"], env=env, cwd=testbed.repo, check=False, timeout=300)
+    done = _run([*py, "down"], env, testbed.repo, timeout=300)
     assert done.returncode == 0, done.stderr
     assert _naming(state) == []
-    left = runner.run([*py, "leftovers"], env=env, cwd=testbed.repo, check=False)
+    left = _run([*py, "leftovers"], env, testbed.repo)
     assert left.returncode == 0, left.stderr
     assert list((state / "pids").glob("*.pid")) == []
 
     # cached: up again with the state kept, then down
-    again = runner.run([*py, "up", "-q"], env=env, cwd=testbed.repo, check=False, timeout=600)
+    again = _run([*py, "up", "-q"], env, testbed.repo, timeout=600)
     assert again.returncode == 0, again.stderr
     assert len(_naming(state)) == 4
-    assert runner.run([*py, "down"], env=env, cwd=testbed.repo, check=False).returncode == 0
+    assert _run([*py, "down"], env, testbed.repo, timeout=300).returncode == 0
     assert _naming(state) == []

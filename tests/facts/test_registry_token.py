@@ -19,8 +19,6 @@ import pytest
 from tests.testbed.registry import MANIFEST_ACCEPT, start_registry, stop_registry
 from tests.testbed.registry_token import SERVICE, TokenServer
 
-pytestmark = pytest.mark.testbed
-
 
 @pytest.fixture
 def scratch(testbed: Any) -> Iterator[Callable[[str], Path]]:

@@ -5,11 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.testbed.api import Testbed
-
-pytestmark = pytest.mark.testbed
 
 
 def _sacct(testbed: Testbed, job: str) -> dict[str, tuple[str, str]]:

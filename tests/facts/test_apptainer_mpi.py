@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.testbed
-
 HELLO = re.compile(r"^hello rank=(\d+) size=(\d+) host=(\S+) node=(\S+) flavour=(\S+)$")
 
 
