@@ -6,6 +6,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from hpcbridge.images.lock import EMPTY_GRACE, FileLock, LockInfo, parse_lock, stale_reason
@@ -105,17 +106,24 @@ def test_waiter_gets_lock_when_holder_releases_without_result(tmp_path: Path) ->
     waiter.release()
 
 
+def _eventually(condition: Callable[[], bool], what: str, deadline: float = 60.0) -> None:
+    """Wait for ``condition`` (a loaded machine may run the heartbeat thread late)."""
+    end = time.monotonic() + deadline
+    while not condition():
+        assert time.monotonic() < end, f"not within {deadline:g} s: {what}"
+        time.sleep(0.01)
+
+
 def test_heartbeat_refreshes_mtime_and_notices_loss(tmp_path: Path) -> None:
     path = tmp_path / "x.lock"
     lock = FileLock(path, heartbeat=0.05)
     assert lock.try_acquire()
     old = time.time() - 1000
     os.utime(path, (old, old))
-    time.sleep(0.3)
-    assert time.time() - path.stat().st_mtime < 5
+    _eventually(lambda: time.time() - path.stat().st_mtime < 5, "the heartbeat refreshed the mtime")
+    assert not lock.lost
     path.unlink()
-    time.sleep(0.3)
-    assert lock.lost
+    _eventually(lambda: lock.lost, "the heartbeat noticed the lock file is gone")
     lock.release()
 
 
