@@ -36,7 +36,7 @@ def doctor(
     from hpcbridge.config import load_config
     from hpcbridge.doctor import diagnose, report_dict, worst
     from hpcbridge.doctor.probe import gather
-    from hpcbridge.job.spec import load_job
+    from hpcbridge.job.load import load_job
 
     cfg = load_config()
     job = load_job(job_file, sets) if job_file else None

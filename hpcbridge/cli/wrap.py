@@ -56,7 +56,8 @@ def wrap(
     from hpcbridge.cli._output import echo_json
     from hpcbridge.config import load_config
     from hpcbridge.images.convert import convert_with_config
-    from hpcbridge.job.spec import Bind, job_from_dict
+    from hpcbridge.job.load import job_from_dict
+    from hpcbridge.job.spec import Bind
     from hpcbridge.wrap import PinnedImage, WrapOptions, pinned_ref, write_wrappers
 
     cfg = load_config()

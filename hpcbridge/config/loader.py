@@ -27,7 +27,8 @@ from hpcbridge.config.schema import FIELDS, PARTITION_FIELDS, SECTIONS, Config
 from hpcbridge.config.values import SITE_LEVEL, build_config, convert_value
 from hpcbridge.errors import ConfigError
 from hpcbridge.job.spec import Bind
-from hpcbridge.job.values import format_mem, format_time, unknown_hint
+from hpcbridge.job.values import unknown_hint
+from hpcbridge.slurm_syntax import format_mem, format_time
 
 SITE_FILE = Path("/etc/hpcbridge/site.toml")
 PROJECT_FILE = "hpcbridge.toml"

@@ -14,14 +14,8 @@ from typing import Optional
 from hpcbridge.config.schema import Config, Partition
 from hpcbridge.errors import JobSpecError
 from hpcbridge.job.spec import BAD_PAIRINGS, JobSpec
-from hpcbridge.job.values import (
-    INPUT_FIELDS,
-    Field,
-    format_mem,
-    format_time,
-    parse_template,
-    unknown_hint,
-)
+from hpcbridge.job.values import INPUT_FIELDS, Field, parse_template, unknown_hint
+from hpcbridge.slurm_syntax import format_mem, format_time
 
 
 def resolve_partition(job: JobSpec, cfg: Config) -> Optional[Partition]:
@@ -237,6 +231,3 @@ def _policy_problem(path: str, cfg: Config, tree_only: bool = False) -> Optional
 
 def _under(path: str, base: str) -> bool:
     return base == "/" or path == base or path.startswith(base.rstrip("/") + "/")
-
-
-_bind_problem = bind_problem  # the name doctor imported first

@@ -32,7 +32,8 @@ from hpcbridge.config.schema import (
     TemplatesConfig,
 )
 from hpcbridge.errors import ConfigError, JobSpecError
-from hpcbridge.job.values import parse_mem, parse_time, unknown_hint
+from hpcbridge.job.values import unknown_hint
+from hpcbridge.slurm_syntax import parse_mem, parse_time
 
 if TYPE_CHECKING:
     from hpcbridge.config.loader import Layer
@@ -232,7 +233,7 @@ def _deny_entry(value: str, dotted: str, label: str, environ: Mapping[str, str])
 def _binds(
     value: Any, dotted: str, label: str, base_dir: str, environ: Mapping[str, str]
 ) -> tuple[Any, ...]:
-    from hpcbridge.job.build import parse_binds
+    from hpcbridge.job.sections import parse_binds
 
     if not isinstance(value, list):
         raise _bad(label, dotted, value, "is not a list of binds", '["/scratch:/scratch:rw"]')
@@ -356,12 +357,23 @@ def _check(cfg: Config) -> None:
             f"{cfg.polling.max_backoff:g} is below polling.min_interval = {cfg.polling.min_interval:g}",
             "raise max_backoff",
         )
-    level_max = {"gzip": 9, "zstd": 22, "xz": 9, "lz4": 12, "lzo": 9}[cfg.convert.compression]
-    if cfg.convert.level > level_max:
+    bounds = LEVELS[cfg.convert.compression]
+    level_source = cfg.source_of("convert.level")
+    # A level set with (or after) a compressor that takes none is refused; one from a
+    # lower layer (e.g. the site's level for gzip) does not apply to it.
+    if bounds is None and _rank(cfg, level_source) >= _rank(
+        cfg, cfg.source_of("convert.compression")
+    ):
         raise ConfigError(
-            f"{cfg.source_of('convert.level')}: convert.level = {cfg.convert.level} is above "
-            f"{level_max}, the maximum for {cfg.convert.compression}",
-            f"use 1-{level_max}",
+            f"{level_source}: convert.level = {cfg.convert.level} is set, but "
+            f"{cfg.convert.compression} takes no compression level",
+            f"remove convert.level there, or use a compressor with levels: {with_levels()}",
+        )
+    if bounds is not None and cfg.convert.level > bounds[1]:
+        raise ConfigError(
+            f"{level_source}: convert.level = {cfg.convert.level} is above "
+            f"{bounds[1]}, the maximum for {cfg.convert.compression}",
+            f"use {bounds[0]}-{bounds[1]}",
         )
     defaults = [p.name for p in cfg.partitions.values() if p.default]
     if len(defaults) > 1:

@@ -190,7 +190,7 @@ class Probe:
     # ---------------------------------------------------------------- job side
 
     def binds(self, job: Optional[JobSpec], cfg: Config) -> tuple[BindFacts, ...]:
-        from hpcbridge.config.validate import _bind_problem
+        from hpcbridge.config.validate import bind_problem
 
         found = [(b, "site default") for b in cfg.binds.default]
         if job is not None:
@@ -200,7 +200,7 @@ class Probe:
 
                 found.append((Bind(job.mpi.host_mpi_dir, job.mpi.host_mpi_dir, "ro"), "mpi"))
         return tuple(
-            BindFacts(b.src, b.dst, b.per_task, origin, _bind_problem(b.src, b.per_task, cfg))
+            BindFacts(b.src, b.dst, b.per_task, origin, bind_problem(b.src, b.per_task, cfg))
             for b, origin in found
         )
 

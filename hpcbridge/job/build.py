@@ -1,8 +1,9 @@
 """Turn a parsed job mapping into a validated :class:`~hpcbridge.job.spec.JobSpec`.
 
-Pure: file access for inputs is a callback (``list_inputs``) handed in by
-:func:`hpcbridge.job.spec.load_job`.  The schema table :data:`SCHEMA` drives
-unknown-key detection and the typing of ``--set key=value`` values.
+Pure: file access for inputs is a callback (:data:`ListInputs`) handed in by
+:mod:`hpcbridge.job.load`.  Unknown keys are refused by the key table
+(:data:`hpcbridge.job.schema.SCHEMA`); the sections (binds, env, resources...)
+are built by :mod:`hpcbridge.job.sections`.
 """
 
 from __future__ import annotations
@@ -11,23 +12,12 @@ import os
 import posixpath
 import re
 import shlex
-from collections.abc import Mapping, Sequence
-from typing import Any, Optional
+from collections.abc import Mapping
+from typing import Any, Callable, Optional
 
-from hpcbridge import _toml as tomllib
 from hpcbridge.errors import JobSpecError
-from hpcbridge.job.fields import (
-    _NAME,
-    SCHEMA,
-    ListInputs,
-    as_line,
-    as_lines,
-    as_list,
-    as_str,
-    check_keys,
-    opt_str,
-    template,
-)
+from hpcbridge.job.fields import as_line, as_lines, as_list, as_str, opt_str, template
+from hpcbridge.job.schema import SCHEMA, check_keys
 from hpcbridge.job.sections import (
     container_path,
     parse_binds,
@@ -40,101 +30,14 @@ from hpcbridge.job.sections import (
     parse_sbatch,
 )
 from hpcbridge.job.spec import MAX_NAME_LEN, JobSpec
-from hpcbridge.job.values import (
-    INPUT_FIELDS,
-    PLACEHOLDERS,
-    ArraySpec,
-    parse_array,
-    parse_signal,
-    unknown_hint,
-)
+from hpcbridge.job.values import INPUT_FIELDS, PLACEHOLDERS, parse_signal
+from hpcbridge.slurm_syntax import ArraySpec, parse_array
 
-__all__ = ["SCHEMA", "apply_sets", "build_job", "parse_binds"]
+#: File access for inputs: (kind "glob" | "file", value, job_dir) ->
+#: (base directory of relative entries, entries).
+ListInputs = Callable[[str, str, str], "tuple[str, list[str]]"]
 
-# ----------------------------------------------------------------------- --set
-
-
-def apply_sets(data: dict[str, Any], sets: Sequence[str]) -> dict[str, Any]:
-    """Apply ``key=value`` overrides (dotted keys, typed by :data:`SCHEMA`)."""
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
-    for item in sets:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise JobSpecError(
-                f"--set {item!r} is not key=value", "e.g. --set resources.time=01:00:00"
-            )
-        parts = key.split(".")
-        schema: Any = SCHEMA
-        target = out
-        for i, part in enumerate(parts):
-            dotted = ".".join(parts[: i + 1])
-            if schema == "env" and i == len(parts) - 1:
-                target[part] = raw
-                break
-            if not isinstance(schema, dict) or part not in schema:
-                choices = schema.keys() if isinstance(schema, dict) else ()
-                raise JobSpecError(
-                    f"--set {item!r}: unknown key {dotted!r}", unknown_hint(part, choices)
-                )
-            sub = schema[part]
-            if i == len(parts) - 1:
-                if isinstance(sub, dict):
-                    raise JobSpecError(
-                        f"--set {item!r}: {dotted!r} is a table",
-                        f"set one of {dotted}.<key>: {', '.join(sub)}",
-                    )
-                target[part] = _typed(sub, raw, dotted)
-                break
-            if isinstance(sub, dict) or sub == "env":
-                nxt = target.get(part)
-                if isinstance(nxt, str) and part == "mpi":
-                    nxt = {"type": nxt}
-                target[part] = dict(nxt) if isinstance(nxt, dict) else {}
-                target = target[part]
-                schema = sub
-            else:
-                raise JobSpecError(
-                    f"--set {item!r}: {'.'.join(parts[: i + 1])!r} is not a table",
-                    f"write --set {dotted}=VALUE",
-                )
-    return out
-
-
-def _typed(kind: str, raw: str, key: str) -> Any:
-    text = raw.strip()
-    if kind == "int":
-        try:
-            return int(text)
-        except ValueError:
-            raise JobSpecError(
-                f"--set {key}={raw!r} is not a whole number", f"e.g. --set {key}=2"
-            ) from None
-    if kind == "bool":
-        low = text.lower()
-        if low in ("true", "yes", "1", "on"):
-            return True
-        if low in ("false", "no", "0", "off"):
-            return False
-        raise JobSpecError(f"--set {key}={raw!r} is not true/false", f"write --set {key}=true")
-    if kind in ("argv", "list", "lines", "binds", "deps", "inputs") and text.startswith("["):
-        try:
-            return tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError as exc:
-            raise JobSpecError(
-                f"--set {key}={raw!r} is not a TOML array: {exc}", 'e.g. ["a", "b"]'
-            ) from None
-    if kind == "argv":
-        try:
-            return shlex.split(raw)
-        except ValueError as exc:
-            raise JobSpecError(f"--set {key}={raw!r}: {exc}", "balance the quotes") from None
-    if kind in ("list", "deps"):
-        return [p.strip() for p in text.split(",") if p.strip()]
-    if kind == "binds":
-        return [text]
-    return raw
-
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 # ----------------------------------------------------------------------- build
 

@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from hpcbridge.errors import JobSpecError
-from hpcbridge.job.fields import (
-    _ENV_NAME,
-    _ENV_REFUSED,
-    _ENV_REFUSED_PREFIXES,
-    _GRES,
-    _ID,
-    _SBATCH_FIELDS,
-    SCHEMA,
-    as_line,
-    as_list,
-    check_keys,
-    choice,
-    opt_str,
-    pos_int,
-    template,
-)
+from hpcbridge.job.fields import as_line, as_list, choice, opt_str, pos_int, template
+from hpcbridge.job.schema import SCHEMA, check_keys
 from hpcbridge.job.spec import (
     BAD_PAIRINGS,
     DEPENDENCY_TYPES,
@@ -39,7 +26,37 @@ from hpcbridge.job.spec import (
     Resources,
     gres_gpu_count,
 )
-from hpcbridge.job.values import parse_mem, parse_time
+from hpcbridge.slurm_syntax import parse_mem, parse_time
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_GRES = re.compile(r"[A-Za-z0-9_.-]+(?::[A-Za-z0-9_.-]+)*")
+# environment names the runtime refuses or overwrites, and hpcbridge's own
+_ENV_REFUSED = {
+    "HOME": "Apptainer refuses to set HOME in the container; remove it",
+    "UID": "Apptainer ignores UID in the container environment",
+    "GID": "Apptainer ignores GID in the container environment",
+}
+_ENV_REFUSED_PREFIXES = (
+    "APPTAINER_",
+    "SINGULARITY_",
+    "APPTAINERENV_",
+    "SINGULARITYENV_",
+    "HPCBRIDGE_",
+)
+# sbatch options that have a job-file field (or that hpcbridge sets itself)
+_SBATCH_FIELDS = {
+    "array": "array", "job-name": "name", "output": "output", "error": "error",
+    "comment": "nothing: hpcbridge uses --comment to track the submission",
+    "partition": "resources.partition", "account": "resources.account", "qos": "resources.qos",
+    "time": "resources.time", "nodes": "resources.nodes", "ntasks": "resources.ntasks",
+    "ntasks-per-node": "resources.ntasks_per_node", "cpus-per-task": "resources.cpus_per_task",
+    "mem": "resources.mem", "mem-per-cpu": "resources.mem_per_cpu", "gpus": "resources.gpus",
+    "gpus-per-node": "resources.gpus_per_node", "gres": "resources.gres",
+    "constraint": "resources.constraint", "exclusive": "resources.exclusive",
+    "dependency": "dependencies", "signal": "signal", "requeue": "requeue",
+    "no-requeue": "requeue", "parsable": "nothing: hpcbridge adds it when submitting",
+}  # fmt: skip
 
 
 def container_path(path: str, key: str) -> None:

@@ -1,15 +1,15 @@
-"""The job description: frozen dataclasses and :func:`load_job`.
+"""The job description: frozen dataclasses (pure).
 
-A job file is TOML (see docs/jobs.md); ``--set key=value`` overrides any field by
-its dotted key.  Everything here is pure except :func:`_read_job_file` and
-:func:`_list_inputs`, the only two functions touching the file system (reading
-the job file, globbing inputs / reading an inputs list).
+:class:`JobSpec` is what a job file becomes once validated
+(:func:`hpcbridge.job.load.load_job`); everything else in hpcbridge reads jobs
+through it.
 
 Decisions where the issue was silent (documented in docs/site-admin.md and
 docs/jobs.md):
 
 * Memory is stored in MiB, time limits in seconds; both are re-emitted in one
-  canonical form (:func:`format_mem`, :func:`format_time`).
+  canonical form (:func:`~hpcbridge.slurm_syntax.format_mem`,
+  :func:`~hpcbridge.slurm_syntax.format_time`).
 * Job names are refused (not sanitized) when given explicitly and invalid; the
   default name (job file stem) is sanitized.  Valid: ``[A-Za-z0-9][A-Za-z0-9._+-]*``,
   at most :data:`MAX_NAME_LEN` characters, so it is safe in ``%x`` log names.
@@ -20,46 +20,12 @@ docs/jobs.md):
 
 from __future__ import annotations
 
-import glob
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
-from hpcbridge import _toml as tomllib
 from hpcbridge.errors import JobSpecError
-from hpcbridge.job.values import (
-    ArraySpec,
-    compress_indices,
-    expand,
-    format_mem,
-    format_time,
-    parse_array,
-    parse_mem,
-    parse_signal,
-    parse_time,
-)
-
-__all__ = [
-    "MAX_NAME_LEN",
-    "ArraySpec",
-    "Bind",
-    "Dependency",
-    "GpuSpec",
-    "JobSpec",
-    "MpiSpec",
-    "Resources",
-    "compress_indices",
-    "expand",
-    "format_mem",
-    "format_time",
-    "load_job",
-    "parse_array",
-    "parse_mem",
-    "parse_signal",
-    "parse_time",
-]
+from hpcbridge.slurm_syntax import ArraySpec, format_mem, format_time
 
 #: Longest job name accepted: hpcbridge's own limit, well under Slurm's 1024 characters
 #: (sbatch fails beyond), so ``%x`` log file names stay usable.
@@ -135,12 +101,6 @@ class Bind:
     @property
     def read_only(self) -> bool:
         return self.mode == "ro"
-
-    def for_task(self, task: int, input_path: Optional[str] = None) -> Bind:
-        """This bind with its placeholders expanded for one task."""
-        return Bind(
-            expand(self.src, task, input_path), expand(self.dst, task, input_path), self.mode
-        )
 
 
 @dataclass(frozen=True)
@@ -222,10 +182,6 @@ class JobSpec:
             return r.gpus
         return gres_gpu_count(r.gres)
 
-    @property
-    def per_task_binds(self) -> tuple[Bind, ...]:
-        return tuple(b for b in self.binds if b.per_task)
-
     def input_for(self, task: int) -> Optional[str]:
         """The input path of global task ``task`` (None when the job has no inputs)."""
         if not self.inputs:
@@ -257,85 +213,3 @@ def gres_gpu_count(gres: Optional[str]) -> int:
             last = parts[-1] if len(parts) > 1 else "1"
             total += int(last) if last.isdigit() else 1
     return total
-
-
-def effective_workdir(job: JobSpec, image_workdir: Optional[str], cwd: str) -> str:
-    """The container working directory: the job's, else the image's, else ``cwd``."""
-    return job.workdir or image_workdir or cwd
-
-
-# ------------------------------------------------------------------------ loading
-
-
-def load_job(path: str | os.PathLike[str], sets: Sequence[str] = ()) -> JobSpec:
-    """Read a TOML job file, apply ``--set key=value`` overrides, validate.
-
-    Raises :class:`JobSpecError` (one line naming the value and the fix) for any
-    problem, including unknown keys (with the closest valid key).
-    """
-    from hpcbridge.job.build import apply_sets, build_job
-
-    job_path = Path(path)
-    data = _read_job_file(job_path)
-    job_dir = os.path.abspath(job_path.parent)
-    try:
-        data = apply_sets(data, sets)
-        return build_job(
-            data, job_dir=job_dir, source=os.path.abspath(job_path), list_inputs=_list_inputs
-        )
-    except JobSpecError as exc:
-        raise JobSpecError(f"{job_path}: {exc.message}", exc.hint) from None
-
-
-def job_from_dict(
-    data: Mapping[str, Any], *, job_dir: str, sets: Sequence[str] = (), source: Optional[str] = None
-) -> JobSpec:
-    """Build a job from an already-parsed mapping (inputs are globbed under ``job_dir``)."""
-    from hpcbridge.job.build import apply_sets, build_job
-
-    merged = apply_sets(dict(data), sets)
-    return build_job(
-        merged, job_dir=os.path.abspath(job_dir), source=source, list_inputs=_list_inputs
-    )
-
-
-def _read_job_file(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.load_bytes(path.read_bytes())
-    except FileNotFoundError:
-        raise JobSpecError(f"job file {str(path)!r} does not exist", "check the path") from None
-    except IsADirectoryError:
-        raise JobSpecError(f"job file {str(path)!r} is a directory", "give a .toml file") from None
-    except OSError as exc:
-        raise JobSpecError(f"cannot read job file {str(path)!r}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise JobSpecError(
-            f"{path}: invalid TOML: {exc}", "fix the syntax (strings need quotes)"
-        ) from None
-    except UnicodeDecodeError:
-        raise JobSpecError(f"{path}: not UTF-8 text", "save the job file as UTF-8") from None
-
-
-def _list_inputs(kind: str, value: str, job_dir: str) -> tuple[str, list[str]]:
-    """File access for inputs: ``kind`` "glob" -> sorted matches; "file" -> lines.
-
-    Returns (base directory for relative entries, entries).
-    """
-    if kind == "glob":
-        pattern = value if os.path.isabs(value) else os.path.join(job_dir, value)
-        matches = sorted(glob.glob(pattern))  # files or directories; dotfiles need a dot
-        return job_dir, [
-            os.path.relpath(m, job_dir) if not os.path.isabs(value) else m for m in matches
-        ]
-    list_path = value if os.path.isabs(value) else os.path.join(job_dir, value)
-    try:
-        with open(list_path, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except FileNotFoundError:
-        raise JobSpecError(
-            f"inputs_file = {value!r}: {list_path} does not exist", "check the path"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise JobSpecError(f"inputs_file = {value!r}: cannot read {list_path}: {exc}") from None
-    entries = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
-    return os.path.dirname(os.path.abspath(list_path)), entries

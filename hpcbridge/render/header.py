@@ -13,7 +13,8 @@ import re
 from typing import TYPE_CHECKING, Optional
 
 from hpcbridge.errors import JobSpecError
-from hpcbridge.job.values import format_mem, format_time, parse_template
+from hpcbridge.job.values import parse_template
+from hpcbridge.slurm_syntax import format_mem, format_time
 
 if TYPE_CHECKING:
     from hpcbridge.config.schema import Config, Partition

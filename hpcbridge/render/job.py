@@ -10,15 +10,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 
 from hpcbridge.errors import JobSpecError
-from hpcbridge.job.values import parse_array
+from hpcbridge.job.values import input_fields
 from hpcbridge.render import launcher
 from hpcbridge.render.apptainer import BindArg, ContainerCall, build_argv, env_prefix, has_flag
 from hpcbridge.render.flags import flags_for
 from hpcbridge.render.header import dependency_value, sbatch_lines
 from hpcbridge.render.mpi import plan as mpi_plan
-from hpcbridge.render.placeholders import INPUT_VARS, TaskVars, input_values
+from hpcbridge.render.placeholders import INPUT_VARS, TaskVars
 from hpcbridge.render.types import ArrayChunk, RenderedJob, ResolvedImage, TrackingContext
 from hpcbridge.render.words import Arg, Var, Word
+from hpcbridge.slurm_syntax import format_time, parse_array
 
 if TYPE_CHECKING:
     from hpcbridge.config.schema import Config, Partition
@@ -224,8 +225,6 @@ def _check_runtime_env(name: str, value: str) -> None:
 def _check_time(job: JobSpec, part: Optional[Partition]) -> None:
     time = job.resources.time
     if part is not None and part.max_time is not None and time is not None and time > part.max_time:
-        from hpcbridge.job.values import format_time
-
         raise JobSpecError(
             f"resources.time = {format_time(time)} is above the maximum "
             f"{format_time(part.max_time)} of partition {part.name!r}",
@@ -275,7 +274,7 @@ def _input_arrays(job: JobSpec, tv: TaskVars, task_ids: tuple[int, ...]) -> list
     for field in INPUT_VARS:
         if field not in tv.inputs:
             continue
-        values = [(t, input_values(job.input_for(t) or "")[field]) for t in task_ids]
+        values = [(t, input_fields(job.input_for(t) or "")[field]) for t in task_ids]
         var = INPUT_VARS[field]
         out.append({"field": field, "var": var, "array": var + "s", "entries": values})
     return out

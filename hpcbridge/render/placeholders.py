@@ -5,8 +5,8 @@ format fields (parsed by :func:`hpcbridge.job.values.parse_template`).  The
 script resolves them per task in pure bash: ``{task}`` is ``$hpcb_task`` (the
 global index), a formatted ``{task:04d}`` is computed once with ``printf -v``,
 ``{input}``, ``{input_name}`` and ``{input_stem}`` are looked up in arrays
-embedded in the script (computed here with the model's own rules, so they match
-:func:`hpcbridge.job.values.expand` exactly).
+embedded in the script (computed by :func:`hpcbridge.job.values.input_fields`,
+the rules :func:`hpcbridge.job.values.expand` uses too).
 """
 
 from __future__ import annotations
@@ -95,10 +95,3 @@ class TaskVars:
             )
         self.inputs.add(f.name)
         return Var(INPUT_VARS[f.name])
-
-
-def input_values(path: str) -> dict[str, str]:
-    """``{input}``, ``{input_name}``, ``{input_stem}`` of one input path (model rules)."""
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
-    return {"input": path, "input_name": name, "input_stem": stem}

@@ -21,6 +21,7 @@ from typing import Optional
 
 from hpcbridge.scheduler.base import ClusterLimits, JobInfo, QueryResult, Submitted
 from hpcbridge.scheduler.states import map_state
+from hpcbridge.slurm_syntax import format_indices, parse_indices  # noqa: F401 (until every caller moved)
 
 log = logging.getLogger(__name__)
 
@@ -51,42 +52,6 @@ def is_unreachable(stderr: str) -> bool:
 
 def _cluster_args(cluster: Optional[str]) -> list[str]:
     return ["-M", cluster] if cluster else []
-
-
-# ---------------------------------------------------------------- index ranges
-
-
-def parse_indices(spec: str) -> Optional[tuple[int, ...]]:
-    """``"1,3,5-7:2%4"`` / ``"[1-3]"`` -> sorted indices; None if it is not a range list."""
-    text = spec.strip().split("%", 1)[0].strip().strip("[]")
-    if not text:
-        return None
-    out: set[int] = set()
-    for part in text.split(","):
-        m = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", part.strip())
-        if not m:
-            return None
-        lo = int(m.group(1))
-        hi = int(m.group(2)) if m.group(2) else lo
-        step = int(m.group(3)) if m.group(3) else 1
-        if hi < lo or step < 1:
-            return None
-        out.update(range(lo, hi + 1, step))
-    return tuple(sorted(out))
-
-
-def format_indices(indices: Sequence[int]) -> str:
-    """Sorted indices -> the shortest ``a-b,c`` range list (``--array`` syntax)."""
-    vals = sorted(set(indices))
-    parts: list[str] = []
-    i = 0
-    while i < len(vals):
-        j = i
-        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
-            j += 1
-        parts.append(str(vals[i]) if i == j else f"{vals[i]}-{vals[j]}")
-        i = j + 1
-    return ",".join(parts)
 
 
 def parse_exit_code(text: str) -> tuple[Optional[int], Optional[int]]:

@@ -18,9 +18,9 @@ from typing import Any, Optional
 from hpcbridge import runner
 from hpcbridge.errors import EnvironmentProblem, SchedulerUnavailable
 from hpcbridge.scheduler.base import JobInfo, QueryResult
-from hpcbridge.scheduler.slurm import parse_indices
 from hpcbridge.scheduler.slurm_cli import SlurmCLI
 from hpcbridge.scheduler.states import map_state
+from hpcbridge.slurm_syntax import parse_indices
 
 
 def major_minor(version: str) -> Optional[tuple[int, int]]:

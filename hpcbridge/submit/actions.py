@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from hpcbridge.errors import InputError, JobSpecError, StateError
-from hpcbridge.scheduler.slurm import format_indices, parse_indices
+from hpcbridge.slurm_syntax import format_indices, parse_indices
 from hpcbridge.submit.plan import new_mem, new_time, resubmit_groups
 from hpcbridge.submit.submitter import (
     effective_time_limit,
@@ -74,7 +74,7 @@ def resolve_dependencies(job: JobSpec, sess: Session) -> JobSpec:
 
 def load_for_submit(sess: Session, job_path: str, sets: Sequence[str]) -> tuple[JobSpec, str]:
     from hpcbridge.config import validate_job
-    from hpcbridge.job.spec import load_job
+    from hpcbridge.job.load import load_job
 
     job = load_job(job_path, sets)
     validate_job(job, sess.cfg)
@@ -165,7 +165,7 @@ def _link_child(sess: Session, parent: str, child: str) -> None:
 
 def _job_from_record(record: Record) -> JobSpec:
     from hpcbridge._toml import loads as loads_toml
-    from hpcbridge.job.spec import job_from_dict
+    from hpcbridge.job.load import job_from_dict
 
     job = record.get("job") or {}
     data = loads_toml(str(job.get("text", "")))

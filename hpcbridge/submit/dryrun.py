@@ -8,7 +8,7 @@ from typing import Any
 
 def render_text(cfg: Any, job_file: str, sets: Sequence[str]) -> str:
     from hpcbridge.config import validate_job
-    from hpcbridge.job.spec import load_job
+    from hpcbridge.job.load import load_job
     from hpcbridge.render.job import render_job
     from hpcbridge.submit.submitter import resolve_image
 

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from hpcbridge.errors import InputError
-from hpcbridge.job.values import parse_mem, parse_time
-from hpcbridge.scheduler.slurm import format_indices
+from hpcbridge.slurm_syntax import format_indices, parse_mem, parse_time
 
 
 @dataclass(frozen=True)

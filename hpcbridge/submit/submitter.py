@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from hpcbridge.errors import SchedulerError, SchedulerUnavailable, StateError
-from hpcbridge.scheduler.slurm import format_indices
+from hpcbridge.slurm_syntax import format_indices
 from hpcbridge.submit.plan import Chunk, plan_chunks
 from hpcbridge.tracking.store import Record, host_info, utc_now
 
@@ -155,7 +155,7 @@ def new_record(
 
 
 def _chunk_globals(c: dict[str, Any]) -> list[int]:
-    from hpcbridge.scheduler.slurm import parse_indices
+    from hpcbridge.slurm_syntax import parse_indices
 
     return [i + int(c["offset"]) for i in parse_indices(str(c["indices"])) or ()]
 

@@ -26,6 +26,7 @@ from hpcbridge.errors import SchedulerError, SchedulerUnavailable
 from hpcbridge.fsutil import atomic_write_text
 from hpcbridge.scheduler import slurm
 from hpcbridge.scheduler.base import AccountingUnavailable, ClusterLimits, QueryResult, Scheduler
+from hpcbridge.slurm_syntax import format_indices
 from hpcbridge.tracking.locking import locked
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ def _unparse(result: QueryResult) -> str:
     """Re-emit a parsed answer in its source's text form (what the cache stores)."""
     lines: list[str] = []
     for j in result.jobs:
-        tasks = slurm.format_indices(j.task_ids) if j.task_ids is not None else None
+        tasks = format_indices(j.task_ids) if j.task_ids is not None else None
         if result.source == "sacct":
             jid = j.job_id if tasks is None else f"{j.job_id}_[{tasks}]"
             code = "" if j.exit_code is None else f"{j.exit_code}:{j.signal or 0}"

@@ -13,7 +13,8 @@ from typing import Any, Optional
 
 from hpcbridge import _toml
 from hpcbridge.config import Config, load_config
-from hpcbridge.job.spec import JobSpec, job_from_dict
+from hpcbridge.job.load import job_from_dict
+from hpcbridge.job.spec import JobSpec
 from hpcbridge.render import RenderedJob, ResolvedImage, TrackingContext, render_job
 
 HERE = Path(__file__).resolve().parent

@@ -65,7 +65,7 @@ def render_cli(tb: Testbed, job: Path, *sets: str) -> Path:
 def render_tracked(tb: Testbed, job: Path, outcomes: Path) -> Path:
     """Render in-process with a tracking context (outcome files), as the submitter does."""
     from hpcbridge.config import load_config
-    from hpcbridge.job.spec import load_job
+    from hpcbridge.job.load import load_job
     from hpcbridge.render import TrackingContext, render_job
     from hpcbridge.submit.submitter import resolve_image
 

@@ -120,7 +120,7 @@ def test_values_refused_or_byte_exact_in_container(
     bind_name: str,
 ) -> None:
     from hpcbridge.config import load_config, validate_job
-    from hpcbridge.job.spec import job_from_dict
+    from hpcbridge.job.load import job_from_dict
     from hpcbridge.render import ResolvedImage, render_job
 
     case = Path(testbed.user_dir("prop"))
@@ -211,7 +211,7 @@ def test_job_names_refused_or_exact_in_slurm_job_name(
     testbed: Testbed, sif: dict[str, Any], workdir: Path, names: list[str]
 ) -> None:
     from hpcbridge.config import load_config
-    from hpcbridge.job.spec import job_from_dict
+    from hpcbridge.job.load import job_from_dict
     from hpcbridge.render import ResolvedImage, render_job
 
     environ = {**testbed.env, "HPCBRIDGE_SITE_CONFIG": str(SITE)}

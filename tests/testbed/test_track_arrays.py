@@ -107,7 +107,7 @@ def run_story(b: Bridge, job: str, reason_state: str) -> None:
 
 
 def _tasks(chunk: dict[str, object]) -> list[int]:
-    from hpcbridge.scheduler.slurm import parse_indices
+    from hpcbridge.slurm_syntax import parse_indices
 
     local = parse_indices(str(chunk["indices"])) or ()
     return [i + int(str(chunk["offset"])) for i in local]

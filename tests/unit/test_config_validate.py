@@ -19,7 +19,8 @@ from hpcbridge.config import (
     validate_job,
 )
 from hpcbridge.errors import JobSpecError
-from hpcbridge.job.spec import JobSpec, load_job
+from hpcbridge.job.load import load_job
+from hpcbridge.job.spec import JobSpec
 
 SITE = """
 [binds]

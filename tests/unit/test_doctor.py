@@ -34,7 +34,8 @@ from hpcbridge.doctor.host import (
 )
 from hpcbridge.doctor.job import check_binds, check_gpu, check_mpi, check_slurm
 from hpcbridge.doctor.probe import Probe, _try_semantics, parse_mpi_list
-from hpcbridge.job.spec import JobSpec, MpiSpec, load_job
+from hpcbridge.job.load import load_job
+from hpcbridge.job.spec import JobSpec, MpiSpec
 from hpcbridge.scheduler.base import ClusterLimits
 
 SITE = """

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hpcbridge.errors import ExitCode, JobSpecError
-from hpcbridge.job.spec import load_job
+from hpcbridge.job.load import load_job
 
 IMG = 'image = "busybox"\n'
 CMD = 'command = ["true"]\n'

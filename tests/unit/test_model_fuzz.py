@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hpcbridge.errors import JobSpecError
-from hpcbridge.job.build import SCHEMA
-from hpcbridge.job.spec import JobSpec, job_from_dict
+from hpcbridge.job.load import job_from_dict
+from hpcbridge.job.schema import SCHEMA
+from hpcbridge.job.spec import JobSpec
 
 TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
 SCALAR = st.one_of(

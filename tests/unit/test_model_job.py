@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from hpcbridge.errors import JobSpecError
-from hpcbridge.job.spec import Bind, Dependency, JobSpec, load_job
+from hpcbridge.job.load import load_job
+from hpcbridge.job.spec import Bind, Dependency, JobSpec
+from hpcbridge.job.values import expand
 
 BASE = 'image = "docker://127.0.0.1:5000/busybox:latest"\ncommand = ["true"]\n'
 
@@ -94,8 +96,8 @@ vendor = "nvidia"
     assert spec.binds[0] == Bind(str(tmp_path / "out" / "{task}"), "/output", "rw", per_task=True)
     assert spec.binds[1] == Bind("/tmp", "/scratch", "ro", per_task=False)
     assert spec.binds[2].per_task and spec.binds[2].read_only
-    assert spec.binds[0].for_task(2) == Bind(str(tmp_path / "out" / "2"), "/output", "rw")
-    assert spec.binds[2].for_task(1, spec.input_for(1)).src == str(tmp_path / "data" / "b.csv")
+    assert expand(spec.binds[0].src, 2) == str(tmp_path / "out" / "2")
+    assert expand(spec.binds[2].src, 1, spec.input_for(1)) == str(tmp_path / "data" / "b.csv")
     assert spec.env == {"OMP_NUM_THREADS": "4", "LABEL": "task-{task}"}
     r = spec.resources
     assert (r.time, r.time_str) == (129600, "1-12:00:00")
@@ -225,24 +227,6 @@ def test_relative_cwd_independence(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.chdir(tmp_path)
     spec = load_job(Path("sub/job.toml"))
     assert spec.binds[0].src == os.path.join(str(tmp_path), "sub", "data")
-
-
-def test_job_flags_map_to_sets(tmp_path: Path) -> None:
-    from hpcbridge.job.fields import JOB_FLAGS, SCHEMA, flag_sets
-
-    sets = flag_sets({"partition": "gpu", "time": "01:00:00", "cpus_per_task": 4, "mem": None})
-    assert sets == (
-        "resources.partition=gpu",
-        "resources.time=01:00:00",
-        "resources.cpus_per_task=4",
-    )
-    spec = job(tmp_path, sets=sets)
-    assert spec.resources.partition == "gpu" and spec.resources.cpus_per_task == 4
-    for key in JOB_FLAGS.values():  # every flag names a real schema key
-        head, _, tail = key.partition(".")
-        assert head in SCHEMA and (not tail or tail in SCHEMA[head])
-    with pytest.raises(JobSpecError, match="--partiton is not a job field"):
-        flag_sets({"partiton": "x"})
 
 
 def test_inputs_glob_takes_directories_too(tmp_path: Path) -> None:

@@ -14,11 +14,11 @@ import pytest
 
 from hpcbridge import runner
 from hpcbridge.errors import ConfigError, JobSpecError
-from hpcbridge.job.values import expand
+from hpcbridge.job.values import expand, input_fields
 from hpcbridge.render.apptainer import BindArg, ContainerCall, bind_args, build_argv
 from hpcbridge.render.header import sbatch_value
 from hpcbridge.render.launcher import launcher_argv, split_allow
-from hpcbridge.render.placeholders import TaskVars, input_values, printf_format
+from hpcbridge.render.placeholders import TaskVars, printf_format
 from hpcbridge.render.words import Var, Word, quote_argv, shquote
 
 NASTY = [
@@ -90,12 +90,24 @@ def test_input_fields_refuse_format_specs() -> None:
         TaskVars().word("{input:>9}", "command[0]")
 
 
-@pytest.mark.parametrize("name", ["a.txt", "a.tar.gz", ".bashrc", "..a.b", "a.", "dir/", "noext"])
-def test_input_values_follow_the_model(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "input_name", "stem"),
+    [
+        ("a.txt", "a.txt", "a"),
+        ("a.tar.gz", "a.tar.gz", "a.tar"),
+        (".bashrc", ".bashrc", ".bashrc"),
+        ("..a.b", "..a.b", "..a"),
+        ("a.", "a.", "a"),
+        ("dir/", "dir", "dir"),
+        ("noext", "noext", "noext"),
+    ],
+)
+def test_input_fields(name: str, input_name: str, stem: str) -> None:
     path = f"/data/{name}"
-    vals = input_values(path)
-    for field in ("input", "input_name", "input_stem"):
-        assert vals[field] == expand("{" + field + "}", 0, path)
+    want = {"input": path, "input_name": input_name, "input_stem": stem}
+    assert input_fields(path) == want
+    for field, value in want.items():
+        assert expand("{" + field + "}", 0, path) == value
 
 
 def test_plain_binds_use_dash_b() -> None:

@@ -131,14 +131,6 @@ def test_scancel_argv() -> None:
     assert slurm.scancel_argv(["86_[3,5-7]", "90"]) == ["scancel", "86_[3,5-7]", "90"]
 
 
-def test_indices_roundtrip() -> None:
-    assert slurm.parse_indices("1,3,5-7") == (1, 3, 5, 6, 7)
-    assert slurm.parse_indices("[0-6:2]%3") == (0, 2, 4, 6)
-    assert slurm.parse_indices("x") is None
-    assert slurm.format_indices([7, 1, 2, 3, 5]) == "1-3,5,7"
-    assert slurm.parse_indices(slurm.format_indices(range(0, 1000, 3))) == tuple(range(0, 1000, 3))
-
-
 def test_exit_code() -> None:
     assert slurm.parse_exit_code("3:0") == (3, 0)
     assert slurm.parse_exit_code("0:15") == (0, 15)
