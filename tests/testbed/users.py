@@ -105,7 +105,7 @@ def check_readable(user: User, repo: Path = REPO) -> None:
         )
     env = {"PATH": "/usr/bin:/bin", "HOME": str(user.home)}
     done = runner.run(
-        as_user_argv(user, [str(python), "-c", "import hpcbridge, click, jinja2, requests"]),
+        as_user_argv(user, [str(python), "-c", "import hpcbridge, click, jinja2, zstandard"]),
         env=env,
         cwd="/",
         check=False,
