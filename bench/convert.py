@@ -66,7 +66,7 @@ def chown_tree(tb: Testbed, path: Path) -> None:
 
 def prepare_rootfs(tb: Testbed, image: str, dest: Path) -> None:
     """The root filesystem hpcbridge squashes (layers + Apptainer scaffold), untimed."""
-    from hpcbridge.images.fetch.sources import load_local
+    from hpcbridge.images.fetch.local import load_local
     from hpcbridge.images.layers.apply import apply_layers
     from hpcbridge.images.refs import ArchiveRef
     from hpcbridge.images.sif.scaffold import make_scaffold, write_scaffold

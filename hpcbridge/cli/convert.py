@@ -10,6 +10,8 @@ from typing import Any, Optional
 
 import click
 
+from hpcbridge.images.sif.compression import COMPRESSORS
+
 
 def load_settings(overrides: dict[str, object], labels: dict[str, str]) -> Any:
     """The configuration with the command's flags on top (imported lazily)."""
@@ -90,7 +92,7 @@ class TermProgress:
 )
 @click.option(
     "--compression",
-    type=click.Choice(["gzip", "zstd", "xz", "lz4", "lzo"]),
+    type=click.Choice(COMPRESSORS),
     help="squashfs compression [config convert.compression, default gzip].",
 )
 @click.option("--level", type=int, help="Compression level [config convert.level, default 9].")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from hpcbridge.images.sif.compression import COMPRESSORS
 from hpcbridge.job.spec import Bind
 
 # kinds: str, optstr, bool, int, optint, float, path, optpath, strlist, pathlist,
@@ -27,7 +28,7 @@ FIELDS: dict[str, dict[str, str]] = {
     "cache": {"dir": "optpath", "tmp_dir": "optpath", "shared": "bool", "group": "str"},
     "convert": {
         "backend": "choice:native|apptainer",
-        "compression": "choice:gzip|zstd|xz|lz4|lzo",
+        "compression": "choice:" + "|".join(COMPRESSORS),
         "level": "int",
         "platform": "str",
         "insecure_registries": "strlist",
@@ -211,6 +212,16 @@ class Config:
         from hpcbridge.config.loader import unknown_key_error
 
         raise unknown_key_error(dotted, list(self.sources), "config")
+
+    def set_no_earlier(self, dotted: str, other: str) -> bool:
+        """Whether ``dotted`` comes from the layer of ``other`` or a later one (defaults,
+        then the files in order, the environment, the command line)."""
+        order = ["default", *self.layers]
+
+        def rank(label: str) -> int:
+            return order.index(label) if label in order else len(order) + label.startswith("--")
+
+        return rank(self.source_of(dotted)) >= rank(self.source_of(other))
 
     @property
     def default_partition(self) -> Optional[Partition]:

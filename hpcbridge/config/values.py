@@ -32,6 +32,7 @@ from hpcbridge.config.schema import (
     TemplatesConfig,
 )
 from hpcbridge.errors import ConfigError, JobSpecError
+from hpcbridge.images.sif.compression import LEVELS, with_levels
 from hpcbridge.job.values import unknown_hint
 from hpcbridge.slurm_syntax import parse_mem, parse_time
 
@@ -358,20 +359,15 @@ def _check(cfg: Config) -> None:
             "raise max_backoff",
         )
     bounds = LEVELS[cfg.convert.compression]
-    level_source = cfg.source_of("convert.level")
-    # A level set with (or after) a compressor that takes none is refused; one from a
-    # lower layer (e.g. the site's level for gzip) does not apply to it.
-    if bounds is None and _rank(cfg, level_source) >= _rank(
-        cfg, cfg.source_of("convert.compression")
-    ):
-        raise ConfigError(
-            f"{level_source}: convert.level = {cfg.convert.level} is set, but "
-            f"{cfg.convert.compression} takes no compression level",
-            f"remove convert.level there, or use a compressor with levels: {with_levels()}",
+    if bounds is None and cfg.set_no_earlier("convert.level", "convert.compression"):
+        raise ConfigError(  # a level from a lower layer (the site's, for gzip) does not apply
+            f"{cfg.source_of('convert.level')}: convert.level = {cfg.convert.level} is set, "
+            f"but {cfg.convert.compression} takes no compression level",
+            f"remove it there, or use a compressor with levels: {with_levels()}",
         )
     if bounds is not None and cfg.convert.level > bounds[1]:
         raise ConfigError(
-            f"{level_source}: convert.level = {cfg.convert.level} is above "
+            f"{cfg.source_of('convert.level')}: convert.level = {cfg.convert.level} is above "
             f"{bounds[1]}, the maximum for {cfg.convert.compression}",
             f"use {bounds[0]}-{bounds[1]}",
         )

@@ -1,35 +1,59 @@
 """``convert``: an image reference in, a cached SIF pinned to the manifest digest out.
 
-The warm path is cheap on purpose: parse, one HEAD request for a tag (none for a
-digest reference or ``--offline``), a ``stat`` of ``<cache>/sif/<hex>.sif``.
-The cold path takes the digest's lock (one conversion per digest however many
-processes ask; the others wait and return the same path), fetches, builds into a
-hidden temp file next to the final one and publishes it with a rename.
+The public entry points: :func:`convert`, :func:`convert_with_config` (the same
+with the settings of a :class:`~hpcbridge.config.schema.Config`) and
+:func:`copy_out`.  A reference is first resolved to its manifest digest and
+looked up in the cache (:mod:`hpcbridge.images.resolve`: the warm path, one
+HEAD request for a tag); on a miss the SIF is built under the digest's lock and
+published with a rename (:mod:`hpcbridge.images.publish`: the cold path).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import os
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from hpcbridge.errors import ImageError, InputError
 from hpcbridge.images.cache import Cache, file_sha256, temp_name
-from hpcbridge.images.conversion import Conversion, ConvertResult, check_platform
+from hpcbridge.images.publish import build_and_publish
 from hpcbridge.images.refs import RegistryRef, SifRef, parse_platform, parse_ref
+from hpcbridge.images.resolve import Hit, Resolution
+from hpcbridge.images.sif import compression as squashfs_compression
 
-__all__ = ["BACKENDS", "COMPRESSIONS", "ConvertResult", "check_platform", "convert", "copy_out"]
-
-log = logging.getLogger(__name__)
+__all__ = ["BACKENDS", "ConvertResult", "convert", "convert_with_config", "copy_out"]
 
 Progress = Callable[[str, int, int], None]
 BACKENDS = ("native", "apptainer")
-COMPRESSIONS = ("gzip", "zstd", "xz", "lzo", "lz4", "lzma")
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    ref: str
+    digest: str  # "sha256:<manifest digest>"
+    path: Path  # the cached SIF
+    sif_sha256: str
+    cached: bool  # True when no conversion ran in this call
+    output: Optional[Path] = None  # where -o put a copy
+    workdir: Optional[str] = None  # the image's WorkingDir (Apptainer ignores it: use --pwd)
+    labels: Optional[dict[str, str]] = None  # the image's labels
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref,
+            "digest": self.digest,
+            "path": str(self.path),
+            "sif_sha256": self.sif_sha256,
+            "cached": self.cached,
+            "output": str(self.output) if self.output else None,
+            "workdir": self.workdir,
+            "labels": self.labels,
+        }
 
 
 def convert(
@@ -43,44 +67,66 @@ def convert(
     offline: bool = False,
     insecure: bool = False,
     output: Optional[Path] = None,
-    compression: str = "gzip",
-    level: int = 9,
+    compression: str = squashfs_compression.DEFAULT_COMPRESSOR,
+    level: Optional[int] = None,
     apptainer_exe: str = "apptainer",
     progress: Optional[Progress] = None,
     shared: bool = False,
     group: str = "",
     insecure_registries: Sequence[str] = (),
 ) -> ConvertResult:
-    """Convert ``ref`` to a SIF in the cache (see the module docstring)."""
+    """Convert ``ref`` to a SIF in the cache (see the module docstring).
+
+    ``level`` None: the default level of a compressor that takes one; a level
+    for one that takes none (xz, lz4) is refused, like an unknown compressor.
+    """
     if backend not in BACKENDS:
         raise InputError(
             f"unknown convert backend {backend!r}", f"use one of: {', '.join(BACKENDS)}"
         )
-    if compression not in COMPRESSIONS:
-        raise InputError(
-            f"unknown compression {compression!r}", f"use one of: {', '.join(COMPRESSIONS)}"
-        )
+    squashfs_compression.check(compression, level)
     plat = parse_platform(platform)
     parsed = parse_ref(ref)
     if isinstance(parsed, SifRef):
         return _pass_through(ref, parsed, output)
     cache = Cache(Path(cache_dir), tmp_dir=tmp_dir, shared=shared, group=group)
-    job = Conversion(ref, parsed, cache, plat, force, progress)
+    res = Resolution(ref, parsed, cache, plat, force)
     if isinstance(parsed, RegistryRef):
         insecure = (
             insecure
             or parsed.registry in insecure_registries
             or parsed.api_host in insecure_registries
         )
-        result = job.from_registry(parsed, offline=offline, insecure=insecure)
+        hit = res.from_registry(parsed, offline=offline, insecure=insecure)
     else:
-        result = job.from_local(parsed)
-    if result is None:
-        result = job.build(backend, compression, level, apptainer_exe, insecure)
+        hit = res.from_local(parsed)
+    if hit is None:
+        hit = build_and_publish(
+            res,
+            backend=backend,
+            compression=compression,
+            level=level,
+            exe=apptainer_exe,
+            insecure=insecure,
+            progress=progress,
+        )
+    result = _result(ref, hit)
     if output is not None:
         copy_out(result.path, Path(output))
         result = dataclasses.replace(result, output=Path(output))
     return result
+
+
+def _result(ref: str, hit: Hit) -> ConvertResult:
+    return ConvertResult(
+        ref,
+        hit.digest,
+        hit.path,
+        str(hit.record["sif_sha256"]),
+        hit.cached,
+        workdir=hit.record.get("workdir"),
+        labels=hit.record.get("labels"),
+    )
 
 
 def convert_with_config(ref: str, cfg: Any, **overrides: Any) -> ConvertResult:
@@ -88,15 +134,18 @@ def convert_with_config(ref: str, cfg: Any, **overrides: Any) -> ConvertResult:
 
     Every caller (the CLI, submit, wrap, export/rerun, doctor) goes through here so
     they all honour the same configuration; ``overrides`` replace single arguments
-    (``force``, ``offline``, ``output``, ``progress``, ``platform``, ...).
+    (``force``, ``offline``, ``output``, ``progress``, ``platform``, ...).  The
+    configured level applies to compressors that take one (the configuration
+    refuses a level set for one that takes none).
     """
+    compression = cfg.convert.compression
     args: dict[str, Any] = {
         "cache_dir": cfg.cache.dir,
         "tmp_dir": cfg.cache.tmp_dir,
         "backend": cfg.convert.backend,
         "platform": cfg.convert.platform,
-        "compression": cfg.convert.compression,
-        "level": cfg.convert.level,
+        "compression": compression,
+        "level": cfg.convert.level if squashfs_compression.takes_level(compression) else None,
         "apptainer_exe": cfg.runtime.executable or cfg.runtime.flavor,
         "shared": cfg.cache.shared,
         "group": cfg.cache.group,

@@ -25,6 +25,9 @@ ACCEPTED_FORMS = (
     "oci-archive:PATH[:tag] or a path to a .sif file"
 )
 
+#: ``(os, architecture, variant)``, e.g. ``("linux", "arm64", "v8")``.
+Platform = tuple[str, str, Optional[str]]
+
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 DEFAULT_TAG = "latest"
@@ -67,9 +70,6 @@ class RegistryRef:
     @property
     def is_loopback(self) -> bool:
         return is_loopback_host(self.api_host)
-
-    def with_digest(self, digest: str) -> RegistryRef:
-        return RegistryRef(self.registry, self.repository, self.tag, digest, self.implicit_scheme)
 
     def __str__(self) -> str:
         text = f"docker://{self.name}"
@@ -209,7 +209,7 @@ def parse_docker(
     return RegistryRef(registry, "/".join(path), tag, digest, implicit)
 
 
-def parse_platform(text: str) -> tuple[str, str, Optional[str]]:
+def parse_platform(text: str) -> Platform:
     """``os/arch[/variant]`` -> (os, arch, variant)."""
     parts = text.strip().split("/")
     if len(parts) not in (2, 3) or not all(re.match(r"^[a-z0-9_.-]+$", p) for p in parts):
@@ -218,10 +218,3 @@ def parse_platform(text: str) -> tuple[str, str, Optional[str]]:
             "use os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8",
         )
     return parts[0], parts[1], parts[2] if len(parts) == 3 else None
-
-
-def parse_digest(text: str) -> str:
-    """Validate ``sha256:<hex>``; return it."""
-    if not _DIGEST_RE.match(text):
-        raise InputError(f"invalid digest {text!r}", "expected sha256:<64 lowercase hex digits>")
-    return text

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpcbridge import __version__
 from hpcbridge.errors import ImageError, InputError, StateError
+from hpcbridge.images.sif.compression import effective_level, takes_level
 from hpcbridge.wrap import pinned_ref
 
 if TYPE_CHECKING:
@@ -135,8 +136,7 @@ def readme(manifest: Mapping[str, Any], names: Sequence[str]) -> str:
         image["pinned_ref"],
         "--compression",
         conv["compression"],
-        "--level",
-        str(conv["level"]),
+        *(["--level", str(conv["level"])] if takes_level(conv["compression"]) else []),
     ]
     lines = [
         f"# Reproducing submission {sub['id']} ({sub['name']})",
@@ -264,7 +264,7 @@ def rerun_from_bundle(sess: Session, bundle: Path, *, retries: int = 0) -> dict[
         backend="native",
         platform=conv.get("platform", "linux/amd64"),
         compression=conv.get("compression", "gzip"),
-        level=int(conv.get("level", 9)),
+        level=effective_level(conv.get("compression", "gzip"), int(conv.get("level", 9))),
     )
     if res.digest != image["digest"]:
         raise ImageError(

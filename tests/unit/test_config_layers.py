@@ -90,7 +90,7 @@ def test_xdg_config_home_locates_the_user_file(env: Env, tmp_path: Path) -> None
 def test_precedence_site_user_project_env_cli(env: Env) -> None:
     env.write("site", "[convert]\nlevel = 1\ncompression = 'zstd'\nplatform = 'linux/arm64'\n"
               "[scheduler]\ncluster = 'site'\n[gpu]\ngres_name = 'gpgpu'\n")  # fmt: skip
-    env.write("user", "[convert]\nlevel = 2\ncompression = 'xz'\n[scheduler]\ncluster = 'user'\n")
+    env.write("user", "[convert]\nlevel = 2\ncompression = 'lzo'\n[scheduler]\ncluster = 'user'\n")
     env.write("project", "[convert]\nlevel = 3\n[scheduler]\ncluster = 'project'\n")
     cfg = env.load(
         {"convert.level": 5}, HPCBRIDGE_CONVERT_LEVEL="4", HPCBRIDGE_SCHEDULER_CLUSTER="env"
@@ -99,7 +99,7 @@ def test_precedence_site_user_project_env_cli(env: Env) -> None:
     assert cfg.source_of("convert.level") == "--convert-level"
     assert cfg.scheduler.cluster == "env"
     assert cfg.source_of("scheduler.cluster") == "HPCBRIDGE_SCHEDULER_CLUSTER"
-    assert cfg.convert.compression == "xz"
+    assert cfg.convert.compression == "lzo"
     assert cfg.source_of("convert.compression") == str(env.user)
     assert cfg.convert.platform == "linux/arm64"
     assert cfg.source_of("convert.platform") == str(env.site)

@@ -161,8 +161,12 @@ def test_force_output_and_pass_through(tmp_path: Path) -> None:
 def test_bad_options(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unknown convert backend 'docker'"):
         convert("busybox", cache_dir=tmp_path, backend="docker")
-    with pytest.raises(InputError, match="unknown compression 'brotli'"):
+    with pytest.raises(InputError, match="unknown squashfs compression 'brotli'"):
         convert("busybox", cache_dir=tmp_path, compression="brotli")
+    with pytest.raises(InputError, match="level 3 given for xz, which takes no level"):
+        convert("busybox", cache_dir=tmp_path, compression="xz", level=3)
+    with pytest.raises(InputError, match="out of range for zstd"):
+        convert("busybox", cache_dir=tmp_path, compression="zstd", level=23)
     with pytest.raises(InputError, match="invalid platform"):
         convert("busybox", cache_dir=tmp_path, platform="amd64")
 

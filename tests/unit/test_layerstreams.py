@@ -13,7 +13,7 @@ from hpcbridge import runner
 from hpcbridge.errors import ImageError
 from hpcbridge.images.layers import decoded as layerstreams
 from hpcbridge.images.layers.decoded import DecodedLayers
-from hpcbridge.images.layers.decompress import BinaryReader
+from hpcbridge.images.protocols import BinaryReader
 from tests.unit.test_layers import GZ, TAR, ZST, Blob
 
 MiB = 1 << 20

@@ -23,7 +23,11 @@ ID = uuid.UUID("12345678-1234-5678-1234-567812345678")
 
 def build(partition: bytes = b"hsqs" + b"\x01" * 5000) -> bytes:
     buf = io.BytesIO()
-    sif.write_sif(buf, OBJECTS, partition, arch="amd64", sif_id=ID, created=1704067200)
+    layout = sif.plan(
+        OBJECTS, partition_size=len(partition), arch="amd64", sif_id=ID, created=1704067200
+    )
+    sif.write_prefix(buf, layout)
+    buf.write(partition)
     return buf.getvalue()
 
 

@@ -2,7 +2,7 @@
 
 Blobs are read in place (a tar member is a file offset and a length), never
 extracted; only a compressed archive is decompressed once into scratch space.
-See :mod:`hpcbridge.images.fetch.sources` for what they yield.
+They yield an :class:`~hpcbridge.images.fetch.image.Image`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Protocol
 
 from hpcbridge.errors import ImageError
 from hpcbridge.images.cache import temp_name
+from hpcbridge.images.fetch.image import Image, LocalLayer
 from hpcbridge.images.fetch.manifest import (
     OCI_LAYER,
     Descriptor,
@@ -29,8 +30,9 @@ from hpcbridge.images.fetch.manifest import (
     select_platform,
     sha256_digest,
 )
-from hpcbridge.images.fetch.sources import Image, Layer, LocalLayer, Platform
-from hpcbridge.images.refs import ArchiveRef
+from hpcbridge.images.layers.decompress import detect_compression
+from hpcbridge.images.protocols import Layer
+from hpcbridge.images.refs import ArchiveRef, Platform
 
 _CHUNK = 1 << 20
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -285,10 +287,13 @@ def load_docker_archive(path: Path, ref_text: str) -> Image:
 # --- entry point for local references ------------------------------------------------------
 
 
-def _is_compressed(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(4)
-    return head.startswith((b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"BZh", b"\xfd7zX"))
+def archive_compression(path: Path) -> str:
+    """How an archive file is compressed (``gzip``, ``zstd``, ``bzip2``, ``xz``...) or ``none``."""
+    try:
+        with open(path, "rb") as fh:
+            return detect_compression(fh.read(8))
+    except OSError:
+        return "none"
 
 
 def load_local(ref: ArchiveRef, platform: Platform, scratch: Optional[Path] = None) -> Image:
@@ -310,7 +315,7 @@ def load_local(ref: ArchiveRef, platform: Platform, scratch: Optional[Path] = No
     if not path.is_file():
         raise ImageError(f"{ref.kind}:{path} is not a file", f"for a directory use oci:{path}")
     closers: list[Callable[[], None]] = []
-    if _is_compressed(path):
+    if archive_compression(path) != "none":
         path = _decompress_to(path, scratch)
         closers.append(lambda p=path: _unlink(p))  # type: ignore[misc]
     image = (
@@ -327,34 +332,35 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
-def _open_compressed(path: Path, head: bytes) -> Any:
+def _open_compressed(path: Path, kind: str) -> Any:
     # Caller closes: used in a with statement.
-    if head.startswith(b"\x1f\x8b"):
+    if kind == "gzip":
         import gzip
 
         return gzip.open(path, "rb")
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
+    if kind == "zstd":
         import zstandard
 
         return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
-    if head.startswith(b"BZh"):
+    if kind == "bzip2":
         import bz2
 
         return bz2.open(path, "rb")
-    import lzma
+    if kind == "xz":
+        import lzma
 
-    return lzma.open(path, "rb")
+        return lzma.open(path, "rb")
+    raise ImageError(f"{path} is {kind}-compressed", "decompress it first")
 
 
 def _decompress_to(path: Path, scratch: Optional[Path]) -> Path:
     """Compressed archives cannot be read in place: decompress once into ``scratch``."""
     if scratch is None:
         raise ImageError(f"{path} is compressed", "decompress it first (gunzip/zstd -d)")
+    kind = archive_compression(path)
     out = scratch / temp_name(f"archive-{path.name}")
-    with open(path, "rb") as fh:
-        head = fh.read(4)
     try:
-        with _open_compressed(path, head) as src, open(out, "wb") as dst:
+        with _open_compressed(path, kind) as src, open(out, "wb") as dst:
             shutil.copyfileobj(src, dst, _CHUNK)
     except BaseException as exc:
         _unlink(out)

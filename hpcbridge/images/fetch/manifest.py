@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from hpcbridge.errors import ImageError
+from hpcbridge.images.refs import Platform
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -154,9 +155,7 @@ def platform_text(p: Optional[dict[str, Any]]) -> str:
     return text + (f"/{p['variant']}" if p.get("variant") else "")
 
 
-def select_platform(
-    index: Index, platform: tuple[str, str, Optional[str]], where: str
-) -> Descriptor:
+def select_platform(index: Index, platform: Platform, where: str) -> Descriptor:
     """The manifest of ``index`` for (os, arch, variant); raise listing what exists."""
     os_name, arch, variant = platform
     candidates = []

@@ -1,5 +1,9 @@
 """Registry v2 client: resolve tags, fetch manifests, download verified blobs.
 
+:func:`load_registry` turns a fetched manifest into an
+:class:`~hpcbridge.images.fetch.image.Image` whose layers download in the
+background, in order.
+
 Plain http is used only for loopback registries or when the caller says the
 registry is insecure.  Every manifest fetched by digest and every blob is
 checked against its sha256 while it streams; a blob is written to a temp file
@@ -15,15 +19,19 @@ import http.client
 import logging
 import os
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 from hpcbridge.errors import ImageError
+from hpcbridge.fsutil import atomic_write_bytes
 from hpcbridge.images.cache import temp_name
 from hpcbridge.images.fetch.auth import Authenticator, find_credentials
-from hpcbridge.images.fetch.manifest import ACCEPT, sha256_digest
+from hpcbridge.images.fetch.image import Image, RemoteLayer
+from hpcbridge.images.fetch.manifest import ACCEPT, Descriptor, parse_manifest, sha256_digest
 from hpcbridge.images.fetch.transport import Response, Transport, TransportError
+from hpcbridge.images.protocols import Layer
 from hpcbridge.images.refs import RegistryRef
 
 log = logging.getLogger(__name__)
@@ -227,3 +235,54 @@ class RegistryClient:
                 tmp.unlink()
             raise
         resp.close()
+
+
+def prefetcher(
+    workers: int = 3,
+) -> tuple[Callable[[Callable[[], Path]], Callable[[], Path]], Callable[[], None]]:
+    """Run blob downloads in the background; return (schedule, shutdown)."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hpcbridge-fetch")
+
+    def schedule(fn: Callable[[], Path]) -> Callable[[], Path]:
+        fut: Future[Path] = pool.submit(fn)
+        return fut.result
+
+    def shutdown() -> None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    return schedule, shutdown
+
+
+def load_registry(
+    client: RegistryClient,
+    ref: RegistryRef,
+    manifest: FetchedManifest,
+    blob_dir: Path,
+    *,
+    on_bytes: Optional[Callable[[int], None]] = None,
+    workers: int = 3,
+) -> Image:
+    """An image from a registry manifest; layers download in the background, in order."""
+    where = f"{ref.name}@{manifest.digest}"
+    parsed = parse_manifest(manifest.data, where)
+    repo = ref.repository
+    config_path = blob_dir / parsed.config.digest.split(":", 1)[1]
+    if config_path.is_file():
+        config = config_path.read_bytes()
+        if sha256_digest(config) != parsed.config.digest:
+            config_path.unlink(missing_ok=True)
+            config = client.get_blob_bytes(repo, parsed.config.digest)
+    else:
+        config = client.get_blob_bytes(repo, parsed.config.digest)
+    if not config_path.is_file():
+        atomic_write_bytes(config_path, config)
+    schedule, shutdown = prefetcher(workers)
+    layers: list[Layer] = []
+    for desc in parsed.layers:
+        dest = blob_dir / desc.digest.split(":", 1)[1]
+
+        def fetch(desc: Descriptor = desc, dest: Path = dest) -> Path:
+            return client.download_blob(repo, desc.digest, dest, size=desc.size, on_bytes=on_bytes)
+
+        layers.append(RemoteLayer(desc.digest, desc.media_type, desc.size, schedule(fetch)))
+    return Image(manifest.digest, parsed.config.digest, config, layers, str(ref), [shutdown])

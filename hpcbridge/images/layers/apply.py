@@ -25,11 +25,12 @@ import logging
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Protocol, Union
+from typing import Callable, Optional, Union
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.layers.decompress import BinaryReader, open_decompressed
+from hpcbridge.images.layers.decompress import open_decompressed
 from hpcbridge.images.layers.tree import DIR, LINK, DiskFS, MemFS, Stat
+from hpcbridge.images.protocols import BinaryReader, Layer
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +38,6 @@ _MAX_SYMLINKS = 255
 _TAR_BUF = 64 << 10
 _OPAQUE = ".wh..wh..opq"
 _WH = ".wh."
-
-
-class Layer(Protocol):
-    """One stored layer blob (possibly compressed), as the fetch side hands it over."""
-
-    digest: str
-    media_type: str
-    size: int
-
-    def open(self) -> BinaryReader: ...
 
 
 @dataclass

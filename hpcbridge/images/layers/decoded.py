@@ -21,8 +21,8 @@ import threading
 from collections.abc import Sequence
 from typing import Callable, Optional
 
-from hpcbridge.images.layers.apply import Layer
-from hpcbridge.images.layers.decompress import BinaryReader, open_decompressed, raise_decode_error
+from hpcbridge.images.layers.decompress import open_decompressed, raise_decode_error
+from hpcbridge.images.protocols import BinaryReader, Layer
 
 __all__ = ["DecodedLayers", "default_budget"]
 

@@ -16,12 +16,10 @@ import logging
 import queue
 import threading
 import zlib
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, Protocol, Union
+from typing import Any, Callable, NoReturn, Optional, Union
 
 from hpcbridge.errors import ImageError
-
-if TYPE_CHECKING:
-    from hpcbridge.images.layers.apply import Layer
+from hpcbridge.images.protocols import BinaryReader, Layer
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +29,6 @@ _DEPTH = 8
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _OTHER_MAGIC = {b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x04\x22\x4d\x18": "lz4"}
-
-
-class BinaryReader(Protocol):
-    def read(self, n: int = -1, /) -> bytes: ...
-
-    def close(self) -> None: ...
 
 
 def compression_of_media_type(media_type: str) -> Optional[str]:

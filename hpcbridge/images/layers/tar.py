@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import IO, Callable, Optional, Union
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.layers.decompress import BinaryReader, open_decompressed
+from hpcbridge.images.layers.decompress import open_decompressed
 from hpcbridge.images.layers.tree import DIR, FILE, LINK, MemFS, Node
+from hpcbridge.images.protocols import BinaryReader
 
 _CHUNK = 1 << 20
 _TAR_BUF = 64 << 10

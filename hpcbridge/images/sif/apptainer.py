@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Optional
 
 from hpcbridge.errors import CommandError, ImageError
-from hpcbridge.images.refs import ArchiveRef, ImageRef, RegistryRef
+from hpcbridge.images.refs import ArchiveRef, ImageRef, Platform, RegistryRef
+from hpcbridge.images.sif.compression import (
+    DEFAULT_COMPRESSOR,
+    DEFAULT_LEVEL,
+    effective_level,
+    mksquashfs_args,
+)
 
 
 def source_uri(ref: ImageRef, manifest_digest: Optional[str]) -> str:
@@ -59,9 +65,9 @@ def build(
     tmp_dir: Path,
     exe: str = "apptainer",
     no_https: bool = False,
-    platform: tuple[str, str, Optional[str]] = ("linux", "amd64", None),
-    compression: str = "gzip",
-    level: int = 9,
+    platform: Platform = ("linux", "amd64", None),
+    compression: str = DEFAULT_COMPRESSOR,
+    level: Optional[int] = None,
     timeout: Optional[float] = None,
 ) -> None:
     """Run ``apptainer build`` into ``out`` (a temp path the caller renames)."""
@@ -69,10 +75,8 @@ def build(
 
     source = source_uri(ref, manifest_digest)
     extra: list[str] = []
-    if compression != "gzip" or level != 9:
-        extra = ["-comp", compression]
-        if compression in ("gzip", "zstd", "xz", "lz4") and level and compression != "lz4":
-            extra += ["-Xcompression-level", str(level)]
+    if (compression, effective_level(compression, level)) != (DEFAULT_COMPRESSOR, DEFAULT_LEVEL):
+        extra = mksquashfs_args(compression, level)
     argv = build_argv(
         exe,
         source,

@@ -1,11 +1,11 @@
 """Build a SIF from image layers and config: the native conversion backend.
 
-``build_sif`` flattens the layers (confined, OCI whiteouts; layers.py), adds
-the Apptainer scaffolding (scaffold.py) and squashes the tree with mksquashfs
-straight into ``out`` at the partition offset, then writes the SIF header,
-descriptors, definition file and JSON objects in front of it (sif.py).  By
+``build_sif`` flattens the layers (confined, OCI whiteouts; layers/apply.py),
+adds the Apptainer scaffolding (scaffold.py) and squashes the tree with
+mksquashfs straight into ``out`` at the partition offset, then writes the SIF
+header, descriptors, definition file and JSON objects in front of it (format.py).  By
 default the tree is flattened in memory and streamed to ``mksquashfs -tar``
-(tarstream.py), so no root filesystem is ever written to disk and reading the
+(layers/tar.py), so no root filesystem is ever written to disk and reading the
 layers overlaps with compression; with squashfs-tools < 4.5 a rootfs is
 extracted under ``workdir`` and squashed.  Every byte of the result is a
 function of the layers' content, ``config``, ``manifest_digest``,
@@ -13,7 +13,7 @@ function of the layers' content, ``config``, ``manifest_digest``,
 same ``source_ref`` (it becomes the definition's ``from:`` line and labels) to
 get identical SIFs from different source forms of one image.  Each layer's
 ``open()`` may be called twice (once to plan, once to stream the data) unless
-its decompressed bytes fit in memory (layerstreams.py).
+its decompressed bytes fit in memory (layers/decoded.py).
 """
 
 from __future__ import annotations
@@ -28,40 +28,35 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.layers.apply import Layer, apply_layers
+from hpcbridge.images.layers.apply import apply_layers
 from hpcbridge.images.layers.decoded import DecodedLayers
 from hpcbridge.images.layers.tar import plan_stream, write_stream
 from hpcbridge.images.layers.tree import MemFS
+from hpcbridge.images.protocols import Layer
 from hpcbridge.images.sif import format as sif
-from hpcbridge.images.sif.scaffold import make_scaffold, write_scaffold
+from hpcbridge.images.sif.compression import DEFAULT_LEVEL, effective_level
+from hpcbridge.images.sif.scaffold import Scaffold, make_scaffold, write_scaffold
 from hpcbridge.images.sif.squash import find_mksquashfs, squash, squash_stream, supports_tar
 
-__all__ = ["Layer", "Progress", "build_mode", "build_sif", "sif_id_for", "space_needed"]
+__all__ = ["Progress", "build_mode", "build_sif", "sif_id_for"]
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; stages ``extract`` (layers), ``squash`` (0/1), ``sif`` (0/1)."""
 
+#: ``squasher(out, offset)`` writes the squashfs at ``offset`` of ``out``; returns its size.
+Squasher = Callable[[Path, int], int]
 
-def sif_id_for(manifest_digest: str, compression: str, level: int) -> uuid.UUID:
-    return sif.deterministic_uuid(manifest_digest, f"{compression}-{level}")
+
+def sif_id_for(manifest_digest: str, compression: str, level: Optional[int]) -> uuid.UUID:
+    """The SIF id, derived from ``<compression>-<level>`` (``-9`` for compressors without one)."""
+    chosen = effective_level(compression, level)
+    tag = f"{compression}-{DEFAULT_LEVEL if chosen is None else chosen}"
+    return sif.deterministic_uuid(manifest_digest, tag)
 
 
 def build_mode() -> str:
     """``stream`` when the installed mksquashfs reads tar streams (>= 4.5), else ``dir``."""
     return "stream" if supports_tar(find_mksquashfs()) else "dir"
-
-
-def space_needed(layers: Sequence[Layer], mode: str = "auto") -> int:
-    """A generous estimate of the bytes a build needs next to ``out`` (for a free-space check).
-
-    The SIF is about as large as the compressed layers (gzip both ways); the
-    ``dir`` mode also holds the extracted rootfs, estimated at 4x compressed.
-    """
-    stored = sum(max(int(layer.size), 0) for layer in layers)
-    if mode == "auto":
-        mode = build_mode()
-    factor = 1.25 if mode == "stream" else 5.25
-    return int(stored * factor) + (64 << 20)
 
 
 def build_sif(
@@ -73,7 +68,7 @@ def build_sif(
     out: Path,
     workdir: Path,
     compression: str = "gzip",
-    level: int = 9,
+    level: Optional[int] = None,
     progress: Optional[Progress] = None,
     mode: str = "auto",
 ) -> None:
@@ -84,8 +79,43 @@ def build_sif(
     ``mksquashfs -tar`` (nothing but the SIF is written; needs squashfs-tools
     >= 4.5); ``dir`` extracts a rootfs under ``workdir`` and squashes it;
     ``auto`` picks ``stream`` when mksquashfs supports it.  The two modes give
-    the same tree but not the same bytes.  Raises ImageError.
+    the same tree but not the same bytes.  ``level`` None: the default level.
+    Raises ImageError.
     """
+    _check_image(config, layers, source_ref, mode)
+    if mode == "auto":
+        mode = build_mode()
+    rootfs = Path(workdir) / "rootfs"
+    _rmtree(rootfs)  # left over by a killed run in the same private workdir
+    out = Path(out)
+    stack = contextlib.ExitStack()
+    try:
+        sc = make_scaffold(config, source_ref=source_ref, manifest_digest=manifest_digest)
+        squash_args: dict[str, Any] = {"compression": compression, "level": level}
+        if mode == "stream":
+            squasher = _flatten_in_memory(layers, sc, stack, progress, squash_args)
+        else:
+            squasher = _flatten_on_disk(layers, sc, rootfs, progress, squash_args)
+        arch = str(config.get("architecture") or "amd64")
+        sif_id = sif_id_for(manifest_digest, compression, level)
+        _write_sif(out, sc, squasher, arch=arch, sif_id=sif_id, progress=progress)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            out.unlink()  # never leave a partial SIF behind
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ImageError(
+                f"no space left while building {out}",
+                "free space there or set cache.tmp_dir to a larger filesystem",
+            ) from exc
+        raise
+    finally:
+        stack.close()  # stops the layers' decompressing threads
+        _rmtree(rootfs)
+
+
+def _check_image(
+    config: Mapping[str, Any], layers: Sequence[Layer], source_ref: str, mode: str
+) -> None:
     if mode not in ("auto", "stream", "dir"):
         raise ValueError(f"unknown build mode {mode!r}")
     if not isinstance(config, Mapping) or not isinstance(config.get("config", {}), Mapping):
@@ -99,88 +129,93 @@ def build_sif(
         raise ImageError(
             f"image {source_ref} is for {os_name!r}, not linux", "use --platform linux/<arch>"
         )
-    if mode == "auto":
-        mode = build_mode()
-    rootfs = Path(workdir) / "rootfs"
-    _rmtree(rootfs)  # left over by a killed run in the same private workdir
-    out = Path(out)
-    stack = contextlib.ExitStack()
-    try:
-        sc = make_scaffold(config, source_ref=source_ref, manifest_digest=manifest_digest)
-        if mode == "stream":
-            decoded = stack.enter_context(DecodedLayers(layers))
-            tree = MemFS()
-            writer = apply_layers(layers, tree, progress=progress, open_stream=decoded.first)
-            write_scaffold(writer, sc.entries, sc.created)
-            plan = plan_stream(tree)
-        else:
-            rootfs.mkdir(mode=0o755)
-            apply_layers(layers, str(rootfs), progress=progress)
-            write_scaffold(str(rootfs), sc.entries, sc.created)
-            os.chmod(rootfs, 0o755)
-        objects = [
-            sif.SmallObject(sif.DATA_DEFFILE, "", sc.deffile.encode()),
-            sif.SmallObject(
-                sif.DATA_GENERIC_JSON, "inspect-metadata.json", sc.inspect_json.encode()
+
+
+def _flatten_in_memory(
+    layers: Sequence[Layer],
+    sc: Scaffold,
+    stack: contextlib.ExitStack,
+    progress: Optional[Progress],
+    squash_args: dict[str, Any],
+) -> Squasher:
+    """Apply the layers to an in-memory tree; squashing streams it to ``mksquashfs -tar``."""
+    decoded = stack.enter_context(DecodedLayers(layers))
+    tree = MemFS()
+    writer = apply_layers(layers, tree, progress=progress, open_stream=decoded.first)
+    write_scaffold(writer, sc.entries, sc.created)
+    plan = plan_stream(tree)
+
+    def squasher(out: Path, offset: int) -> int:
+        return squash_stream(
+            lambda pipe: write_stream(
+                pipe, plan, layers, dir_mtime=sc.created, open_stream=decoded.second
             ),
-            sif.SmallObject(sif.DATA_GENERIC_JSON, "oci-config.json", sc.oci_config_json.encode()),
-        ]
-        arch = str(config.get("architecture") or "amd64")
-        sif_id = sif_id_for(manifest_digest, compression, level)
-        layout = sif.plan(objects, partition_size=0, arch=arch, sif_id=sif_id, created=sc.created)
-        if progress is not None:
-            progress("squash", 0, 1)
-        if out.exists() or out.is_symlink():
-            out.unlink()
-        if mode == "stream":
-            size = squash_stream(
-                lambda pipe: write_stream(
-                    pipe, plan, layers, dir_mtime=sc.created, open_stream=decoded.second
-                ),
-                out,
-                offset=layout.partition_offset,
-                created=sc.created,
-                compression=compression,
-                level=level,
-            )
-        else:
-            size = squash(
-                rootfs,
-                out,
-                offset=layout.partition_offset,
-                created=sc.created,
-                compression=compression,
-                level=level,
-            )
-        if progress is not None:
-            progress("squash", 1, 1)
-        final = sif.plan(
-            objects,
-            partition_size=size,
-            arch=arch,
-            sif_id=sif_id,
+            out,
+            offset=offset,
             created=sc.created,
-            partition_offset=layout.partition_offset,
+            **squash_args,
         )
-        with open(out, "r+b") as f:
-            sif.write_prefix(f, final)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(out, 0o755)
-        if progress is not None:
-            progress("sif", 1, 1)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            out.unlink()  # never leave a partial SIF behind
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise ImageError(
-                f"no space left while building {out}",
-                "free space there or set cache.tmp_dir to a larger filesystem",
-            ) from exc
-        raise
-    finally:
-        stack.close()  # stops the layers' decompressing threads
-        _rmtree(rootfs)
+
+    return squasher
+
+
+def _flatten_on_disk(
+    layers: Sequence[Layer],
+    sc: Scaffold,
+    rootfs: Path,
+    progress: Optional[Progress],
+    squash_args: dict[str, Any],
+) -> Squasher:
+    """Extract the layers into ``rootfs``; squashing reads that directory."""
+    rootfs.mkdir(mode=0o755)
+    apply_layers(layers, str(rootfs), progress=progress)
+    write_scaffold(str(rootfs), sc.entries, sc.created)
+    os.chmod(rootfs, 0o755)
+
+    def squasher(out: Path, offset: int) -> int:
+        return squash(rootfs, out, offset=offset, created=sc.created, **squash_args)
+
+    return squasher
+
+
+def _write_sif(
+    out: Path,
+    sc: Scaffold,
+    squasher: Squasher,
+    *,
+    arch: str,
+    sif_id: uuid.UUID,
+    progress: Optional[Progress],
+) -> None:
+    """Squash at the partition offset, then write header, descriptors and objects before it."""
+    objects = [
+        sif.SmallObject(sif.DATA_DEFFILE, "", sc.deffile.encode()),
+        sif.SmallObject(sif.DATA_GENERIC_JSON, "inspect-metadata.json", sc.inspect_json.encode()),
+        sif.SmallObject(sif.DATA_GENERIC_JSON, "oci-config.json", sc.oci_config_json.encode()),
+    ]
+    layout = sif.plan(objects, partition_size=0, arch=arch, sif_id=sif_id, created=sc.created)
+    if progress is not None:
+        progress("squash", 0, 1)
+    if out.exists() or out.is_symlink():
+        out.unlink()
+    size = squasher(out, layout.partition_offset)
+    if progress is not None:
+        progress("squash", 1, 1)
+    final = sif.plan(
+        objects,
+        partition_size=size,
+        arch=arch,
+        sif_id=sif_id,
+        created=sc.created,
+        partition_offset=layout.partition_offset,
+    )
+    with open(out, "r+b") as f:
+        sif.write_prefix(f, final)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(out, 0o755)
+    if progress is not None:
+        progress("sif", 1, 1)
 
 
 def _rmtree(path: Path) -> None:

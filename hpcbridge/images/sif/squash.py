@@ -13,7 +13,7 @@ stored (``-no-xattrs``): a non-root extraction cannot carry the image's xattrs
 faithfully and the host's would make the output depend on the machine.
 ``-tar`` (4.5+) reads the tree as a tar stream from stdin: it makes the root
 directory 0777 unless ``-root-mode`` is given, and strips the leading ``/`` of
-PAX ``linkpath`` values (GNU long-link headers are fine; see tarstream.py).
+PAX ``linkpath`` values (GNU long-link headers are fine; see layers/tar.py).
 """
 
 from __future__ import annotations
@@ -24,15 +24,13 @@ import os
 import re
 import struct
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Callable, Optional
 
 from hpcbridge import runner
 from hpcbridge.errors import CommandError, EnvironmentProblem, ImageError
+from hpcbridge.images.sif.compression import mksquashfs_args
 
-COMPRESSORS = ("gzip", "zstd", "xz", "lz4", "lzo", "lzma")
-_LEVELS = {"gzip": (1, 9), "zstd": (1, 22), "lz4": None, "xz": None, "lzo": (1, 9), "lzma": None}
 SQUASHFS_MAGIC = b"hsqs"
 
 
@@ -42,30 +40,19 @@ def mksquashfs_argv(
     *,
     offset: int,
     compression: str = "gzip",
-    level: Optional[int] = 9,
+    level: Optional[int] = None,
     processors: Optional[int] = None,
     exe: str = "mksquashfs",
     tar: bool = False,
 ) -> list[str]:
-    """argv of the mksquashfs run (pure); with ``tar`` it reads a tar stream from stdin."""
-    if compression not in COMPRESSORS:
-        raise ImageError(
-            f"unknown squashfs compression {compression!r}",
-            f"use one of {', '.join(COMPRESSORS)} (gzip works everywhere Apptainer runs)",
-        )
+    """argv of the mksquashfs run (pure); with ``tar`` it reads a tar stream from stdin.
+
+    ``level`` None: the default level, if the compressor takes one (:mod:`.compression`).
+    """
     argv = [exe, "-" if tar else rootfs, out]
     if tar:
         argv += ["-tar", "-root-mode", "755"]
-    argv += ["-offset", str(offset), "-noappend", "-comp", compression]
-    bounds = _LEVELS[compression]
-    if level is not None and bounds is not None:
-        lo, hi = bounds
-        if not lo <= level <= hi:
-            raise ImageError(
-                f"compression level {level} is out of range for {compression}",
-                f"use a level from {lo} to {hi}",
-            )
-        argv += ["-Xcompression-level", str(level)]
+    argv += ["-offset", str(offset), "-noappend", *mksquashfs_args(compression, level)]
     argv += ["-all-root", "-no-xattrs", "-no-progress", "-quiet"]
     if processors:
         argv += ["-processors", str(processors)]
@@ -107,7 +94,7 @@ def squash_stream(
     offset: int,
     created: int,
     compression: str = "gzip",
-    level: Optional[int] = 9,
+    level: Optional[int] = None,
     processors: Optional[int] = None,
 ) -> int:
     """Run ``mksquashfs - OUT -tar``, let ``feed`` write the tar stream; the squashfs size."""
@@ -167,7 +154,7 @@ def squash(
     offset: int,
     created: int,
     compression: str = "gzip",
-    level: Optional[int] = 9,
+    level: Optional[int] = None,
     processors: Optional[int] = None,
 ) -> int:
     """Run mksquashfs writing at ``offset`` of ``out``; return the squashfs size in bytes."""
@@ -205,7 +192,3 @@ def squashfs_size(path: Path, offset: int) -> int:
     if bytes_used > end - offset:
         raise ImageError("squashfs is truncated", "check free space in the cache's temp directory")
     return end - offset
-
-
-def version_argv(exe: str = "mksquashfs") -> Sequence[str]:
-    return [exe, "-version"]

@@ -11,7 +11,7 @@ import pytest
 
 from hpcbridge.errors import ImageError
 from hpcbridge.images.fetch.manifest import canonical_manifest, sha256_digest
-from hpcbridge.images.fetch.sources import load_local
+from hpcbridge.images.fetch.local import load_local
 from hpcbridge.images.refs import ArchiveRef
 from tests.unit.images_support import (
     make_image,
