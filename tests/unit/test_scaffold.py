@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from hpcbridge import runner
-from hpcbridge.images.sif import scaffold_text as T
 from hpcbridge.images.sif.scaffold import (
+    apptainer_text,
     args_quoted,
     build_labels,
     deffile,
@@ -211,7 +211,7 @@ def test_make_scaffold_and_write_it(tmp_path: Path) -> None:
     os.symlink("/etc/host-resolv.conf", root / "etc/resolv.conf")  # never written through
     write_scaffold(str(root), sc.entries)
     sd = root / ".singularity.d"
-    assert (sd / "actions/run").read_text() == T.ACTION_RUN
+    assert (sd / "actions/run").read_text() == apptainer_text("actions/run")
     assert (sd / "env/94-appsbase.sh").read_text() == ""
     assert (
         sd / "Singularity"
@@ -231,3 +231,11 @@ def test_make_scaffold_and_write_it(tmp_path: Path) -> None:
         "GREETING"
         in meta["data"]["attributes"]["environment"]["/.singularity.d/env/10-docker2singularity.sh"]
     )
+
+
+def test_apptainer_files_are_package_data() -> None:
+    from hpcbridge.images.sif.scaffold import _VERBATIM
+
+    for name in _VERBATIM:
+        assert apptainer_text(name).startswith("#!/bin/sh\n# Copyright (c) Contributors"), name
+    assert "{{ .PrependEntrypoint }}" in apptainer_text("oci-runscript.tmpl")

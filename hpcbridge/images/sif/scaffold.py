@@ -7,20 +7,22 @@ confined :class:`~hpcbridge.images.layers.apply.RootfsWriter`.
 
 Sources: apptainer/apptainer ``internal/pkg/build/sources/{base_environment.go,
 conveyorPacker_oci.go}``, ``internal/pkg/build/metadata.go``,
-``cmd/internal/cli/inspect.go``, ``pkg/inspect/metadata.go``; the script texts
-are byte-identical to those of Apptainer 1.4.5 (see :mod:`scaffold_text`).
+``cmd/internal/cli/inspect.go``, ``pkg/inspect/metadata.go``.  The scripts
+of ``/.singularity.d`` are package data copied from Apptainer 1.4.5 byte for
+byte (``data/``, read by :func:`apptainer_text`; see ``data/NOTICE``).
 """
 
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from importlib import resources
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from hpcbridge.images.sif import scaffold_text as T
 from hpcbridge.images.sif.gocompat import (
     args_quoted,
     escape_single_quotes,
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Entry",
     "Scaffold",
+    "apptainer_text",
     "args_quoted",
     "build_labels",
     "deffile",
@@ -57,6 +60,21 @@ __all__ = [
 
 _ENV_NAME = re.compile(r"^[a-zA-Z_]{1,}[a-zA-Z0-9_]{0,}$")
 _TRANSPORTS = ("docker-archive", "oci-archive", "docker", "oci")
+# The verbatim files of /.singularity.d in the order they are written (the empty
+# env/94-appsbase.sh goes after the seventh).
+_VERBATIM = (
+    "actions/exec",
+    "actions/run",
+    "actions/shell",
+    "actions/start",
+    "actions/test",
+    "env/01-base.sh",
+    "env/90-environment.sh",
+    "env/95-apps.sh",
+    "env/99-base.sh",
+    "env/99-runtimevars.sh",
+    "startscript",
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,18 @@ class Entry:
     kind: str
     mode: int = 0o755
     content: str = ""
+
+
+@functools.cache
+def apptainer_text(name: str) -> str:
+    """A verbatim Apptainer file of ``data/``: ``actions/run``, ``env/01-base.sh``,
+    ``startscript`` (under ``singularity.d/``) or ``oci-runscript.tmpl``."""
+    where = resources.files("hpcbridge.images.sif") / "data"
+    if not name.endswith(".tmpl"):
+        where = where / "singularity.d"
+    for part in name.split("/"):
+        where = where / part
+    return where.read_bytes().decode("utf-8")
 
 
 # -- runscript and environment ---------------------------------------------
@@ -84,7 +114,8 @@ def runscript(entrypoint: Sequence[str], cmd: Sequence[str]) -> str:
         f"set -- '{escape_single_quotes(c)}' \"$@\"\n" for c in reversed(entrypoint)
     )
     return text + render_go_template(
-        T.OCI_RUNSCRIPT_TEMPLATE, {"PrependCmd": prepend_cmd, "PrependEntrypoint": prepend_ep}
+        apptainer_text("oci-runscript.tmpl"),
+        {"PrependCmd": prepend_cmd, "PrependEntrypoint": prepend_ep},
     )
 
 
@@ -292,18 +323,9 @@ def make_scaffold(config: Mapping[str, Any], *, source_ref: str, manifest_digest
         Entry("environment", "symlink", content=f"{sd}/env/90-environment.sh"),
         Entry("etc/hosts", "file", 0o644, ""),
         Entry("etc/resolv.conf", "file", 0o644, ""),
-        Entry(f"{sd}/actions/exec", "file", 0o755, T.ACTION_EXEC),
-        Entry(f"{sd}/actions/run", "file", 0o755, T.ACTION_RUN),
-        Entry(f"{sd}/actions/shell", "file", 0o755, T.ACTION_SHELL),
-        Entry(f"{sd}/actions/start", "file", 0o755, T.ACTION_START),
-        Entry(f"{sd}/actions/test", "file", 0o755, T.ACTION_TEST),
-        Entry(f"{sd}/env/01-base.sh", "file", 0o755, T.ENV_01_BASE),
-        Entry(f"{sd}/env/90-environment.sh", "file", 0o755, T.ENV_90_ENVIRONMENT),
+        *(Entry(f"{sd}/{n}", "file", 0o755, apptainer_text(n)) for n in _VERBATIM[:7]),
         Entry(f"{sd}/env/94-appsbase.sh", "file", 0o755, ""),
-        Entry(f"{sd}/env/95-apps.sh", "file", 0o755, T.ENV_95_APPS),
-        Entry(f"{sd}/env/99-base.sh", "file", 0o755, T.ENV_99_BASE),
-        Entry(f"{sd}/env/99-runtimevars.sh", "file", 0o755, T.ENV_99_RUNTIMEVARS),
-        Entry(f"{sd}/startscript", "file", 0o755, T.STARTSCRIPT),
+        *(Entry(f"{sd}/{n}", "file", 0o755, apptainer_text(n)) for n in _VERBATIM[7:]),
         Entry(f"{sd}/runscript", "file", 0o755, run),
         Entry(f"{sd}/env/10-docker2singularity.sh", "file", 0o755, env10),
         Entry(f"{sd}/labels.json", "file", 0o644, go_json(go_map(labels), indent="\t")),
@@ -316,10 +338,10 @@ def make_scaffold(config: Mapping[str, Any], *, source_ref: str, manifest_digest
         labels=labels,
         env_files={
             f"/{sd}/env/10-docker2singularity.sh": env10,
-            f"/{sd}/env/90-environment.sh": T.ENV_90_ENVIRONMENT,
+            f"/{sd}/env/90-environment.sh": apptainer_text("env/90-environment.sh"),
         },
         runscript_text=run,
-        startscript=T.STARTSCRIPT,
+        startscript=apptainer_text("startscript"),
         deffile_text=definition,
     )
     return Scaffold(
