@@ -145,7 +145,8 @@ def prune(
     --max-size or --all, those older than --older-than otherwise).  Images held
     by a running conversion are skipped.
     """
-    from hpcbridge.images.cache import human_size, parse_age, parse_size, select_prune
+    from hpcbridge.images.cache import human_size
+    from hpcbridge.images.prune import parse_age, parse_size, select_prune
 
     if not (older_than or max_size or remove_all):
         raise InputError(

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.cache import Cache, Entry, parse_age, parse_size, select_prune, temp_name
+from hpcbridge.images.cache import Cache, Entry, temp_name
 from hpcbridge.images.lock import HOST
+from hpcbridge.images.prune import parse_age, parse_size, select_prune
 
 DAY = 86400.0
 
