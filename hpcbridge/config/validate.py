@@ -79,17 +79,24 @@ def effective_pmi(job: JobSpec, cfg: Config) -> Optional[str]:
     return (part.default_mpi if part else None) or cfg.mpi.pmi
 
 
-def validate_job(job: JobSpec, cfg: Config) -> None:
-    """Raise JobSpecError (one line, value + fix) when the site cannot run ``job``."""
+def check_time_limit(job: JobSpec, cfg: Config) -> None:
+    """Refuse a time limit (the job's, else the partition's default) above the
+    partition's max_time."""
     part = resolve_partition(job, cfg)
-    pname = effective_partition_name(job, cfg)
     time = effective_time(job, cfg)
     if part is not None and time is not None and part.max_time is not None and time > part.max_time:
         raise JobSpecError(
             f"resources.time = {format_time(time)} is above the maximum {format_time(part.max_time)} "
-            f"of partition {pname!r}",
+            f"of partition {effective_partition_name(job, cfg)!r}",
             f"ask for at most {format_time(part.max_time)} or choose another partition",
         )
+
+
+def validate_job(job: JobSpec, cfg: Config) -> None:
+    """Raise JobSpecError (one line, value + fix) when the site cannot run ``job``."""
+    part = resolve_partition(job, cfg)
+    pname = effective_partition_name(job, cfg)
+    check_time_limit(job, cfg)
     _check_resources(job, part, pname)
     _check_gpu(job, cfg, part, pname)
     _check_mpi(job, cfg)

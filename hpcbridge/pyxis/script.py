@@ -14,20 +14,18 @@ Environment, as with pyxis: the job's variables are visible in the container
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
+from hpcbridge.config.schema import Config
 from hpcbridge.errors import InputError
 from hpcbridge.pyxis.args import ContainerOptions
-from hpcbridge.render.apptainer import BindArg, ContainerCall, build_argv, env_prefix
-from hpcbridge.render.job import SIGNALS, group_argv
+from hpcbridge.render.apptainer import BindArg, ContainerCall, build_argv, env_prefix, group_argv
+from hpcbridge.render.context import TRAPPED_SIGNALS, PyxisContext
+from hpcbridge.render.environment import render_template, site_template_dir
 from hpcbridge.render.launcher import launcher_argv
 from hpcbridge.render.types import RenderedJob, ResolvedImage, TrackingContext
 from hpcbridge.render.words import Arg, Var, Word
-
-if TYPE_CHECKING:
-    from hpcbridge.config.schema import Config
 
 SCRIPT_DIR_VAR = "hpcb_script_dir"
 
@@ -83,25 +81,22 @@ def render_pyxis(
         extra_options=tuple(extra),
     )
     argv = build_argv(call)
-    context: dict[str, object] = {
-        "header": header,
-        "script_name": script_name,
-        "sbatch_options": shlex.join(sbatch_options) if sbatch_options else "",
-        "image_ref": image.ref,
-        "image_digest": image.digest,
-        "image_sha256": image.sif_sha256,
-        "submission_id": tracking.submission_id if tracking else None,
-        "outcomes_dir": tracking.outcomes_dir if tracking else None,
-        "signals": SIGNALS,
-        "task_offset": 0,
-        "modules": list(cfg.runtime.modules),
-        "body": script_text,
-        "body_name": base,
-        "launcher": launcher_argv([], list(opts.env), env_prefix(flavor)),
-        "container": group_argv(argv, flavor),
-    }
-    from hpcbridge.render.environment import render_template
-
-    site_dir = str(cfg.templates.dir) if cfg.templates.dir else None
-    text = render_template("pyxis.sh.j2", context, site_dir)
+    context = PyxisContext(
+        header=tuple(header),
+        script_name=script_name,
+        sbatch_options=tuple(sbatch_options),
+        image_ref=image.ref,
+        image_digest=image.digest,
+        image_sha256=image.sif_sha256,
+        submission_id=tracking.submission_id if tracking else None,
+        task_offset=0,
+        outcomes_dir=tracking.outcomes_dir if tracking else None,
+        signals=TRAPPED_SIGNALS,
+        modules=cfg.runtime.modules,
+        body=script_text,
+        body_name=base,
+        launcher=tuple(launcher_argv([], list(opts.env), env_prefix(flavor))),
+        container=group_argv(argv, flavor),
+    )
+    text = render_template("pyxis.sh.j2", context, site_template_dir(cfg))
     return RenderedJob(text, base, None, (0,), {})

@@ -110,6 +110,26 @@ def build_argv(call: ContainerCall) -> list[Arg]:
     return argv
 
 
+def group_argv(argv: Sequence[Arg], flavor: str) -> tuple[tuple[Arg, ...], ...]:
+    """Split a runtime argv into display lines: head, one option per line, image, command."""
+    sub_at = next(i for i, a in enumerate(argv) if a in ("exec", "run", "shell"))
+    groups: list[tuple[Arg, ...]] = [tuple(argv[: sub_at + 1])]
+    table = flags_for(flavor, "action", str(argv[sub_at]))
+    i = sub_at + 1
+    while i < len(argv) and isinstance(argv[i], str) and str(argv[i]).startswith("-"):
+        info = table.get(str(argv[i]).split("=", 1)[0])
+        if info is not None and info.takes_value and "=" not in str(argv[i]):
+            groups.append((argv[i], argv[i + 1]))
+            i += 2
+        else:
+            groups.append((argv[i],))
+            i += 1
+    groups.append((argv[i],))
+    if argv[i + 1 :]:
+        groups.append(tuple(argv[i + 1 :]))
+    return tuple(groups)
+
+
 def check_argv(argv: Sequence[Arg], flavor: str, version: Optional[str]) -> None:
     """Refuse a flag the configured runtime/version does not have (render-time check)."""
     parse_command([display(a) for a in argv], flavor, version)

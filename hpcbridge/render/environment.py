@@ -1,4 +1,7 @@
-"""The Jinja2 environment: template search path, StrictUndefined, ``shquote``.
+"""The Jinja2 environment: template search path, StrictUndefined, two filters.
+
+``shquote`` prints a value as shell words, ``comment`` keeps a value on its ``#``
+comment line (see :mod:`hpcbridge.render.context` for which values take which).
 
 Templates are looked up in the site template directory first (``templates.dir``
 in the site config), then in the templates shipped with hpcbridge: the wheel
@@ -10,14 +13,22 @@ rendering.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Union
 
+from hpcbridge.config.schema import Config
 from hpcbridge.errors import ConfigError
-from hpcbridge.render.words import shquote
+from hpcbridge.render.context import TemplateContext, template_variables
+from hpcbridge.render.words import comment_text, shquote
 
 if TYPE_CHECKING:
     import jinja2
+
+
+def site_template_dir(cfg: Config) -> Optional[str]:
+    """The site's template override directory (``templates.dir``), if any."""
+    return str(cfg.templates.dir) if cfg.templates.dir else None
 
 
 def builtin_template_dir() -> Path:
@@ -27,15 +38,6 @@ def builtin_template_dir() -> Path:
     if installed.is_dir():
         return installed
     return package.parent / "templates"
-
-
-def _sbatch_value(value: object) -> str:
-    """An ``#SBATCH`` option value: sbatch reads it without a shell, so no quoting,
-    but a line break would end the directive (callers validate; this is a guard)."""
-    text = str(value)
-    if "\n" in text or "\r" in text:
-        raise ValueError(f"line break in an #SBATCH value: {text!r}")
-    return text
 
 
 @functools.lru_cache(maxsize=8)
@@ -60,16 +62,22 @@ def environment(site_dir: Optional[str] = None) -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["shquote"] = shquote
-    env.filters["sbatch"] = _sbatch_value
+    env.filters["comment"] = comment_text
     return env
 
 
-def render_template(name: str, context: dict[str, object], site_dir: Optional[str] = None) -> str:
+def render_template(
+    name: str,
+    context: Union[TemplateContext, Mapping[str, object]],
+    site_dir: Optional[str] = None,
+) -> str:
+    """Render template ``name`` with the attributes of ``context`` as its variables."""
     import jinja2
 
+    variables = context if isinstance(context, Mapping) else template_variables(context)
     try:
         template = environment(site_dir).get_template(name)
-        return template.render(**context)
+        return template.render(**variables)
     except jinja2.TemplateNotFound as exc:
         raise ConfigError(
             f"template {exc.name!r} not found (searched: {site_dir or '-'}, "
@@ -79,5 +87,6 @@ def render_template(name: str, context: dict[str, object], site_dir: Optional[st
     except jinja2.UndefinedError as exc:
         raise ConfigError(
             f"template {name!r}: {exc.message}",
-            "a site template uses a variable hpcbridge does not provide; see docs/jobs.md",
+            "a site template uses a variable hpcbridge does not provide; "
+            "see the template contract in docs/site-admin.md",
         ) from None

@@ -10,15 +10,14 @@ value accordingly and refuses what cannot be written.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
+from hpcbridge.config.schema import Config, Partition
+from hpcbridge.config.validate import effective_gres_name, resolve_partition
 from hpcbridge.errors import JobSpecError
+from hpcbridge.job.spec import JobSpec
 from hpcbridge.job.values import parse_template
 from hpcbridge.slurm_syntax import format_mem, format_time
-
-if TYPE_CHECKING:
-    from hpcbridge.config.schema import Config, Partition
-    from hpcbridge.job.spec import JobSpec
 
 _PLAIN = re.compile(r"[A-Za-z0-9_./:=,+@%^-]+\Z")
 
@@ -43,12 +42,6 @@ def _literal(text: str, what: str) -> str:
     return "".join(p for p in parse_template(text, what, ()) if isinstance(p, str))
 
 
-def partition_of(job: JobSpec, cfg: Config) -> Optional[Partition]:
-    from hpcbridge.config import resolve_partition
-
-    return resolve_partition(job, cfg)
-
-
 def sbatch_lines(
     job: JobSpec,
     cfg: Config,
@@ -59,7 +52,7 @@ def sbatch_lines(
 ) -> list[str]:
     """``--option=value`` strings, in a fixed order, for the ``#SBATCH`` header."""
     r = job.resources
-    part = partition_of(job, cfg)
+    part = resolve_partition(job, cfg)
     out: list[str] = [f"--job-name={sbatch_value(job.name, 'name')}"]
 
     def add(option: str, value: Optional[object], what: str) -> None:
@@ -117,8 +110,6 @@ def _gpu_lines(job: JobSpec, cfg: Config, part: Optional[Partition]) -> list[str
     if job.gpu.count:
         if cfg.gpu.request == "gpus":
             return [f"--gpus-per-node={job.gpu.count}"]
-        from hpcbridge.config import effective_gres_name
-
         return [f"--gres={effective_gres_name(job, cfg)}:{job.gpu.count}"]
     return []
 

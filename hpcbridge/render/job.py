@@ -1,38 +1,48 @@
 """``render_job``: a JobSpec + Config + converted image -> an sbatch script (pure).
 
-The only I/O is reading the Jinja templates.  All shell text that carries values
-is built here as argv lists of ``str``/:class:`~hpcbridge.render.words.Word` and
-printed by the templates through the ``shquote`` filter.
+The only I/O is reading the Jinja templates.  :func:`job_context` builds the
+:class:`~hpcbridge.render.context.JobContext` the templates see (the template
+contract).  All shell text that carries values is built here as argv lists of
+``str``/:class:`~hpcbridge.render.words.Word` and printed by the templates through
+the ``shquote`` filter.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import NamedTuple, Optional
 
+from hpcbridge.config.schema import Config, Partition
+from hpcbridge.config.validate import check_time_limit, effective_gpu_vendor, resolve_partition
 from hpcbridge.errors import JobSpecError
+from hpcbridge.job.spec import Bind, JobSpec
 from hpcbridge.job.values import input_fields
 from hpcbridge.render import launcher
-from hpcbridge.render.apptainer import BindArg, ContainerCall, build_argv, env_prefix, has_flag
-from hpcbridge.render.flags import flags_for
+from hpcbridge.render.apptainer import (
+    BindArg,
+    ContainerCall,
+    build_argv,
+    env_prefix,
+    group_argv,
+    has_flag,
+)
+from hpcbridge.render.context import (
+    TRAPPED_SIGNALS,
+    ContainerEnv,
+    InputArray,
+    InputEntry,
+    JobContext,
+    TaskExport,
+    TaskFormat,
+)
+from hpcbridge.render.environment import render_template, site_template_dir
 from hpcbridge.render.header import dependency_value, sbatch_lines
+from hpcbridge.render.mpi import MpiPlan
 from hpcbridge.render.mpi import plan as mpi_plan
 from hpcbridge.render.placeholders import INPUT_VARS, TaskVars
 from hpcbridge.render.types import ArrayChunk, RenderedJob, ResolvedImage, TrackingContext
 from hpcbridge.render.words import Arg, Var, Word
-from hpcbridge.slurm_syntax import format_time, parse_array
+from hpcbridge.slurm_syntax import parse_array
 
-if TYPE_CHECKING:
-    from hpcbridge.config.schema import Config, Partition
-    from hpcbridge.job.spec import Bind, JobSpec
-
-#: Signals the script traps: it records them and forwards them to the command.
-SIGNALS: tuple[tuple[str, int], ...] = (
-    ("TERM", 15),
-    ("INT", 2),
-    ("USR1", 10),
-    ("USR2", 12),
-    ("XCPU", 24),
-)
 TASK_EXPORTS = {
     "task": "HPCBRIDGE_TASK",
     "input": "HPCBRIDGE_INPUT",
@@ -41,6 +51,23 @@ TASK_EXPORTS = {
 }
 #: sbatch refuses scripts larger than this by default (SchedulerParameters max_script_size).
 MAX_SCRIPT_BYTES = 4 * 1024 * 1024
+#: Variables the runtime's own action shell sets, overrides or cannot take (found by
+#: running Apptainer 1.4.5: APPTAINERENV_EUID even stops the container from starting).
+RUNTIME_ENV_REFUSED = {
+    "EUID": "it is read-only in Apptainer's action shell and stops the container",
+    "PWD": "the runtime sets it to the working directory; set workdir instead",
+    "SHLVL": "the runtime's shell sets it",
+    "PPID": "the runtime's shell sets it",
+    "OPTIND": "the runtime's shell sets it",
+    "IFS": "the runtime's shell resets it",
+    "PROMPT_COMMAND": "the runtime rewrites it",
+}
+
+
+class _Tasks(NamedTuple):
+    array: Optional[str]  # the --array value (None: not an array)
+    ids: tuple[int, ...]  # the global task ids of this script
+    offset: int  # global index = SLURM_ARRAY_TASK_ID + offset
 
 
 def render_job(
@@ -52,25 +79,98 @@ def render_job(
     chunk: Optional[ArrayChunk] = None,
 ) -> RenderedJob:
     """Render the sbatch script of ``job`` (or of one array ``chunk`` of it)."""
-    from hpcbridge.config import effective_gpu_vendor, resolve_partition
+    tasks = _tasks(job, chunk)
+    ctx = _context(job, cfg, image, tracking, tasks)
+    script = render_template("job.sh.j2", ctx, site_template_dir(cfg))
+    if len(script.encode()) > MAX_SCRIPT_BYTES:
+        raise JobSpecError(
+            f"the script for {len(tasks.ids)} tasks is {len(script.encode()) // 1024} KiB, "
+            "above sbatch's 4 MiB default limit",
+            "submit fewer inputs per job (split the inputs list)",
+        )
+    return RenderedJob(script, job.name, tasks.array, tasks.ids, {})
 
+
+def job_context(
+    job: JobSpec,
+    cfg: Config,
+    *,
+    image: ResolvedImage,
+    tracking: Optional[TrackingContext] = None,
+    chunk: Optional[ArrayChunk] = None,
+) -> JobContext:
+    """The variables ``job.sh.j2`` sees for ``job`` (what :func:`render_job` renders)."""
+    return _context(job, cfg, image, tracking, _tasks(job, chunk))
+
+
+def _context(
+    job: JobSpec,
+    cfg: Config,
+    image: ResolvedImage,
+    tracking: Optional[TrackingContext],
+    tasks: _Tasks,
+) -> JobContext:
     part = resolve_partition(job, cfg)
-    _check_time(job, part)
+    check_time_limit(job, cfg)
     flavor = cfg.runtime.flavor
-    array, task_ids, offset = _array(job, chunk)
-    tv = TaskVars()
-
-    # the command inside the container
+    tv = TaskVars()  # collects the placeholders in the order command, binds, env use them
     if job.command is not None:
         command: list[Arg] = tv.words(job.command, "command")
     else:
         command = ["/bin/sh", "-c", job.script or "", "hpcb-script"]
-
-    # GPUs and MPI
     gpu = _gpu_vendor(job, part, effective_gpu_vendor(job, cfg))
     mpi = mpi_plan(job, cfg)
+    binds, mkdirs = _binds(job, cfg, tv, mpi)
+    container_env = _container_env(job, cfg, tv, mpi)
+    call = ContainerCall(
+        image=image.sif_path,
+        command=tuple(command),
+        flavor=flavor,
+        executable=cfg.runtime.executable,
+        version=cfg.runtime.version,
+        binds=binds,
+        pwd=job.workdir or image.workdir or Word.of(Var("PWD")),
+        gpu=gpu,
+    )
+    argv = build_argv(call)
+    exports = _task_exports(job, tv)
+    return JobContext(
+        sbatch=tuple(
+            sbatch_lines(
+                job,
+                cfg,
+                array=tasks.array,
+                comment=f"hpcb:{tracking.submission_id}" if tracking else None,
+                dependency=dependency_value(job),
+            )
+        ),
+        source=job.source,
+        image_ref=image.ref,
+        image_digest=image.digest,
+        image_sha256=image.sif_sha256,
+        submission_id=tracking.submission_id if tracking else None,
+        notes=_notes(job),
+        task_offset=tasks.offset,
+        outcomes_dir=tracking.outcomes_dir if tracking else None,
+        signals=TRAPPED_SIGNALS,
+        task_formats=tuple(TaskFormat(var, fmt) for var, fmt in sorted(tv.formats.items())),
+        input_arrays=_input_arrays(job, tv, tasks.ids),
+        task_exports=exports,
+        modules=(*cfg.runtime.modules, *job.modules),
+        container_env=container_env,
+        pre=job.pre,
+        post=job.post,
+        mkdirs=mkdirs,
+        launcher=_launcher(job, cfg, exports),
+        container=group_argv(argv, flavor),
+        launch_prefix=mpi.prefix,
+    )
 
-    # binds: site defaults, MPI, the job's own
+
+def _binds(
+    job: JobSpec, cfg: Config, tv: TaskVars, mpi: MpiPlan
+) -> tuple[tuple[BindArg, ...], tuple[Arg, ...]]:
+    """Site defaults, the job's own, then MPI's; and the per-task sources to create."""
     binds: list[BindArg] = []
     mkdirs: list[Arg] = []
     all_binds: list[Bind] = [*cfg.binds.default, *job.binds]
@@ -88,119 +188,69 @@ def render_job(
             mkdirs.append(src)
     if mpi.bind_dir:
         binds.append(BindArg(mpi.bind_dir, mpi.bind_dir, True))
+    if input_in_binds:
+        _check_input_chars(job)
+    return tuple(binds), tuple(mkdirs)
 
-    # environment inside the container
+
+def _container_env(
+    job: JobSpec, cfg: Config, tv: TaskVars, mpi: MpiPlan
+) -> tuple[ContainerEnv, ...]:
+    """The job's env, then MPI's settings, then the bind model's paths."""
+    flavor, version = cfg.runtime.flavor, cfg.runtime.version
     prefix = env_prefix(flavor)
-    container_env: list[tuple[str, str, Arg]] = []
-    no_eval = has_flag(flavor, cfg.runtime.version, "--no-eval")
+    out: list[ContainerEnv] = []
+    no_eval = has_flag(flavor, version, "--no-eval")
     for name, value in job.env.items():
         _check_runtime_env(name, value)
         if not no_eval and any(c in value for c in '$`\\"'):
             raise JobSpecError(
-                f"env.{name} = {value!r}: {flavor} {cfg.runtime.version} would shell-evaluate "
+                f"env.{name} = {value!r}: {flavor} {version} would shell-evaluate "
                 "it in the container (--no-eval needs Apptainer >= 1.1)",
                 'upgrade the runtime (runtime.version) or avoid $ ` \\ " in the value',
             )
-        container_env.append(("", prefix + name, tv.word(value, f"env.{name}")))
+        out.append(ContainerEnv("", prefix + name, tv.word(value, f"env.{name}")))
     for note, name, value in mpi.env:
-        container_env.append((note, prefix + name, value))
+        out.append(ContainerEnv(note, prefix + name, value))
     if mpi.bind_dir:
         note = "MPI bind model: the host MPI comes first on PATH and LD_LIBRARY_PATH"
-        container_env.append((note, prefix + "PREPEND_PATH", f"{mpi.bind_dir}/bin"))
+        out.append(ContainerEnv(note, prefix + "PREPEND_PATH", f"{mpi.bind_dir}/bin"))
         if "LD_LIBRARY_PATH" not in job.env:
-            container_env.append(("", prefix + "LD_LIBRARY_PATH", f"{mpi.bind_dir}/lib"))
+            out.append(ContainerEnv("", prefix + "LD_LIBRARY_PATH", f"{mpi.bind_dir}/lib"))
+    return tuple(out)
 
-    workdir: Arg = job.workdir or image.workdir or Word.of(Var("PWD"))
-    if input_in_binds:
-        _check_input_chars(job)
 
-    call = ContainerCall(
-        image=image.sif_path,
-        command=tuple(command),
-        flavor=flavor,
-        executable=cfg.runtime.executable,
-        version=cfg.runtime.version,
-        binds=tuple(binds),
-        pwd=workdir,
-        gpu=gpu,
-    )
-    argv = build_argv(call)
-
-    # per-task variables forwarded by the launcher
-    prefixes, names = launcher.split_allow(cfg.env.allow)
-    exports = [("HPCBRIDGE_TASK", "hpcb_task")]
+def _task_exports(job: JobSpec, tv: TaskVars) -> tuple[TaskExport, ...]:
+    """``HPCBRIDGE_TASK`` always; ``HPCBRIDGE_INPUT``, ``_NAME``, ``_STEM`` for jobs with
+    inputs (which makes every input field used, so the script embeds them all)."""
+    exports = [TaskExport(TASK_EXPORTS["task"], "hpcb_task")]
     if job.inputs:
-        # $HPCBRIDGE_INPUT, _NAME and _STEM are always there for jobs with inputs
         tv.inputs.update(INPUT_VARS)
-        for field in INPUT_VARS:
-            exports.append((TASK_EXPORTS[field], INPUT_VARS[field]))
-    launch = launcher.launcher_argv(
+        exports.extend(TaskExport(TASK_EXPORTS[f], var) for f, var in INPUT_VARS.items())
+    return tuple(exports)
+
+
+def _launcher(job: JobSpec, cfg: Config, exports: tuple[TaskExport, ...]) -> tuple[Arg, ...]:
+    """The per-task launcher: forwards Slurm/MPI/GPU variables, the site's env.allow
+    and the task exports into the container."""
+    prefixes, names = launcher.split_allow(cfg.env.allow)
+    argv = launcher.launcher_argv(
         [*launcher.FORWARD_PREFIXES, *prefixes],
-        [*launcher.FORWARD_NAMES, *names, *(n for n, _ in exports)],
-        prefix,
+        [*launcher.FORWARD_NAMES, *names, *(e.name for e in exports)],
+        env_prefix(cfg.runtime.flavor),
         # MPI ranks need the PMIx server directory (in Slurm's spool) inside
         bind_dirs_from=("PMIX_SERVER_TMPDIR",) if job.mpi.enabled else (),
     )
+    return tuple(argv)
 
-    notes = []
+
+def _notes(job: JobSpec) -> tuple[str, ...]:
     if job.mpi.enabled and job.mpi.flavor == "unknown":
-        notes.append(
+        return (
             "the image's MPI flavour is unknown; set mpi.flavor so hpcbridge can refuse "
-            "launcher/PMI pairings known not to work"
+            "launcher/PMI pairings known not to work",
         )
-    context: dict[str, object] = {
-        "sbatch": sbatch_lines(
-            job,
-            cfg,
-            array=array,
-            comment=f"hpcb:{tracking.submission_id}" if tracking else None,
-            dependency=dependency_value(job),
-        ),
-        "source": job.source,
-        "image_ref": image.ref,
-        "image_digest": image.digest,
-        "image_sha256": image.sif_sha256,
-        "submission_id": tracking.submission_id if tracking else None,
-        "notes": notes,
-        "task_offset": offset,
-        "outcomes_dir": tracking.outcomes_dir if tracking else None,
-        "signals": SIGNALS,
-        "task_formats": sorted(tv.formats.items()),
-        "input_arrays": _input_arrays(job, tv, task_ids),
-        "task_exports": exports,
-        "modules": [*cfg.runtime.modules, *job.modules],
-        "container_env": container_env,
-        "pre": job.pre,
-        "post": job.post,
-        "mkdirs": mkdirs,
-        "launcher": launch,
-        "container": group_argv(argv, flavor),
-        "launch_prefix": list(mpi.prefix),
-    }
-    from hpcbridge.render.environment import render_template
-
-    site_dir = str(cfg.templates.dir) if cfg.templates.dir else None
-    script = render_template("job.sh.j2", context, site_dir)
-    if len(script.encode()) > MAX_SCRIPT_BYTES:
-        raise JobSpecError(
-            f"the script for {len(task_ids)} tasks is {len(script.encode()) // 1024} KiB, "
-            "above sbatch's 4 MiB default limit",
-            "submit fewer inputs per job (split the inputs list)",
-        )
-    return RenderedJob(script, job.name, array, task_ids, {})
-
-
-#: Variables the runtime's own action shell sets, overrides or cannot take (found by
-#: running Apptainer 1.4.5: APPTAINERENV_EUID even stops the container from starting).
-RUNTIME_ENV_REFUSED = {
-    "EUID": "it is read-only in Apptainer's action shell and stops the container",
-    "PWD": "the runtime sets it to the working directory; set workdir instead",
-    "SHLVL": "the runtime's shell sets it",
-    "PPID": "the runtime's shell sets it",
-    "OPTIND": "the runtime's shell sets it",
-    "IFS": "the runtime's shell resets it",
-    "PROMPT_COMMAND": "the runtime rewrites it",
-}
+    return ()
 
 
 def _check_runtime_env(name: str, value: str) -> None:
@@ -222,22 +272,11 @@ def _check_runtime_env(name: str, value: str) -> None:
         )
 
 
-def _check_time(job: JobSpec, part: Optional[Partition]) -> None:
-    time = job.resources.time
-    if part is not None and part.max_time is not None and time is not None and time > part.max_time:
-        raise JobSpecError(
-            f"resources.time = {format_time(time)} is above the maximum "
-            f"{format_time(part.max_time)} of partition {part.name!r}",
-            "ask for less time or choose another partition",
-        )
-
-
-def _array(job: JobSpec, chunk: Optional[ArrayChunk]) -> tuple[Optional[str], tuple[int, ...], int]:
-    """(the --array value, the global task ids, the index offset)."""
+def _tasks(job: JobSpec, chunk: Optional[ArrayChunk]) -> _Tasks:
     if chunk is None:
         if job.array is None:
-            return None, (0,), 0
-        return job.array.spec, job.array.indices, 0
+            return _Tasks(None, (0,), 0)
+        return _Tasks(job.array.spec, job.array.indices, 0)
     if job.array is None:
         raise JobSpecError("an array chunk was given for a job that is not an array")
     local = parse_array(chunk.indices, "chunk")
@@ -248,7 +287,7 @@ def _array(job: JobSpec, chunk: Optional[ArrayChunk]) -> tuple[Optional[str], tu
     missing = sorted(set(ids) - set(job.array.indices))
     if missing:
         raise JobSpecError(f"array chunk has task {missing[0]}, which the job does not have")
-    return spec, ids, chunk.offset
+    return _Tasks(spec, ids, chunk.offset)
 
 
 def _gpu_vendor(job: JobSpec, part: Optional[Partition], vendor: Optional[str]) -> Optional[str]:
@@ -267,17 +306,18 @@ def _gpu_vendor(job: JobSpec, part: Optional[Partition], vendor: Optional[str]) 
     return vendor
 
 
-def _input_arrays(job: JobSpec, tv: TaskVars, task_ids: tuple[int, ...]) -> list[dict[str, object]]:
+def _input_arrays(job: JobSpec, tv: TaskVars, task_ids: tuple[int, ...]) -> tuple[InputArray, ...]:
     if not job.inputs:
-        return []
-    out: list[dict[str, object]] = []
-    for field in INPUT_VARS:
+        return ()
+    out: list[InputArray] = []
+    for field, var in INPUT_VARS.items():
         if field not in tv.inputs:
             continue
-        values = [(t, input_fields(job.input_for(t) or "")[field]) for t in task_ids]
-        var = INPUT_VARS[field]
-        out.append({"field": field, "var": var, "array": var + "s", "entries": values})
-    return out
+        entries = tuple(
+            InputEntry(t, input_fields(job.input_for(t) or "")[field]) for t in task_ids
+        )
+        out.append(InputArray(field, var, var + "s", entries))
+    return tuple(out)
 
 
 def _check_input_chars(job: JobSpec) -> None:
@@ -288,23 +328,3 @@ def _check_input_chars(job: JobSpec) -> None:
                 f"input path {path!r} contains a double quote",
                 "rename the file; per-task binds cannot carry it",
             )
-
-
-def group_argv(argv: list[Arg], flavor: str) -> list[list[Arg]]:
-    """Split a runtime argv into display lines: head, one option per line, image, command."""
-    sub_at = next(i for i, a in enumerate(argv) if a in ("exec", "run", "shell"))
-    groups: list[list[Arg]] = [list(argv[: sub_at + 1])]
-    table = flags_for(flavor, "action", str(argv[sub_at]))
-    i = sub_at + 1
-    while i < len(argv) and isinstance(argv[i], str) and str(argv[i]).startswith("-"):
-        info = table.get(str(argv[i]).split("=", 1)[0])
-        if info is not None and info.takes_value and "=" not in str(argv[i]):
-            groups.append([argv[i], argv[i + 1]])
-            i += 2
-        else:
-            groups.append([argv[i]])
-            i += 1
-    groups.append([argv[i]])
-    if argv[i + 1 :]:
-        groups.append(list(argv[i + 1 :]))
-    return groups

@@ -14,15 +14,13 @@ launcher/PMI pairings are refused when the image's flavour is known.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
+from hpcbridge.config.schema import Config
+from hpcbridge.config.validate import effective_pmi
 from hpcbridge.errors import JobSpecError
-from hpcbridge.job.spec import BAD_PAIRINGS
+from hpcbridge.job.spec import BAD_PAIRINGS, JobSpec
 from hpcbridge.render.words import Arg, Var, Word
-
-if TYPE_CHECKING:
-    from hpcbridge.config.schema import Config
-    from hpcbridge.job.spec import JobSpec
 
 
 @dataclass(frozen=True)
@@ -34,8 +32,6 @@ class MpiPlan:
 
 
 def plan(job: JobSpec, cfg: Config) -> MpiPlan:
-    from hpcbridge.config import effective_pmi
-
     mpi = job.mpi
     if not mpi.enabled:
         return MpiPlan((), None, (), None)

@@ -101,3 +101,16 @@ def shquote(value: object) -> str:
 
 def display(arg: Arg) -> str:
     return arg if isinstance(arg, str) else str(arg)
+
+
+def comment_text(value: object) -> str:
+    """The Jinja ``comment`` filter: a value printed on a ``#`` comment line.
+
+    Printable text stays as it is; a line break or any other non-printable
+    character becomes a Python-style escape (``\\n``, ``\\x1b``, ``\\u2028``), so
+    no value can end the comment and start a script line.
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(f"comment: cannot print {type(value).__name__}")
+    text = str(value)
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
