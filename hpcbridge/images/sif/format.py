@@ -45,16 +45,6 @@ PART_SYSTEM = 1
 PART_PRIMSYS = 2
 PART_DATA = 3
 
-DATATYPE_NAMES = {
-    DATA_DEFFILE: "Def.FILE",
-    DATA_ENVVAR: "Env.Vars",
-    DATA_LABELS: "JSON.Labels",
-    DATA_PARTITION: "FS",
-    DATA_SIGNATURE: "Signature",
-    DATA_GENERIC_JSON: "JSON.Generic",
-    DATA_GENERIC: "Generic/Raw",
-}
-
 ARCH_CODES = {
     "386": "01",
     "amd64": "02",
@@ -274,21 +264,6 @@ def write_prefix(f: BinaryIO, p: Plan) -> None:
     """Write header, descriptors and small objects into an open SIF (partition already there)."""
     f.seek(0)
     f.write(prefix_bytes(p))
-
-
-def write_sif(
-    f: BinaryIO,
-    objects: Sequence[SmallObject],
-    partition: bytes,
-    *,
-    arch: str,
-    sif_id: uuid.UUID,
-    created: int,
-) -> None:
-    """Write a complete SIF with an in-memory partition (tests, small images)."""
-    p = plan(objects, partition_size=len(partition), arch=arch, sif_id=sif_id, created=created)
-    write_prefix(f, p)
-    f.write(partition)
 
 
 # -- reading ---------------------------------------------------------------
