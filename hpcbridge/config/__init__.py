@@ -1,6 +1,13 @@
 """Layered site configuration: ``load_config`` -> :class:`Config`; ``validate_job``.
 
 See docs/site-admin.md for every key, its default and the layering rules.
+
+Modules, in the order data flows through them: ``loader`` (reads the defaults,
+the site/user/project files, ``HPCBRIDGE_*`` variables and CLI overrides into
+layers; ``check_file``), ``values`` (converts one value by its kind), ``layers``
+(merges the layers under the site policies into a ``Config``), ``schema`` (the
+table of keys and kinds, the frozen dataclasses), ``validate`` (a job against
+the site), ``display`` (``config show``).
 """
 
 from __future__ import annotations

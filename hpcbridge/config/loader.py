@@ -18,38 +18,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from hpcbridge import _toml
-from hpcbridge.config.schema import FIELDS, PARTITION_FIELDS, SECTIONS, Config
-from hpcbridge.config.values import SITE_LEVEL, build_config, convert_value
+from hpcbridge.config.layers import SITE_LEVEL, Layer, build_config
+from hpcbridge.config.schema import (
+    FIELDS,
+    PARTITION_FIELDS,
+    SECTIONS,
+    Config,
+    unknown_key_error,
+)
+from hpcbridge.config.values import convert_value
 from hpcbridge.errors import ConfigError
-from hpcbridge.job.spec import Bind
+from hpcbridge.fsutil import xdg_dir
 from hpcbridge.job.values import unknown_hint
-from hpcbridge.slurm_syntax import format_mem, format_time
 
 SITE_FILE = Path("/etc/hpcbridge/site.toml")
 PROJECT_FILE = "hpcbridge.toml"
 ENV_PREFIX = "HPCBRIDGE_"
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One configuration layer: converted values by dotted key, and its label."""
-
-    label: str  # file path, "default", "HPCBRIDGE_..." (per value), "--flag"
-    level: int  # SITE_LEVEL for defaults/site file, higher for user-side layers
-    values: dict[str, Any]
-    labels: dict[str, str]  # per-key source label (env/CLI layers differ per key)
-
-
-def unknown_key_error(dotted: str, valid: Any, where: str) -> ConfigError:
-    last = dotted.rsplit(".", 1)[-1]
-    names = sorted({str(v) for v in valid})
-    best = unknown_hint(dotted, names) if "." in dotted else unknown_hint(last, names)
-    return ConfigError(f"{where}: unknown key {dotted!r}", best)
 
 
 # ----------------------------------------------------------------------- parse
@@ -257,8 +245,6 @@ def load_config(
         site_label = site_env
     else:
         site, site_label = SITE_FILE, str(SITE_FILE)
-    from hpcbridge.fsutil import xdg_dir
-
     candidates = [
         (site, site_label, SITE_LEVEL),
         (xdg_dir("config", env) / "config.toml", None, SITE_LEVEL + 1),
@@ -284,38 +270,6 @@ def load_config(
             key_label = layer.labels["binds.allow"]
             raise ConfigError(f"{key_label}: binds.allow can only be set in the site file")
     return build_config(layers, files, env)
-
-
-# ----------------------------------------------------------------------- dump
-
-
-def to_plain(value: Any) -> Any:
-    """JSON-able form of config values (dataclasses, paths, binds, tuples)."""
-    from hpcbridge.config.schema import Partition
-
-    if isinstance(value, Config):
-        return {
-            f.name: to_plain(getattr(value, f.name))
-            for f in fields(value)
-            if f.name not in ("sources", "layers", "warnings")
-        }
-    if isinstance(value, Partition):
-        d = {f.name: getattr(value, f.name) for f in fields(value) if f.name != "name"}
-        for key in ("max_time", "default_time"):
-            d[key] = None if d[key] is None else format_time(d[key])
-        d["mem_per_node"] = None if d["mem_per_node"] is None else format_mem(d["mem_per_node"])
-        return d
-    if isinstance(value, Bind):
-        return f"{value.src}:{value.dst}:{value.mode}"
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    return value
 
 
 # ----------------------------------------------------------------------- check

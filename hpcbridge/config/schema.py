@@ -8,15 +8,21 @@ returns.  Pure; no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from hpcbridge.errors import ConfigError
 from hpcbridge.images.sif.compression import COMPRESSORS
 from hpcbridge.job.spec import Bind
+from hpcbridge.job.values import unknown_hint
+from hpcbridge.slurm_syntax import format_mem, format_time
 
-# kinds: str, optstr, bool, int, optint, float, path, optpath, strlist, pathlist,
-# optpathlist, bindlist, strmap, time, opttime, optmem, choice:a|b|c, optchoice:a|b
+# Kinds (converted by hpcbridge.config.values.CONVERTERS): str, bool, int (positive),
+# float (positive seconds), path, strlist, envlist (NAME or PREFIX*), pathlist (absolute,
+# P or P/**), bindlist, strmap (NAME -> text), time (Slurm time limit or UNLIMITED),
+# mem (Slurm size), choice:a|b|c.  An "opt" prefix: the key may stay unset (None).
 FIELDS: dict[str, dict[str, str]] = {
     "runtime": {
         "flavor": "choice:apptainer|singularity",
@@ -33,7 +39,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "platform": "str",
         "insecure_registries": "strlist",
     },
-    "env": {"allow": "strlist"},
+    "env": {"allow": "envlist"},
     "polling": {"min_interval": "float", "max_backoff": "float"},
     "scheduler": {"backend": "choice:cli|pyslurm", "cluster": "optstr"},
     "state": {"dir": "optpath"},
@@ -209,8 +215,6 @@ class Config:
         ``default``.  Unknown keys raise ConfigError naming the valid ones."""
         if dotted in self.sources:
             return self.sources[dotted]
-        from hpcbridge.config.loader import unknown_key_error
-
         raise unknown_key_error(dotted, list(self.sources), "config")
 
     def set_no_earlier(self, dotted: str, other: str) -> bool:
@@ -232,7 +236,40 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """Nested, JSON-able: paths as strings, times as Slurm text, binds as specs."""
-        from hpcbridge.config.loader import to_plain
-
         plain: dict[str, Any] = to_plain(self)
         return plain
+
+
+def unknown_key_error(dotted: str, valid: Iterable[object], where: str) -> ConfigError:
+    """``WHERE: unknown key 'a.b'`` with the closest valid key and all of them."""
+    last = dotted.rsplit(".", 1)[-1]
+    names = sorted({str(v) for v in valid})
+    best = unknown_hint(dotted, names) if "." in dotted else unknown_hint(last, names)
+    return ConfigError(f"{where}: unknown key {dotted!r}", best)
+
+
+def to_plain(value: Any) -> Any:
+    """JSON-able form of config values (dataclasses, paths, binds, tuples)."""
+    if isinstance(value, Config):
+        return {
+            f.name: to_plain(getattr(value, f.name))
+            for f in fields(value)
+            if f.name not in ("sources", "layers", "warnings")
+        }
+    if isinstance(value, Partition):
+        d = {f.name: getattr(value, f.name) for f in fields(value) if f.name != "name"}
+        for key in ("max_time", "default_time"):
+            d[key] = None if d[key] is None else format_time(d[key])
+        d["mem_per_node"] = None if d["mem_per_node"] is None else format_mem(d["mem_per_node"])
+        return d
+    if isinstance(value, Bind):
+        return f"{value.src}:{value.dst}:{value.mode}"
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    return value

@@ -26,9 +26,9 @@ from hpcbridge.job.spec import (
     Resources,
     gres_gpu_count,
 )
+from hpcbridge.job.values import ENV_NAME
 from hpcbridge.slurm_syntax import parse_mem, parse_time
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _GRES = re.compile(r"[A-Za-z0-9_.-]+(?::[A-Za-z0-9_.-]+)*")
 # environment names the runtime refuses or overwrites, and hpcbridge's own
@@ -130,7 +130,7 @@ def parse_env(value: Any, allowed: Sequence[str]) -> dict[str, str]:
         raise JobSpecError(f"env = {value!r} is not a table", 'e.g. [env] OMP_NUM_THREADS = "4"')
     out: dict[str, str] = {}
     for name, val in value.items():
-        if not _ENV_NAME.fullmatch(name):
+        if not ENV_NAME.fullmatch(name):
             raise JobSpecError(
                 f"env name {name!r} is not a valid variable name",
                 "use letters, digits and _, not starting with a digit",

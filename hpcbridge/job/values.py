@@ -19,6 +19,10 @@ from typing import Optional, Union
 from hpcbridge.errors import JobSpecError
 from hpcbridge.slurm_syntax import SIGNAL_NUMBERS
 
+#: An environment variable name (job ``env`` keys, the site's ``env.allow`` and MPI
+#: variable tables).
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
 
 def closest(word: str, choices: Iterable[str]) -> Optional[str]:
     """The closest match of ``word`` among ``choices`` (difflib), or None."""

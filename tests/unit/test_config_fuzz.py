@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hpcbridge.config.loader import Layer, env_layer, parse_document, read_defaults
+from hpcbridge.config.layers import SITE_LEVEL, Layer, build_config
+from hpcbridge.config.loader import env_layer, parse_document, read_defaults
 from hpcbridge.config.schema import FIELDS, PARTITION_FIELDS
-from hpcbridge.config.values import SITE_LEVEL, build_config
 from hpcbridge.errors import ConfigError
 
 TEXT = st.text(max_size=10)

@@ -329,3 +329,14 @@ def test_relative_site_config_variable_is_relative_to_cwd(env: Env) -> None:
     cfg = env.load(HPCBRIDGE_SITE_CONFIG="site.toml")
     assert cfg.convert.level == 2
     assert cfg.source_of("convert.level") == "site.toml"
+
+
+def test_backoff_below_interval_names_the_value_set_last(env: Env) -> None:
+    env.write("site", "[polling]\nmin_interval = 601\n")  # above the packaged max_backoff
+    with pytest.raises(ConfigError) as info:
+        env.load()
+    assert str(info.value).startswith(f"{env.site}: polling.min_interval = 601 is above")
+    assert "polling.max_backoff = 600 (default)" in str(info.value)
+    env.write("site", "[polling]\nmin_interval = 60\n")
+    with pytest.raises(ConfigError, match=r"^--polling-max-backoff: polling.max_backoff = 10 is"):
+        env.load({"polling.max_backoff": 10})
