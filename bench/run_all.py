@@ -1,8 +1,9 @@
 """Run every benchmark script in bench/ in turn (``make bench``).
 
-Each script prints its own table; the figures go into docs/benchmarks.md (and
-docs/testbed.md for the testbed start-up time).  Scripts that need the testbed
-bring it up themselves or say so.
+Each script prints its own table; convert.py and track.py also write their JSON
+(bench/results/) and refresh their own block of docs/benchmarks.md (``--docs``);
+testbed_up.py's figures go into docs/testbed.md by hand.  Scripts that need the
+testbed bring it up themselves or say so.
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ["testbed_up.py", "convert.py", "track.py"]
+SCRIPTS: list[tuple[str, tuple[str, ...]]] = [
+    ("testbed_up.py", ()),
+    ("convert.py", ("--docs",)),
+    ("track.py", ("--docs",)),
+]
 
 
 def main() -> int:
     worst = 0
-    for name in SCRIPTS:
-        print(f"== bench/{name}", flush=True)
-        code = subprocess.call([sys.executable, str(BENCH / name)], cwd=BENCH.parent)
+    for name, args in SCRIPTS:
+        print(f"== bench/{name} {' '.join(args)}", flush=True)
+        code = subprocess.call([sys.executable, str(BENCH / name), *args], cwd=BENCH.parent)
         worst = max(worst, code)
     return worst
 
