@@ -29,7 +29,7 @@ def _sif(path: Path) -> None:
     )
 
 
-def run(tmp_path: Path, *args: str) -> runner.Completed:
+def run(tmp_path: Path, *args: str, **extra_env: str) -> runner.Completed:
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path / "home"),
@@ -37,6 +37,7 @@ def run(tmp_path: Path, *args: str) -> runner.Completed:
         "XDG_STATE_HOME": str(tmp_path / "state"),
         "XDG_CACHE_HOME": str(tmp_path / "cache"),
         "HPCBRIDGE_SITE_CONFIG": str(SITE),
+        **extra_env,
     }
     return runner.run([HPCBRIDGE, *args], env=env, cwd=tmp_path, check=False, timeout=120)
 
@@ -69,6 +70,22 @@ def test_render_output_file_and_set(tmp_path: Path, job: Path) -> None:
     assert "#SBATCH --mem=2G" in out.read_text()
     # the script is valid bash
     runner.run(["bash", "-n", str(out)])
+
+
+def test_site_hook_template_adds_lines_to_rendered_scripts(tmp_path: Path, job: Path) -> None:
+    """A template directory holding only site-hook.sh.j2 (docs/site-admin.md, "The site hook")."""
+    site = tmp_path / "site-templates"
+    site.mkdir()
+    (site / "site-hook.sh.j2").write_text(
+        "\n# ---- site\nmodule purge\necho {{ image_ref|shquote }}\n"
+    )
+    plain = run(tmp_path, "render", str(job))
+    hooked = run(tmp_path, "render", str(job), HPCBRIDGE_TEMPLATES_DIR=str(site))
+    assert plain.returncode == 0 and hooked.returncode == 0, plain.stderr + hooked.stderr
+    anchor = 'export HPCBRIDGE_INPUT_STEM="$hpcb_input_stem"\n'
+    added = f"\n# ---- site\nmodule purge\necho {tmp_path}/img.sif\n"
+    assert hooked.stdout == plain.stdout.replace(anchor, anchor + added)
+    assert added in hooked.stdout
 
 
 def test_help_lists_render_and_sbatch(tmp_path: Path) -> None:

@@ -110,14 +110,14 @@ PYXIS_ARGV = [
 ]
 
 
-def render_pyxis_case(tmp: Path, argv: Optional[list[str]] = None) -> RenderedJob:
+def render_pyxis_case(tmp: Path, argv: Optional[list[str]] = None, **overrides: Any) -> RenderedJob:
     from hpcbridge.pyxis.args import plan_request
     from hpcbridge.pyxis.script import render_pyxis
     from hpcbridge.pyxis.values import image_reference
 
     text = (HERE / "inputs" / "pyxis-train.sh").read_text(encoding="utf-8")
     request, body, lines = plan_request(argv or PYXIS_ARGV, lambda _p: text, {}, JOB_DIR)
-    cfg = golden_config(tmp)
+    cfg = golden_config(tmp, **overrides)
     ref = image_reference(request.container.image or "")
     image = ResolvedImage(ref, IMAGE.digest, IMAGE.sif_path, IMAGE.sif_sha256)
     return render_pyxis(
