@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from hpcbridge.errors import ConfigError, JobSpecError
-from hpcbridge.render.flags import FlagInfo, available, flags_for, parse_command
+from hpcbridge.render.flags import FLAVORS, FlagInfo, available, flags_for, parse_command
 from hpcbridge.render.words import Arg, Var, Word, display
 
 #: Shell variables holding the task index (hpcb_task, hpcb_task_1...): digits only.
@@ -69,7 +69,7 @@ def has_flag(flavor: str, version: Optional[str], flag: str, command: str = "exe
 
 def build_argv(call: ContainerCall) -> list[Arg]:
     """The full argv: ``[exe, *globals, sub, *options, image, *command]``."""
-    if call.flavor not in ("apptainer", "singularity"):
+    if call.flavor not in FLAVORS:
         raise ConfigError(
             f"runtime.flavor = {call.flavor!r} is not a container runtime hpcbridge drives",
             "use 'apptainer' or 'singularity'",
