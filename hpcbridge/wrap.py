@@ -20,11 +20,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from hpcbridge.errors import InputError
 from hpcbridge.fsutil import atomic_write_text, ensure_dir
 from hpcbridge.job.spec import Bind
+
+if TYPE_CHECKING:
+    from hpcbridge.config import Config
 
 #: Host variables unset before the runtime starts (without --cleanenv): they point at
 #: host libraries or interpreters and break the image's programs (user pain point 13).
@@ -156,6 +159,65 @@ def _tcl(text: str) -> str:
         else:
             return "{" + text + "}"
     return '"' + re.sub(r'([\\"$\[\]{}])', r"\\\1", text) + '"'
+
+
+@dataclass(frozen=True)
+class Wrapped:
+    """What ``wrap`` wrote, and the image every wrapper pins."""
+
+    image: PinnedImage
+    files: tuple[Path, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image": self.image.ref,
+            "digest": self.image.digest,
+            "sif": self.image.sif,
+            "sif_sha256": self.image.sif_sha256,
+            "files": [str(p) for p in self.files],
+        }
+
+
+def wrap_image(
+    cfg: Config,
+    image: str,
+    commands: Sequence[str],
+    bin_dir: Path,
+    *,
+    module: Optional[Path] = None,
+    binds: Sequence[str] = (),
+    cleanenv: bool = False,
+    gpu: Optional[str] = None,
+    force: bool = False,
+) -> Wrapped:
+    """Convert ``image`` (once) and write a wrapper per command pinned to its digest.
+
+    ``binds`` use the job-file syntax (``SRC[:DST[:ro]]``, relative to the current
+    directory) and come after the site's default binds.
+    """
+    from hpcbridge.images.convert import convert_with_config
+    from hpcbridge.job.load import job_from_dict
+
+    extra: tuple[Bind, ...] = ()
+    if binds:
+        data = {"name": "wrap", "image": image, "command": ["true"], "binds": list(binds)}
+        extra = job_from_dict(data, job_dir=str(Path.cwd())).binds
+    res = convert_with_config(image, cfg)
+    pinned = PinnedImage(
+        image, res.digest, str(res.path), res.sif_sha256, pinned_ref(image, res.digest)
+    )
+    opts = WrapOptions(
+        flavor=cfg.runtime.flavor,
+        executable=cfg.runtime.executable or cfg.runtime.flavor,
+        version=cfg.runtime.version,
+        binds=(*cfg.binds.default, *extra),
+        cleanenv=cleanenv,
+        gpu=gpu,
+    )
+    written = write_wrappers(
+        bin_dir, commands, pinned, opts, module=module, modules=cfg.runtime.modules, force=force
+    )
+    return Wrapped(pinned, tuple(written))
 
 
 def write_wrappers(

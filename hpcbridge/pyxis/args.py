@@ -19,30 +19,7 @@ from typing import Callable, Optional
 
 from hpcbridge.errors import InputError
 from hpcbridge.pyxis.values import Mount, parse_mounts
-
-# sbatch 22.05 options that never take a value, or take one only as --opt=value
-_SBATCH_FLAGS_LONG = {
-    "hold", "ignore-pbs", "no-kill", "overcommit", "no-requeue", "parsable", "quiet", "reboot",
-    "requeue", "oversubscribe", "spread-job", "use-min-nodes", "verbose", "wait", "contiguous",
-    "test-only", "export", "nice", "propagate", "exclusive", "get-user-env",
-    "help", "usage", "version",
-}  # fmt: skip
-_SBATCH_FLAGS_SHORT = set("HkOQsvWhVI")
-# sbatch 22.05 options that take a value (as --opt=value or --opt value)
-_SBATCH_VALUE_LONG = {
-    "array", "account", "bb", "bbf", "begin", "comment", "cpu-freq", "cpus-per-task",
-    "dependency", "deadline", "delay-boot", "chdir", "error", "export-file", "gid", "gres",
-    "gres-flags", "input", "job-name", "licenses", "clusters", "cluster", "container",
-    "distribution", "mail-type", "mail-user", "mcs-label", "ntasks", "ntasks-per-node", "nodes",
-    "output", "partition", "power", "priority", "profile", "qos", "core-spec", "signal",
-    "switches", "thread-spec", "time", "time-min", "uid", "wckey", "wrap", "cluster-constraint",
-    "constraint", "nodefile", "mem", "mincpus", "reservation", "tmp", "nodelist", "exclude",
-    "mem-per-cpu", "sockets-per-node", "cores-per-socket", "threads-per-core", "ntasks-per-core",
-    "ntasks-per-socket", "cpus-per-gpu", "gpus", "gpu-bind", "gpu-freq", "gpus-per-node",
-    "gpus-per-socket", "gpus-per-task", "mem-per-gpu", "mem-bind", "hint", "acctg-freq",
-    "open-mode", "kill-on-invalid-dep", "extra-node-info", "prefer", "network", "batch",
-    "ntasks-per-gpu",
-}  # fmt: skip
+from hpcbridge.scheduler.sbatch_options import directives, take_option
 
 #: hpcbridge's own flags among the sbatch options (reported in the container dict)
 OWN_FLAGS = {"--dry-run"}
@@ -124,7 +101,7 @@ def parse_command_line(
                 )
             i += 1
             continue
-        i = _take_sbatch(argv, i, sbatch)
+        i = take_option(argv, i, sbatch)
     if i >= len(argv):
         raise InputError(
             "no batch script on the command line",
@@ -143,92 +120,11 @@ def _once(seen: dict[str, str], key: str, value: str, shown: str) -> None:
     seen[key] = value
 
 
-def _take_sbatch(argv: Sequence[str], i: int, out: list[str]) -> int:
-    arg = argv[i]
-    if arg.startswith("--"):
-        name, eq, _ = arg[2:].partition("=")
-        if eq or name in _SBATCH_FLAGS_LONG:
-            out.append(arg)
-            return i + 1
-        if name in _SBATCH_VALUE_LONG:
-            if i + 1 >= len(argv):
-                raise InputError(f"sbatch option {arg} needs a value", f"write {arg}=VALUE")
-            out.extend([arg, argv[i + 1]])
-            return i + 2
-        raise InputError(
-            f"sbatch option {arg} is not known to hpcbridge",
-            f"write it as {arg}=VALUE (or without a value if it is a flag)",
-        )
-    letter = arg[1:2]
-    if letter in _SBATCH_FLAGS_SHORT or len(arg) > 2:
-        out.append(arg)  # -H, or -pdebug
-        return i + 1
-    if i + 1 >= len(argv):
-        raise InputError(f"sbatch option {arg} needs a value", f"write {arg} VALUE")
-    out.extend([arg, argv[i + 1]])
-    return i + 2
-
-
-def sbatch_directives(text: str) -> list[tuple[int, list[str]]]:
-    """``#SBATCH`` lines of the header (until the first command), as (line no, words).
-
-    Words follow sbatch's own reader: whitespace splits, quotes group, backslash
-    escapes, an unquoted ``#`` starts a comment.
-    """
-    out: list[tuple[int, list[str]]] = []
-    for n, line in enumerate(text.splitlines()):
-        stripped = line.strip()
-        if n == 0 and stripped.startswith("#!"):
-            continue
-        if not stripped or (stripped.startswith("#") and not stripped.startswith("#SBATCH")):
-            continue
-        if not stripped.startswith("#SBATCH"):
-            break
-        out.append((n, _sbatch_words(stripped[len("#SBATCH") :])))
-    return out
-
-
-def _sbatch_words(text: str) -> list[str]:
-    words: list[str] = []
-    cur: list[str] = []
-    quote = ""
-    escape = started = False
-    for ch in text:
-        if escape:
-            cur.append(ch)
-            escape = False
-            continue
-        if ch == "\\":
-            escape = started = True
-            continue
-        if quote:
-            if ch == quote:
-                quote = ""
-            else:
-                cur.append(ch)
-            continue
-        if ch in "\"'":
-            quote, started = ch, True
-            continue
-        if ch == "#":
-            break
-        if ch.isspace():
-            if cur or started:
-                words.append("".join(cur))
-            cur, started = [], False
-            continue
-        cur.append(ch)
-        started = True
-    if cur or started:
-        words.append("".join(cur))
-    return words
-
-
 def script_container_options(text: str) -> tuple[dict[str, str], set[int]]:
     """Container options from ``#SBATCH --container-*`` lines, and those line numbers."""
     opts: dict[str, str] = {}
     lines: set[int] = set()
-    for n, words in sbatch_directives(text):
+    for n, words in directives(text):
         if not any(w.startswith(("--container-", "--no-container-")) for w in words):
             continue
         lines.add(n)

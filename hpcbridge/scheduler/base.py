@@ -29,6 +29,15 @@ class Submitted:
 
 
 @dataclass(frozen=True)
+class TrialRun:
+    """What ``sbatch --test-only`` said (it submits nothing)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
 class JobInfo:
     """One line of a scheduler answer: a job, an array task, or a pending range of tasks.
 
@@ -77,6 +86,10 @@ class Scheduler(Protocol):
     name: str
 
     def submit(self, script: Path, *, cwd: Path, extra_args: Sequence[str] = ()) -> Submitted: ...
+
+    def test_only(self, script: Path, *, cwd: Path, extra_args: Sequence[str] = ()) -> TrialRun:
+        """Ask the scheduler whether and when it would run the script; submit nothing."""
+        ...
 
     def query(
         self,

@@ -72,6 +72,14 @@ def sbatch_argv(
     return ["sbatch", "--parsable", *_cluster_args(cluster), *extra_args, script]
 
 
+def sbatch_test_argv(
+    script: str, *, extra_args: Sequence[str] = (), cluster: Optional[str] = None
+) -> list[str]:
+    """``sbatch --test-only [extra] SCRIPT``: when and where it would run; nothing is queued."""
+    test = [] if "--test-only" in extra_args else ["--test-only"]
+    return ["sbatch", *test, *_cluster_args(cluster), *extra_args, script]
+
+
 def parse_sbatch(stdout: str) -> Submitted:
     """``--parsable`` prints ``<job id>[;<cluster>]``; stray lines before it are ignored."""
     for line in reversed(stdout.strip().splitlines()):

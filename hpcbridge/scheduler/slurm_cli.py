@@ -12,7 +12,13 @@ from typing import Optional
 from hpcbridge import runner
 from hpcbridge.errors import SchedulerError, SchedulerUnavailable
 from hpcbridge.scheduler import slurm
-from hpcbridge.scheduler.base import AccountingUnavailable, ClusterLimits, QueryResult, Submitted
+from hpcbridge.scheduler.base import (
+    AccountingUnavailable,
+    ClusterLimits,
+    QueryResult,
+    Submitted,
+    TrialRun,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,11 @@ class SlurmCLI:
                 "check the job's resources against the partition's limits",
             )
         return slurm.parse_sbatch(done.stdout)
+
+    def test_only(self, script: Path, *, cwd: Path, extra_args: Sequence[str] = ()) -> TrialRun:
+        argv = slurm.sbatch_test_argv(str(script), extra_args=extra_args, cluster=self.cluster)
+        done = self._run(argv, cwd=cwd)
+        return TrialRun(done.returncode, done.stdout, done.stderr)
 
     def query(
         self,

@@ -20,18 +20,22 @@ renamed into place).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpcbridge import __version__
 from hpcbridge.errors import ImageError, InputError, StateError
 from hpcbridge.images.sif.compression import effective_level, takes_level
+from hpcbridge.submit.results import BundleOrigin, Submission
+from hpcbridge.tracking.record import Record
 from hpcbridge.wrap import pinned_ref
 
 if TYPE_CHECKING:
@@ -68,8 +72,8 @@ def definition_file(ref: str, digest: str) -> str:
     return "\n".join(head + body) + "\n"
 
 
-def _convert_settings(record: Mapping[str, Any]) -> dict[str, Any]:
-    values = ((record.get("config") or {}).get("values") or {}).get("convert") or {}
+def _convert_settings(record: Record) -> dict[str, Any]:
+    values = (record.config.get("values") or {}).get("convert") or {}
     return {
         "compression": values.get("compression", "gzip"),
         "level": int(values.get("level", 9)),
@@ -77,45 +81,47 @@ def _convert_settings(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def bundle_files(
-    record: Mapping[str, Any], extra: Mapping[str, str], exported_at: str
-) -> dict[str, str]:
+def bundle_files(record: Record, extra: Mapping[str, str], exported_at: str) -> dict[str, str]:
     """Every file of the bundle (relative path -> text) from a submission record and the
     text files of its directory (``job-N.sh`` and render's extra files)."""
-    image = dict(record.get("image") or {})
-    if not image.get("digest"):
-        raise StateError(f"submission {record.get('id')} records no image digest to pin")
-    job = record.get("job") or {}
-    files: dict[str, str] = {"job.toml": str(job.get("text", ""))}
+    image = record.image
+    if image is None or not image.digest:
+        raise StateError(f"submission {record.id} records no image digest to pin")
+    if record.kind == "sbatch":
+        raise StateError(
+            f"submission {record.id} was made by `hpcbridge sbatch`: it has no job file to export",
+            "keep its batch script; `hpcbridge rerun` submits it again here",
+        )
+    files: dict[str, str] = {"job.toml": record.job.text}
     for name, text in sorted(extra.items()):
         files[f"scripts/{name}"] = text
-    files["config.json"] = json.dumps(record.get("config") or {}, indent=1, sort_keys=True) + "\n"
-    pinned = pinned_ref(str(image.get("ref", "")), str(image["digest"]))
-    files["image.def"] = definition_file(str(image.get("ref", "")), str(image["digest"]))
+    files["config.json"] = json.dumps(record.config, indent=1, sort_keys=True) + "\n"
+    pinned = pinned_ref(image.ref, image.digest)
+    files["image.def"] = definition_file(image.ref, image.digest)
     manifest = {
         "schema": SCHEMA,
         "hpcbridge": __version__,
         "exported_at": exported_at,
         "submission": {
-            "id": record.get("id"),
-            "name": record.get("name"),
-            "kind": record.get("kind"),
-            "created_at": record.get("created_at"),
-            "user": record.get("user"),
-            "host": record.get("host"),
-            "cluster": record.get("cluster"),
-            "tasks": record.get("tasks"),
-            "task_count": record.get("task_count"),
-            "job_ids": [c.get("job_id") for c in record.get("chunks", []) if c.get("job_id")],
+            "id": record.id,
+            "name": record.name,
+            "kind": record.kind,
+            "created_at": record.created_at,
+            "user": record.user,
+            "host": record.host,
+            "cluster": record.cluster,
+            "tasks": record.tasks,
+            "task_count": record.task_count,
+            "job_ids": record.job_ids(),
         },
         "image": {
-            "ref": image.get("ref"),
-            "digest": image["digest"],
-            "sif_sha256": image.get("sif_sha256"),
+            "ref": image.ref,
+            "digest": image.digest,
+            "sif_sha256": image.sif_sha256,
             "pinned_ref": pinned,
         },
         "convert": _convert_settings(record),
-        "job": {"file": "job.toml", "sets": list(job.get("sets") or [])},
+        "job": {"file": "job.toml", "sets": list(record.job.sets)},
     }
     files["README.md"] = readme(manifest, sorted(files))
     manifest["files"] = {name: sha256_text(text) for name, text in sorted(files.items())}
@@ -185,9 +191,23 @@ def readme(manifest: Mapping[str, Any], names: Sequence[str]) -> str:
 # ------------------------------------------------------------------ I/O
 
 
-def export_submission(store_root: Path, sub_ref: str, out: Path) -> tuple[str, dict[str, str]]:
+@dataclass(frozen=True)
+class Export:
+    """A written bundle: the submission's full id, the directory and its files' texts."""
+
+    id: str
+    directory: Path
+    files: dict[str, str]
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.files[MANIFEST])
+        return data
+
+
+def export_submission(store_root: Path, sub_ref: str, out: Path) -> Export:
     """Write the bundle of submission ``sub_ref`` to ``out`` (which must not exist or be
-    empty); returns the full id and the files written."""
+    empty)."""
     from hpcbridge.tracking.store import Store, utc_now
 
     store = Store(store_root)
@@ -220,7 +240,7 @@ def export_submission(store_root: Path, sub_ref: str, out: Path) -> tuple[str, d
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return sub_id, files
+    return Export(sub_id, out, files)
 
 
 def read_bundle(bundle: Path) -> dict[str, Any]:
@@ -249,7 +269,7 @@ def read_bundle(bundle: Path) -> dict[str, Any]:
     return manifest
 
 
-def rerun_from_bundle(sess: Session, bundle: Path, *, retries: int = 0) -> dict[str, Any]:
+def rerun_from_bundle(sess: Session, bundle: Path, *, retries: int = 0) -> Submission:
     """Convert the pinned image (byte-identical SIF or an error), then submit the job."""
     from hpcbridge.images.convert import convert_with_config
     from hpcbridge.submit.actions import submit_job
@@ -282,9 +302,5 @@ def rerun_from_bundle(sess: Session, bundle: Path, *, retries: int = 0) -> dict[
     out = submit_job(
         sess, str(bundle / manifest["job"]["file"]), sets, retries=retries, cwd=str(bundle)
     )
-    out["bundle"] = {
-        "path": str(bundle),
-        "from": manifest["submission"]["id"],
-        "sif": str(res.path),
-    }
-    return out
+    origin = BundleOrigin(bundle, str(manifest["submission"]["id"]), Path(res.path))
+    return dataclasses.replace(out, bundle=origin)

@@ -1,12 +1,16 @@
-"""``submit --dry-run``: the same text ``hpcbridge render`` prints."""
+"""``render`` and ``submit --dry-run``: the script a job file would be submitted with."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hpcbridge.config import Config
 
 
-def render_text(cfg: Any, job_file: str, sets: Sequence[str]) -> str:
+def render_text(cfg: Config, job_file: str, sets: Sequence[str]) -> str:
+    """Load and check the job, convert its image (once), render the script (no tracking)."""
     from hpcbridge.config import validate_job
     from hpcbridge.job.load import load_job
     from hpcbridge.render.job import render_job
@@ -14,5 +18,5 @@ def render_text(cfg: Any, job_file: str, sets: Sequence[str]) -> str:
 
     job = load_job(job_file, sets)
     validate_job(job, cfg)
-    image = resolve_image(job, cfg)
+    image = resolve_image(job.image, cfg)
     return str(render_job(job, cfg, image=image).script)

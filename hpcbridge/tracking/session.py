@@ -5,13 +5,16 @@ from __future__ import annotations
 import getpass
 import os
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from hpcbridge.fsutil import xdg_dir
 from hpcbridge.scheduler import Scheduler, get_scheduler
 from hpcbridge.tracking.poll import Poller
 from hpcbridge.tracking.store import Store
 from hpcbridge.tracking.tracker import Tracker
+
+if TYPE_CHECKING:
+    from hpcbridge.config import Config
 
 
 def current_user() -> str:
@@ -25,7 +28,7 @@ def current_user() -> str:
 
 @dataclass
 class Session:
-    cfg: Any  # hpcbridge.config.Config
+    cfg: Config
     store: Store
     scheduler: Scheduler
     poller: Poller
@@ -41,8 +44,8 @@ class Session:
         return max(float(self.cfg.polling.max_backoff), self.min_interval)
 
 
-def open_session(cfg: Any, scheduler: Optional[Scheduler] = None) -> Session:
-    state_dir = getattr(cfg.state, "dir", None) or xdg_dir("state")
+def open_session(cfg: Config, scheduler: Optional[Scheduler] = None) -> Session:
+    state_dir = cfg.state.dir or xdg_dir("state")
     store = Store(state_dir)
     store.ensure()
     # scheduler.cluster names the cluster in the records; it is not passed as -M, which

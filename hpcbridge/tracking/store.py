@@ -27,16 +27,15 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from hpcbridge.errors import StateError
 from hpcbridge.fsutil import atomic_write_text
 from hpcbridge.tracking.locking import locked
+from hpcbridge.tracking.record import Record, record_from_dict, record_to_dict
 
 log = logging.getLogger(__name__)
 
-Record = dict[str, Any]
-SCHEMA = 1
 RECORD = "record.json"
 
 
@@ -50,8 +49,9 @@ def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def host_info() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+def stamp_host(record: Record) -> None:
+    """Note this host and process in ``record`` (a pending record of a dead process is stale)."""
+    record.host, record.pid = socket.gethostname(), os.getpid()
 
 
 class Store:
@@ -85,7 +85,7 @@ class Store:
         """Make ``<id>/`` (fails if it exists) with ``outcomes/``, ``logs/`` and the record
         (``save=False``: the caller saves it once the other files are written)."""
         self.ensure()
-        d = self.path(record["id"])
+        d = self.path(record.id)
         d.mkdir(mode=0o700)  # atomic: two processes never share a directory
         (d / "outcomes").mkdir(mode=0o700)
         (d / "logs").mkdir(mode=0o700)
@@ -96,7 +96,7 @@ class Store:
     def new_submission(self, record: Record, *, save: bool = True) -> Path:
         """Create a directory under a fresh id (retrying on the rare collision)."""
         for _ in range(20):
-            record["id"] = new_id()
+            record.id = new_id()
             try:
                 return self.create(record, save=save)
             except FileExistsError:
@@ -104,9 +104,8 @@ class Store:
         raise StateError(f"could not allocate a submission id under {self.submissions}")
 
     def save(self, record: Record) -> None:
-        record.setdefault("schema", SCHEMA)
-        text = json.dumps(record, indent=1, sort_keys=True) + "\n"
-        atomic_write_text(self.path(record["id"]) / RECORD, text, mode=0o600)
+        text = json.dumps(record_to_dict(record), indent=1, sort_keys=True) + "\n"
+        atomic_write_text(self.path(record.id) / RECORD, text, mode=0o600)
 
     def write_file(
         self, sub_id: str, name: str, text: str, mode: int = 0o600, *, sync: bool = True
@@ -141,7 +140,7 @@ class Store:
             raise StateError(f"the record {p} is unreadable: {exc}") from None
         if not isinstance(data, dict) or data.get("id") != sub_id:
             raise StateError(f"the record {p} is not a submission record")
-        return data
+        return record_from_dict(data)
 
     def update(self, sub_id: str, change: Callable[[Record], None]) -> Record:
         """Read-modify-write one record under its lock; returns the new record."""

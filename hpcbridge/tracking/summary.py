@@ -21,11 +21,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from hpcbridge.scheduler.base import JobInfo, QueryResult
-from hpcbridge.scheduler.slurm import format_indices, parse_indices
 from hpcbridge.scheduler.states import REASON_STATES, JobState
+from hpcbridge.slurm_syntax import format_indices
 from hpcbridge.tracking.outcomes import Outcome
-
-Record = Mapping[str, Any]
+from hpcbridge.tracking.record import Record
 
 # A task signalled this close to its time limit (or later) timed out.
 TIMEOUT_SLACK = 10.0
@@ -83,17 +82,6 @@ def refine_from_log(st: TaskStatus, log_tail: str) -> TaskStatus:
     if any(m in low for m in TIMEOUT_MARKERS):
         return replace(st, state=JobState.TIMEOUT, reason="time limit (task log)")
     return st
-
-
-def chunk_tasks(chunk: Mapping[str, Any]) -> list[tuple[int, int]]:
-    """(global task, local index) pairs of one chunk record."""
-    local = parse_indices(str(chunk["indices"])) or ()
-    offset = int(chunk.get("offset", 0))
-    return [(i + offset, i) for i in local]
-
-
-def record_tasks(record: Record) -> list[int]:
-    return sorted(t for c in record.get("chunks", []) for t, _ in chunk_tasks(c))
 
 
 def index_jobs(
@@ -210,25 +198,21 @@ def task_statuses(
     """
     by_task, plain = index_jobs(result)
     query_ok = result is not None
-    cancelled = set(parse_indices(str(record.get("cancelled") or "")) or ())
-    if record.get("state") == "failed":  # an interrupted submit that never reached Slurm
-        cancelled |= {
-            t for c in record.get("chunks", []) if not c.get("job_id") for t, _ in chunk_tasks(c)
-        }
-    limit = record.get("time_limit")
-    time_limit = float(limit) if limit else None
-    is_array = bool(record.get("is_array", True))
+    cancelled = record.cancelled_tasks()
+    if record.state == "failed":  # an interrupted submit that never reached Slurm
+        cancelled |= {t for c in record.chunks if not c.job_id for t, _ in c.tasks()}
+    time_limit = float(record.time_limit) if record.time_limit else None
     out: dict[int, TaskStatus] = {}
-    for chunk in record.get("chunks", []):
-        job = chunk.get("job_id")
-        limit_s = float(chunk["time_limit"]) if chunk.get("time_limit") else time_limit
-        for task, local in chunk_tasks(chunk):
+    for chunk in record.chunks:
+        job = chunk.job_id
+        limit_s = float(chunk.time_limit) if chunk.time_limit else time_limit
+        for task, local in chunk.tasks():
             if known is not None and task in known:
                 out[task] = known[task]
                 continue
             info = None
             if job is not None:
-                info = by_task.get((job, local)) if is_array else plain.get(job)
+                info = by_task.get((job, local)) if record.is_array else plain.get(job)
                 if info is None and job in young and task not in outcomes and query_ok:
                     out[task] = TaskStatus(
                         task, JobState.PENDING, reason="just submitted", job_id=str(job)
@@ -238,7 +222,7 @@ def task_statuses(
                 task,
                 local,
                 job,
-                is_array=is_array,
+                is_array=record.is_array,
                 outcome=outcomes.get(task),
                 info=info,
                 query_ok=query_ok,
@@ -249,35 +233,108 @@ def task_statuses(
     return out
 
 
-def summarise(
-    record: Record, statuses: Mapping[int, TaskStatus], *, source: str = ""
-) -> dict[str, Any]:
-    """Counts per state, failed tasks with exit codes and reasons: the ``status --json`` object."""
+@dataclass(frozen=True)
+class Progress:
+    """Counts per state over a set of task statuses."""
+
+    total: int
+    finished: int
+    counts: dict[str, int]
+    failed: tuple[TaskStatus, ...]
+
+    @property
+    def failed_tasks(self) -> str:
+        return format_indices([f.task for f in self.failed])
+
+    @property
+    def done(self) -> bool:
+        return self.finished == self.total
+
+    @property
+    def ok(self) -> bool:
+        return self.counts.get(JobState.COMPLETED.value, 0) == self.total
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "finished": self.finished,
+            "counts": dict(self.counts),
+            "failed": [f.to_dict() for f in self.failed],
+            "failed_tasks": self.failed_tasks,
+            "done": self.done,
+            "ok": self.ok,
+        }
+
+
+def progress(statuses: Mapping[int, TaskStatus]) -> Progress:
     counts: dict[str, int] = {}
-    failed: list[dict[str, Any]] = []
+    failed: list[TaskStatus] = []
     for task in sorted(statuses):
         st = statuses[task]
         counts[st.state.value] = counts.get(st.state.value, 0) + 1
         if st.state.failed:
-            failed.append(st.to_dict())
-    total = len(statuses)
+            failed.append(st)
     finished = sum(1 for s in statuses.values() if s.state.terminal)
-    return {
-        "id": record.get("id"),
-        "name": record.get("name"),
-        "kind": record.get("kind", "submit"),
-        "parent": record.get("parent"),
-        "submitted_at": record.get("submitted_at"),
-        "job_ids": [c.get("job_id") for c in record.get("chunks", [])],
-        "total": total,
-        "finished": finished,
-        "counts": dict(sorted(counts.items())),
-        "failed": failed,
-        "failed_tasks": format_indices([f["task"] for f in failed]),
-        "done": finished == total,
-        "ok": counts.get(JobState.COMPLETED.value, 0) == total,
-        "source": source,
-    }
+    return Progress(len(statuses), finished, dict(sorted(counts.items())), tuple(failed))
+
+
+@dataclass(frozen=True)
+class SubmissionStatus:
+    """One submission's state: the ``status --json`` object."""
+
+    record: Record
+    progress: Progress
+    source: str = ""  # squeue, sacct, outcomes, or "" (nothing needed asking)
+    children: tuple[str, ...] = ()  # resubmissions whose attempts ``latest`` counts
+    latest: Optional[Progress] = None  # each task's latest attempt (with children)
+    scheduler_error: Optional[str] = None
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def view(self) -> Progress:
+        """The progress that counts: the latest attempts when there are resubmissions."""
+        return self.latest if self.latest is not None else self.progress
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.record
+        data: dict[str, Any] = {
+            "id": r.id,
+            "name": r.name,
+            "kind": r.kind,
+            "parent": r.parent,
+            "submitted_at": r.submitted_at,
+            "job_ids": [c.job_id for c in r.chunks],
+            "total": self.progress.total,
+            **self.progress.to_dict(),
+            "source": self.source,
+            "state": r.state,
+            "error": r.error,
+        }
+        if self.latest is not None:
+            data["children"] = list(self.children)
+            data["latest"] = self.latest.to_dict()
+        if self.scheduler_error:
+            data["scheduler_error"] = self.scheduler_error
+        return data
+
+
+def summarise(
+    record: Record,
+    statuses: Mapping[int, TaskStatus],
+    *,
+    source: str = "",
+    children: Mapping[str, Mapping[int, TaskStatus]] | None = None,
+    scheduler_error: Optional[str] = None,
+) -> SubmissionStatus:
+    """The status of ``record`` from its task statuses (and its resubmissions' statuses)."""
+    latest = None
+    if children:
+        latest = progress(latest_view(statuses, list(children.values())))
+    return SubmissionStatus(
+        record, progress(statuses), source, tuple(children or ()), latest, scheduler_error
+    )
 
 
 def latest_view(

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hpcbridge.tracking.record import Record
+    from hpcbridge.tracking.summary import SubmissionStatus, TaskStatus
+    from hpcbridge.tracking.watch import WatchSnapshot
 
 ORDER = (
     "COMPLETED",
@@ -29,59 +35,58 @@ def counts_text(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{counts[k]} {k.lower()}" for k in keys)
 
 
-def failure_text(f: Mapping[str, Any]) -> str:
-    bits = [f"task {f['task']}: {f['state'].lower()}"]
-    if f.get("exit_code") is not None:
-        bits.append(f"exit code {f['exit_code']}")
-    if f.get("reason") and not str(f["reason"]).startswith("exit code"):
-        bits.append(str(f["reason"]))
-    if f.get("job_id"):
-        bits.append(f"job {f['job_id']}")
+def failure_text(f: TaskStatus) -> str:
+    bits = [f"task {f.task}: {f.state.value.lower()}"]
+    if f.exit_code is not None:
+        bits.append(f"exit code {f.exit_code}")
+    if f.reason and not f.reason.startswith("exit code"):
+        bits.append(f.reason)
+    if f.job_id:
+        bits.append(f"job {f.job_id}")
     return ", ".join(bits)
 
 
-def status_lines(s: Mapping[str, Any], *, detail: bool = True) -> list[str]:
+def status_lines(s: SubmissionStatus, *, detail: bool = True) -> list[str]:
     """The text of one submission's ``status``."""
-    jobs = ",".join(str(j) for j in s.get("job_ids", []) if j) or "-"
-    head = f"{s['id']}  {s.get('name') or ''}  {s['total']} task(s): {counts_text(s['counts'])}"
+    r, p = s.record, s.progress
+    jobs = ",".join(r.job_ids()) or "-"
+    head = f"{r.id}  {r.name}  {p.total} task(s): {counts_text(p.counts)}"
     lines = [head.rstrip()]
     extra = [f"jobs {jobs}"]
-    if s.get("parent"):
-        extra.append(f"{s.get('kind', 'resubmit')} of {s['parent']}")
-    if s.get("state") not in (None, "submitted"):
-        extra.append(f"record: {s['state']}")
+    if r.parent:
+        extra.append(f"{r.kind or 'resubmit'} of {r.parent}")
+    if r.state != "submitted":
+        extra.append(f"record: {r.state}")
     lines.append("  " + "; ".join(extra))
-    if s.get("error"):
-        lines.append(f"  error: {s['error']}")
-    if s.get("scheduler_error"):
-        lines.append(f"  scheduler not reachable: {s['scheduler_error']}")
-    if detail and s["failed"]:
-        lines.append(f"  failed tasks: {s['failed_tasks']}")
-        for f in s["failed"][:MAX_FAILED_LINES]:
+    if r.error:
+        lines.append(f"  error: {r.error}")
+    if s.scheduler_error:
+        lines.append(f"  scheduler not reachable: {s.scheduler_error}")
+    if detail and p.failed:
+        lines.append(f"  failed tasks: {p.failed_tasks}")
+        for f in p.failed[:MAX_FAILED_LINES]:
             lines.append("    " + failure_text(f))
-        if len(s["failed"]) > MAX_FAILED_LINES:
-            lines.append(f"    ... and {len(s['failed']) - MAX_FAILED_LINES} more (see --json)")
-    latest = s.get("latest")
-    if latest:
+        if len(p.failed) > MAX_FAILED_LINES:
+            lines.append(f"    ... and {len(p.failed) - MAX_FAILED_LINES} more (see --json)")
+    if s.latest is not None:
         lines.append(
-            f"  after resubmission(s) {', '.join(s.get('children', []))}: "
-            f"{counts_text(latest['counts'])}"
+            f"  after resubmission(s) {', '.join(s.children)}: {counts_text(s.latest.counts)}"
         )
     return lines
 
 
-def progress_line(s: Mapping[str, Any], width: int = 30) -> str:
+def progress_line(s: SubmissionStatus, width: int = 30) -> str:
     """``<id> [#####.....] 512/1000 finished (3 failed) 40 running 445 pending``."""
-    view = s.get("latest") or s
-    counts = view["counts"]
-    total = max(int(s["total"]), 1)
-    done = int(view["finished"])
-    ok = int(counts.get("COMPLETED", 0))
+    view = s.view
+    counts = view.counts
+    total = max(s.progress.total, 1)
+    done = view.finished
+    ok = counts.get("COMPLETED", 0)
     bad = done - ok
     fill_ok = int(width * ok / total)
     fill_bad = int(width * done / total) - fill_ok
     bar = "#" * fill_ok + "!" * fill_bad + "." * (width - fill_ok - fill_bad)
-    text = f"{s['id']} [{bar}] {done}/{s['total']} finished"
+    text = f"{s.id} [{bar}] {done}/{s.progress.total} finished"
     if bad:
         text += f" ({bad} failed)"
     for key in ("RUNNING", "PENDING", "UNKNOWN"):
@@ -90,12 +95,39 @@ def progress_line(s: Mapping[str, Any], width: int = 30) -> str:
     return text
 
 
-def list_line(r: Mapping[str, Any]) -> str:
-    snap = (r.get("snapshot") or {}).get("counts") or {}
-    jobs = ",".join(str(c.get("job_id")) for c in r.get("chunks", []) if c.get("job_id")) or "-"
-    parent = f" ({r.get('kind')} of {r['parent']})" if r.get("parent") else ""
+def watch_lines(snapshot: WatchSnapshot) -> list[str]:
+    """One progress line per submission, and the scheduler's trouble if any."""
+    lines = [progress_line(s) for s in snapshot.submissions]
+    if snapshot.scheduler_error:
+        lines.append(
+            f"scheduler not reachable ({snapshot.scheduler_error}); "
+            f"retrying in {snapshot.next_poll:g} s"
+        )
+    return lines
+
+
+def list_line(r: Record) -> str:
+    counts = r.snapshot.counts if r.snapshot is not None else {}
+    jobs = ",".join(r.job_ids()) or "-"
+    parent = f" ({r.kind} of {r.parent})" if r.parent else ""
     return (
-        f"{r['id']}  {r.get('submitted_at') or r.get('created_at') or '':20}  "
-        f"{r.get('name') or '':16} {r.get('state', ''):9} jobs {jobs:12} "
-        f"{counts_text(snap) or '-'}{parent}"
+        f"{r.id}  {r.submitted_at or r.created_at or '':20}  "
+        f"{r.name:16} {r.state:9} jobs {jobs:12} "
+        f"{counts_text(counts) or '-'}{parent}"
     )
+
+
+def list_row(r: Record) -> dict[str, Any]:
+    """One submission of ``list --json``."""
+    return {
+        "id": r.id,
+        "name": r.name,
+        "kind": r.kind,
+        "parent": r.parent,
+        "children": list(r.children),
+        "state": r.state,
+        "submitted_at": r.submitted_at,
+        "snapshot": dataclasses.asdict(r.snapshot) if r.snapshot is not None else None,
+        "job_ids": [c.job_id for c in r.chunks],
+        "tasks": r.tasks,
+    }

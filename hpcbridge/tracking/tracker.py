@@ -18,18 +18,19 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
+from hpcbridge.errors import StateError
 from hpcbridge.fsutil import atomic_write_text
 from hpcbridge.scheduler.base import QueryResult
 from hpcbridge.scheduler.states import JobState
 from hpcbridge.tracking.outcomes import Outcome, read_outcomes
 from hpcbridge.tracking.poll import Answer, Poller
-from hpcbridge.tracking.store import Record, Store
+from hpcbridge.tracking.record import Record, Snapshot
+from hpcbridge.tracking.store import Store, utc_now
 from hpcbridge.tracking.summary import (
+    SubmissionStatus,
     TaskStatus,
-    chunk_tasks,
-    latest_view,
     refine_from_log,
     summarise,
     task_statuses,
@@ -51,27 +52,20 @@ class Cycle:
     statuses: dict[str, dict[int, TaskStatus]]
     records: dict[str, Record]
 
-    def summary(self, sub_id: str, *, latest: bool = True) -> dict[str, Any]:
+    def summary(self, sub_id: str) -> SubmissionStatus:
+        """The submission's status; with resubmissions also each task's latest attempt."""
         record = self.records[sub_id]
-        own = self.statuses.get(sub_id, {})
         source = ""
         if self.answer is not None:
             source = self.answer.result.source if self.answer.result else "outcomes"
-        data = summarise(record, own, source=source)
-        data["state"] = record.get("state")
-        data["error"] = record.get("error")
-        children = [c for c in record.get("children", []) if c in self.statuses]
-        if latest and children:
-            merged = latest_view(own, [self.statuses[c] for c in children])
-            data["children"] = children
-            data["latest"] = {
-                k: v
-                for k, v in summarise(record, merged).items()
-                if k in ("counts", "failed", "failed_tasks", "done", "ok", "finished")
-            }
-        if self.answer is not None and self.answer.error:
-            data["scheduler_error"] = self.answer.error
-        return data
+        children = {c: self.statuses[c] for c in record.children if c in self.statuses}
+        return summarise(
+            record,
+            self.statuses.get(sub_id, {}),
+            source=source,
+            children=children,
+            scheduler_error=self.answer.error if self.answer is not None else None,
+        )
 
 
 def _load_known(path: Path) -> dict[int, TaskStatus]:
@@ -98,33 +92,42 @@ def _save_known(path: Path, statuses: Mapping[int, TaskStatus]) -> None:
 
 
 def _alive(record: Record) -> bool:
-    if record.get("host") != socket.gethostname():
+    if record.host != socket.gethostname() or record.pid <= 0:
         return False
     try:
-        os.kill(int(record.get("pid", 0)), 0)
-    except (OSError, ValueError):
+        os.kill(record.pid, 0)
+    except OSError:
         return False
     return True
 
 
 def since_arg(records: Sequence[Record]) -> Optional[str]:
     """``sacct -S`` (local time): a day before the oldest submission asked about."""
-    stamps = [float(r["submitted_epoch"]) for r in records if r.get("submitted_epoch")]
+    stamps = [r.submitted_epoch for r in records if r.submitted_epoch]
     if not stamps:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(min(stamps) - 86400))
 
 
-def _refine_from_logs(sub_dir: Path, record: Record, st: dict[int, TaskStatus]) -> None:
+def _refine_from_logs(
+    sub_dir: Path, record: Record, st: dict[int, TaskStatus], outcomes: Mapping[int, Outcome]
+) -> None:
     """Killed tasks with no stated cause: read the tail of their logs (few files)."""
-    from hpcbridge.tracking.logs import log_path, log_tail
+    from hpcbridge.tracking.logs import LogTarget, log_tail, pattern_of, task_log_path
 
-    for chunk in record.get("chunks", []):
-        for task, local in chunk_tasks(chunk):
+    for chunk in record.chunks:
+        for task, local in chunk.tasks():
             s = st.get(task)
             if s is None or s.state is not JobState.FAILED or s.exit_code not in (None, 137):
                 continue
-            st[task] = refine_from_log(s, log_tail(log_path(sub_dir, record, chunk, local)))
+            target = LogTarget(
+                sub_dir, record, chunk, task, local, pattern_of(sub_dir, record, chunk)
+            )
+            try:
+                path = task_log_path(target, outcomes.get(task))
+            except StateError:
+                continue
+            st[task] = refine_from_log(s, log_tail(path))
 
 
 class Tracker:
@@ -134,28 +137,30 @@ class Tracker:
         self.store = store
         self.poller = poller
 
-    def cycle(self, sub_ids: Sequence[str], *, max_age: Optional[float] = None) -> Cycle:
-        ids = list(dict.fromkeys(sub_ids))
-        records: dict[str, Record] = {i: self.store.load(i) for i in ids}
+    def _load(self, sub_ids: Sequence[str]) -> dict[str, Record]:
+        records = {i: self.store.load(i) for i in dict.fromkeys(sub_ids)}
         for rec in list(records.values()):  # children are part of their parent's view
-            for child in rec.get("children", []):
+            for child in rec.children:
                 if child not in records:
                     try:
                         records[child] = self.store.load(child)
-                    except Exception as exc:
-                        log.warning("resubmission %s of %s: %s", child, rec["id"], exc)
+                    except StateError as exc:
+                        log.warning("resubmission %s of %s: %s", child, rec.id, exc)
+        return records
+
+    def cycle(self, sub_ids: Sequence[str], *, max_age: Optional[float] = None) -> Cycle:
+        records = self._load(sub_ids)
         known = {i: _load_known(self.store.path(i) / "status.json") for i in records}
         pending = [
-            r
-            for r in records.values()
-            if r.get("state") == "pending"
-            and (not _alive(r) or time.time() - float(r.get("created_epoch", 0)) > STALE_PENDING)
+            i
+            for i, r in records.items()
+            if r.state == "pending"
+            and (not _alive(r) or time.time() - r.created_epoch > STALE_PENDING)
         ]
         active: list[str] = []
         for i, rec in records.items():
-            tasks = {t for c in rec.get("chunks", []) for t, _ in chunk_tasks(c)}
-            if rec in pending or not tasks <= set(known[i]):
-                active.extend(str(c["job_id"]) for c in rec.get("chunks", []) if c.get("job_id"))
+            if i in pending or not set(rec.task_ids()) <= set(known[i]):
+                active.extend(rec.job_ids())
         answer: Optional[Answer] = None
         if active or pending:
             answer = self.poller.answer(
@@ -170,75 +175,76 @@ class Tracker:
         outcomes = {
             i: read_outcomes(self.store.path(i) / "outcomes", skip=known[i]) for i in records
         }
-        for rec in pending:
-            self._reconcile(rec, outcomes[rec["id"]], result)
+        for i in pending:
+            records[i] = self._reconcile(records[i], outcomes[i], result)
         statuses: dict[str, dict[int, TaskStatus]] = {}
         now = time.time()
         for i, rec in records.items():
             young = {
-                str(c["job_id"])
-                for c in rec.get("chunks", [])
-                if c.get("job_id") and now - float(c.get("submitted_epoch") or 0) < YOUNG
+                str(c.job_id)
+                for c in rec.chunks
+                if c.job_id and now - (c.submitted_epoch or 0.0) < YOUNG
             }
             st = task_statuses(rec, outcomes[i], result, known=known[i], young=young)
-            _refine_from_logs(self.store.path(i), rec, st)
+            _refine_from_logs(self.store.path(i), rec, st, outcomes[i])
             statuses[i] = st
             if len(known[i]) != sum(1 for s in st.values() if s.state.terminal and s.final):
                 _save_known(self.store.path(i) / "status.json", st)
-            self._snapshot(rec, st)
+            records[i] = self._snapshot(rec, st)
         return Cycle(answer, statuses, records)
 
-    def _snapshot(self, record: Record, statuses: Mapping[int, TaskStatus]) -> None:
+    def _snapshot(self, record: Record, statuses: Mapping[int, TaskStatus]) -> Record:
         counts: dict[str, int] = {}
         for s in statuses.values():
             counts[s.state.value] = counts.get(s.state.value, 0) + 1
-        if record.get("snapshot", {}).get("counts") == counts:
-            return
-        stamp = {"counts": counts, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if record.snapshot is not None and record.snapshot.counts == counts:
+            return record
+        stamp = Snapshot(counts, utc_now())
 
         def change(r: Record) -> None:
-            r["snapshot"] = stamp
+            r.snapshot = stamp
 
         try:
-            record.update(self.store.update(record["id"], change))
-        except Exception as exc:  # a snapshot is a convenience; never fail a status for it
-            log.warning("could not update the snapshot of %s: %s", record["id"], exc)
+            return self.store.update(record.id, change)
+        except (StateError, OSError) as exc:  # a convenience; never fail a status for it
+            log.warning("could not update the snapshot of %s: %s", record.id, exc)
+            return record
 
     def _reconcile(
         self, record: Record, outcomes: Mapping[int, Outcome], result: Optional[QueryResult]
-    ) -> None:
+    ) -> Record:
         """Find the Slurm job ids of an interrupted submit (comment ``hpcb:<id>.<n>``)."""
-        tag = f"hpcb:{record['id']}"
+        tag = f"hpcb:{record.id}"
         found: dict[int, str] = {}
         for info in result.jobs if result is not None else ():
             for text in (info.comment, info.name):
                 if text.startswith(tag + ".") and text[len(tag) + 1 :].isdigit():
                     found[int(text[len(tag) + 1 :])] = info.job_id
-        for n, chunk in enumerate(record.get("chunks", [])):
-            if n in found or chunk.get("job_id"):
+        for n, chunk in enumerate(record.chunks):
+            if n in found or chunk.job_id:
                 continue
-            tasks = {t for t, _ in chunk_tasks(chunk)}
-            for t in tasks & set(outcomes):
-                o = outcomes[t]
-                job = o.array_job_id or o.job_id
+            for t in sorted({t for t, _ in chunk.tasks()} & set(outcomes)):
+                job = outcomes[t].array_job_id or outcomes[t].job_id
                 if job:
                     found[n] = job
                     break
-        old = time.time() - float(record.get("created_epoch", 0)) > STALE_PENDING
+        old = time.time() - record.created_epoch > STALE_PENDING
 
         def change(r: Record) -> None:
             for n, job in found.items():
-                if n < len(r["chunks"]) and not r["chunks"][n].get("job_id"):
-                    r["chunks"][n]["job_id"] = job
-                    r["chunks"][n]["reconciled"] = True
-            if all(c.get("job_id") for c in r["chunks"]):
-                r["state"] = "submitted"
-            elif any(c.get("job_id") for c in r["chunks"]):
-                r["state"] = "partial"
+                if n < len(r.chunks) and not r.chunks[n].job_id:
+                    r.chunks[n].job_id = job
+                    r.chunks[n].reconciled = True
+            if all(c.job_id for c in r.chunks):
+                r.state = "submitted"
+            elif any(c.job_id for c in r.chunks):
+                r.state = "partial"
             elif old and result is not None:
-                r["state"] = "failed"
-                r["error"] = "the submit was interrupted and no job reached Slurm"
+                r.state = "failed"
+                r.error = "the submit was interrupted and no job reached Slurm"
 
-        if found or old:
-            record.update(self.store.update(record["id"], change))
-            log.info("reconciled %s: %s", record["id"], record.get("state"))
+        if not (found or old):
+            return record
+        record = self.store.update(record.id, change)
+        log.info("reconciled %s: %s", record.id, record.state)
+        return record

@@ -72,7 +72,7 @@ def render_tracked(tb: Testbed, job: Path, outcomes: Path) -> Path:
     env = {**tb.env, **site_env(tb)}
     cfg = load_config({}, cwd=job.parent, environ=env)
     spec = load_job(job)
-    image = resolve_image(spec, cfg)
+    image = resolve_image(spec.image, cfg)
     rendered = render_job(
         spec, cfg, image=image, tracking=TrackingContext("tb-render", str(outcomes))
     )

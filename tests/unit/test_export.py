@@ -17,6 +17,7 @@ from hpcbridge.submit.bundle import (
     export_submission,
     read_bundle,
 )
+from hpcbridge.tracking.record import record_from_dict
 from hpcbridge.tracking.store import Store
 
 DIGEST = "sha256:" + "12" * 32
@@ -43,7 +44,9 @@ RECORD = {
 
 
 def test_bundle_files_and_manifest() -> None:
-    files = bundle_files(RECORD, {"job-0.sh": "#!/bin/bash\n"}, "2026-02-02T00:00:00Z")
+    files = bundle_files(
+        record_from_dict(RECORD), {"job-0.sh": "#!/bin/bash\n"}, "2026-02-02T00:00:00Z"
+    )
     assert sorted(files) == [
         "README.md",
         MANIFEST,
@@ -79,12 +82,17 @@ def test_definition_file(ref: str, lines: list[str]) -> None:
 
 def test_no_digest_no_bundle() -> None:
     with pytest.raises(StateError):
-        bundle_files({**RECORD, "image": {}}, {}, "now")
+        bundle_files(record_from_dict({**RECORD, "image": {}}), {}, "now")
+
+
+def test_sbatch_submissions_have_no_job_file_to_export() -> None:
+    with pytest.raises(StateError, match="hpcbridge sbatch"):
+        bundle_files(record_from_dict({**RECORD, "kind": "sbatch"}), {}, "now")
 
 
 def _store_with_record(tmp_path: Path) -> Store:
     store = Store(tmp_path / "state")
-    store.create(dict(RECORD))
+    store.create(record_from_dict(RECORD))
     store.write_file(RECORD["id"], "job-0.sh", "#!/bin/bash\necho hi\n", mode=0o700)
     store.write_file(RECORD["id"], "job.toml", RECORD["job"]["text"])  # type: ignore[index]
     return store
@@ -93,8 +101,10 @@ def _store_with_record(tmp_path: Path) -> Store:
 def test_export_writes_atomically_and_checks(tmp_path: Path) -> None:
     store = _store_with_record(tmp_path)
     out = tmp_path / "bundle"
-    sub_id, _ = export_submission(store.root, "abcdef", out)
-    assert sub_id == RECORD["id"]
+    done = export_submission(store.root, "abcdef", out)
+    sub_id = done.id
+    assert sub_id == RECORD["id"] and done.directory == out
+    assert done.manifest["submission"]["id"] == sub_id
     assert (out / "scripts" / "job-0.sh").stat().st_mode & 0o111
     assert read_bundle(out)["submission"]["id"] == sub_id
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -5,13 +5,9 @@ from __future__ import annotations
 import pytest
 
 from hpcbridge.errors import InputError
-from hpcbridge.pyxis.args import (
-    build_options,
-    parse_command_line,
-    plan_request,
-    sbatch_directives,
-)
+from hpcbridge.pyxis.args import build_options, parse_command_line, plan_request
 from hpcbridge.pyxis.values import Mount, image_reference, parse_mounts
+from hpcbridge.scheduler.sbatch_options import directives as sbatch_directives
 
 
 @pytest.mark.parametrize(

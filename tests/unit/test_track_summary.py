@@ -9,6 +9,7 @@ from hpcbridge.scheduler import slurm
 from hpcbridge.scheduler.states import JobState
 from hpcbridge.submit.plan import new_mem, new_time, plan_chunks, resubmit_groups
 from hpcbridge.tracking.outcomes import combine, parse_end, parse_start
+from hpcbridge.tracking.record import Record, record_from_dict
 from hpcbridge.tracking.summary import latest_view, summarise, task_statuses
 from hpcbridge.tracking.text import progress_line, status_lines
 
@@ -47,7 +48,7 @@ def test_outcome_parsing() -> None:
     assert combine(7, "bad", None) is None
 
 
-def _record(**kw: object) -> dict[str, object]:
+def _record(**kw: object) -> Record:
     rec: dict[str, object] = {
         "id": "20260101-000000-abcdef",
         "name": "t",
@@ -56,7 +57,7 @@ def _record(**kw: object) -> dict[str, object]:
         "chunks": [{"offset": 0, "indices": "0-4", "job_id": "50"}],
     }
     rec.update(kw)
-    return rec
+    return record_from_dict(rec)
 
 
 SQ = """\
@@ -78,9 +79,9 @@ def test_merge_outcomes_with_squeue() -> None:
     assert st[2].state is JobState.TIMEOUT and st[2].signal == "TERM"  # at the 60 s limit
     assert st[3].state is JobState.RUNNING and st[3].job_id == "50_3"
     assert st[4].state is JobState.PENDING and st[4].reason == "Priority"
-    s = summarise(_record(), st)
-    assert s["counts"] == {"COMPLETED": 1, "FAILED": 1, "PENDING": 1, "RUNNING": 1, "TIMEOUT": 1}
-    assert s["failed_tasks"] == "1-2" and not s["done"]
+    s = summarise(_record(), st).progress
+    assert s.counts == {"COMPLETED": 1, "FAILED": 1, "PENDING": 1, "RUNNING": 1, "TIMEOUT": 1}
+    assert s.failed_tasks == "1-2" and not s.done
 
 
 def test_scheduler_reason_wins_and_forgotten_jobs() -> None:
@@ -132,9 +133,9 @@ def test_latest_view_and_report() -> None:
     child = task_statuses(child_rec, {k: v for k, v in done.items() if v}, sq)
     merged = latest_view(parent, [child])
     assert all(s.state is JobState.COMPLETED for s in merged.values())
-    s = summarise(_record(), parent)
-    s["latest"] = summarise(_record(), merged)
-    s["children"] = ["x"]
+    s = summarise(_record(), parent, children={"x": child})
+    assert s.latest is not None and s.latest.ok and s.view is s.latest
+    assert s.to_dict()["latest"]["counts"] == {"COMPLETED": 5}
     text = "\n".join(status_lines(s))
     assert "1 completed, 4 failed" in text and "after resubmission(s) x: 5 completed" in text
     assert progress_line(s).endswith("5/5 finished")
@@ -162,8 +163,8 @@ def test_ten_thousand_tasks_summarised() -> None:
     lines += [f"90_{i}|{1000 + i}|FAILED|2:0|None|big" for i in range(9990, 10000)]
     rec = _record(chunks=[{"offset": 0, "indices": "0-9999", "job_id": "90"}])
     st = task_statuses(rec, {}, slurm.parse_sacct("\n".join(lines)))
-    s = summarise(rec, st)
-    assert s["counts"] == {"COMPLETED": 9990, "FAILED": 10}
+    s = summarise(rec, st).to_dict()
+    assert s["counts"] == {"COMPLETED": 9990, "FAILED": 10} and s["total"] == 10000
     assert s["failed_tasks"] == "9990-9999" and s["failed"][0]["exit_code"] == 2
 
 
