@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from hpcbridge import api
+
 
 @click.group("config")
 def config() -> None:
@@ -33,21 +35,8 @@ def config() -> None:
 )
 def show(sources: bool, as_json: bool, sets: tuple[str, ...]) -> None:
     """Print the resolved configuration."""
-    from hpcbridge.config import load_config
-    from hpcbridge.config.display import flat_items
-    from hpcbridge.errors import ConfigError
-
-    overrides: dict[str, object] = {}
-    labels: dict[str, str] = {}
-    for item in sets:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(
-                f"--set {item!r} is not KEY=VALUE", "e.g. --set cache.dir=/scratch/me"
-            )
-        overrides[key.strip()] = value
-        labels[key.strip()] = f"--set {key.strip()}"
-    cfg = load_config(overrides, cli_labels=labels)
+    view = api.config_show(sets)
+    cfg = view.config
     for warning in cfg.warnings:
         click.echo(f"hpcbridge: warning: {warning}", err=True)
     if as_json:
@@ -60,9 +49,8 @@ def show(sources: bool, as_json: bool, sets: tuple[str, ...]) -> None:
             }
         click.echo(json.dumps(doc, indent=2))
         return
-    rows = flat_items(cfg)
-    width = min(max(len(f"{k} = {v}") for k, v, _ in rows), 60)  # long lists overflow
-    for key, value, source in rows:
+    width = min(max(len(f"{k} = {v}") for k, v, _ in view.rows), 60)  # long lists overflow
+    for key, value, source in view.rows:
         line = f"{key} = {value}"
         click.echo(f"{line:<{width}}  # {source}" if sources else line)
 
@@ -72,9 +60,7 @@ def show(sources: bool, as_json: bool, sets: tuple[str, ...]) -> None:
 @click.pass_context
 def check(ctx: click.Context, file: Path) -> None:
     """Validate a site (or user/project) configuration FILE."""
-    from hpcbridge.config.loader import check_file
-
-    problems = check_file(file)
+    problems = api.config_check(file)
     if not problems:
         click.echo(f"{file}: ok")
         return

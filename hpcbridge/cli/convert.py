@@ -6,18 +6,12 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import click
 
+from hpcbridge import api
 from hpcbridge.images.sif.compression import COMPRESSORS
-
-
-def load_settings(overrides: dict[str, object], labels: dict[str, str]) -> Any:
-    """The configuration with the command's flags on top (imported lazily)."""
-    from hpcbridge.config import load_config
-
-    return load_config({k: v for k, v in overrides.items() if v is not None}, cli_labels=labels)
 
 
 class TermProgress:
@@ -118,35 +112,20 @@ def convert(
     file (passed through).  A cached digest returns at once; concurrent
     converts of one digest convert it once and all print the same path.
     """
-    cfg = load_settings(
-        {
-            "cache.dir": str(cache_dir) if cache_dir else None,
-            "cache.tmp_dir": str(tmp_dir) if tmp_dir else None,
-            "convert.backend": backend,
-            "convert.platform": platform,
-            "convert.compression": compression,
-            "convert.level": level,
-        },
-        {
-            "cache.dir": "--cache-dir",
-            "cache.tmp_dir": "--tmp-dir",
-            "convert.backend": "--backend",
-            "convert.platform": "--platform",
-            "convert.compression": "--compression",
-            "convert.level": "--level",
-        },
-    )
-    from hpcbridge.images.convert import convert_with_config
-
     progress = TermProgress() if sys.stderr.isatty() and not as_json else None
     try:
-        result = convert_with_config(
+        result = api.convert(
             ref,
-            cfg,
+            output=output,
+            backend=backend,
+            platform=platform,
             force=force,
             offline=offline,
             insecure=insecure,
-            output=output,
+            cache_dir=cache_dir,
+            tmp_dir=tmp_dir,
+            compression=compression,
+            level=level,
             progress=progress,
         )
     finally:

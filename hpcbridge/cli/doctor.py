@@ -6,6 +6,9 @@ from typing import Optional
 
 import click
 
+from hpcbridge import api
+from hpcbridge.cli._output import echo_json, style, use_color
+
 _COLORS = {"ok": "green", "warn": "yellow", "fail": "red"}
 
 
@@ -32,18 +35,10 @@ def doctor(
     Slurm's array limits.  Each finding is ok, warn or fail with one line of
     fix.  Exit status: 0 when all is ok, 1 with warnings, 2 with failures.
     """
-    from hpcbridge.cli._output import echo_json, style, use_color
-    from hpcbridge.config import load_config
-    from hpcbridge.doctor import diagnose, report_dict, worst
-    from hpcbridge.doctor.probe import gather
-    from hpcbridge.job.load import load_job
-
-    cfg = load_config()
-    job = load_job(job_file, sets) if job_file else None
-    findings = diagnose(gather(cfg, job), cfg, job)
-    status = worst(findings)
+    report = api.doctor(job_file, sets)
+    findings = report.findings
     if as_json:
-        echo_json(report_dict(findings))
+        echo_json(report.to_dict())
     else:
         color = use_color()
         width = max(len(f.check) for f in findings)
@@ -55,4 +50,4 @@ def doctor(
         warns = sum(1 for f in findings if f.status.label == "warn")
         fails = sum(1 for f in findings if f.status.label == "fail")
         click.echo(f"doctor: {len(findings)} checks, {warns} warning(s), {fails} failure(s)")
-    ctx.exit(int(status))
+    ctx.exit(int(report.status))

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+from hpcbridge import api
+from hpcbridge.cli._output import echo_json
+
 
 @click.command("export")
 @click.argument("sub_id")
@@ -30,18 +33,10 @@ def export(sub_id: str, output: Path, as_json: bool) -> None:
     Example:
       hpcbridge export last -o paper-fig3/
     """
-    import json
-
-    from hpcbridge.cli._output import echo_json
-    from hpcbridge.config import load_config
-    from hpcbridge.fsutil import xdg_dir
-    from hpcbridge.submit.bundle import MANIFEST, export_submission
-
-    cfg = load_config()
-    full_id, files = export_submission(cfg.state.dir or xdg_dir("state"), sub_id, output)
+    done = api.export(sub_id, output)
     if as_json:
-        echo_json(json.loads(files[MANIFEST]))
+        echo_json(done.manifest)
         return
-    click.echo(f"{full_id}: exported to {output}/")
-    for name in sorted(files):
+    click.echo(f"{done.id}: exported to {output}/")
+    for name in sorted(done.files):
         click.echo(f"  {name}")

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import re
-import sys
 from pathlib import Path
 from typing import Optional
 
 import click
 
-
-def _looks_like_def(text: str) -> bool:
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        return bool(re.match(r"bootstrap\s*:", stripped, re.I))
-    return False
+from hpcbridge import api
 
 
 @click.command("recipe")
@@ -45,21 +36,8 @@ def recipe(source: str, output: Optional[str], target: Optional[str]) -> None:
       hpcbridge recipe Dockerfile -o image.def
       hpcbridge recipe image.def --to docker -o Dockerfile
     """
-    from hpcbridge.errors import InputError
-    from hpcbridge.fsutil import atomic_write_text
-    from hpcbridge.recipe import def_to_dockerfile, dockerfile_to_def
-
-    name = "<stdin>" if source == "-" else source
-    try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {name}: {exc}", "give a readable text file") from exc
-    if target is None:
-        target = "docker" if _looks_like_def(text) else "def"
-    result = def_to_dockerfile(text, name) if target == "docker" else dockerfile_to_def(text, name)
+    result = api.recipe(source, target=target, output=Path(output) if output else None)
     for note in result.notes:
         click.echo(f"hpcbridge: note: {note}", err=True)
-    if output:
-        atomic_write_text(output, result.text)
-    else:
+    if not output:
         click.echo(result.text, nl=False)

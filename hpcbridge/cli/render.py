@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+from hpcbridge import api
 
 
 @click.command()
@@ -22,20 +26,8 @@ def render(job_file: str, sets: tuple[str, ...], output: str | None) -> None:
     names the exact SIF it will run.  `hpcbridge submit --dry-run` prints the same
     text.  Nothing is submitted.
     """
-    from hpcbridge.config import load_config
-    from hpcbridge.submit.dryrun import render_text
-
-    text = render_text(load_config(), job_file, sets)
-    if output is None:
-        click.echo(text, nl=False)
+    done = api.render_script(job_file, sets, output=Path(output) if output else None)
+    if done.written is None:
+        click.echo(done.text, nl=False)
         return
-    from hpcbridge.errors import InputError
-    from hpcbridge.fsutil import atomic_write_text
-
-    try:
-        atomic_write_text(output, text, mode=0o755)
-    except OSError as exc:
-        raise InputError(
-            f"cannot write {output}: {exc.strerror}", "choose a writable path for -o"
-        ) from None
     click.echo(f"wrote {output}", err=True)

@@ -2,47 +2,41 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import click
 
+from hpcbridge import api
+from hpcbridge.cli._output import echo_json
+
 if TYPE_CHECKING:
-    from hpcbridge.tracking.session import Session
+    from hpcbridge.submit.results import Submission
 
 
-def _session() -> Session:
-    from hpcbridge.config import load_config
-    from hpcbridge.tracking.session import open_session
-
-    return open_session(load_config())
-
-
-def _report(out: dict[str, Any], as_json: bool) -> None:
+def _report(out: Submission, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(out, indent=2, sort_keys=True))
+        echo_json(out.to_dict())
         return
-    chunks = out["chunks"]
+    r = out.record
     jobs = ", ".join(
-        f"{c['job_id']} (tasks {c['indices']}{' + ' + str(c['offset']) if c['offset'] else ''})"
-        if len(chunks) > 1
-        else str(c["job_id"])
-        for c in chunks
-        if c.get("job_id")
+        f"{c.job_id} (tasks {c.indices}{' + ' + str(c.offset) if c.offset else ''})"
+        if len(r.chunks) > 1
+        else str(c.job_id)
+        for c in r.chunks
+        if c.job_id
     )
-    head = f"{out['id']}: submitted {out['task_count']} task(s) as job {jobs}"
-    if out.get("parent"):
-        head += f" ({out['kind']} of {out['parent']})"
+    head = f"{r.id}: submitted {r.task_count} task(s) as job {jobs}"
+    if r.parent:
+        head += f" ({r.kind} of {r.parent})"
     click.echo(head)
-    if out.get("deferred"):
-        waiting = [c for c in chunks if not c.get("job_id")]
+    if r.deferred:
+        waiting = [c for c in r.chunks if not c.job_id]
         click.echo(
             f"  {len(waiting)} chunk(s) wait for room under your submit limit; "
-            f"`hpcbridge watch {out['id']}` submits them as earlier ones finish"
+            f"`hpcbridge watch {r.id}` submits them as earlier ones finish"
         )
-    click.echo(f"  follow it with: hpcbridge watch {out['id']}")
+    click.echo(f"  follow it with: hpcbridge watch {r.id}")
 
 
 @click.command()
@@ -65,16 +59,9 @@ def submit(job_file: str, sets: tuple[str, ...], dry_run: bool, as_json: bool, r
     offset; every task still sees its global index as {task}.
     """
     if dry_run:
-        from hpcbridge.config import load_config
-        from hpcbridge.submit.dryrun import render_text
-
-        click.echo(render_text(load_config(), job_file, sets), nl=False)
+        click.echo(api.render_script(job_file, sets).text, nl=False)
         return
-    from hpcbridge.submit.actions import submit_job
-
-    sess = _session()
-    out = submit_job(sess, job_file, sets, retries=retry, cwd=os.getcwd())
-    _report(out, as_json)
+    _report(api.submit(job_file, sets, retries=retry), as_json)
 
 
 @click.command()
@@ -82,7 +69,7 @@ def submit(job_file: str, sets: tuple[str, ...], dry_run: bool, as_json: bool, r
 @click.option(
     "--from",
     "bundle",
-    type=click.Path(file_okay=False, exists=True),
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Rerun an exported bundle (hpcbridge export) instead of a local record.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the new submission as JSON.")
@@ -92,7 +79,7 @@ def submit(job_file: str, sets: tuple[str, ...], dry_run: bool, as_json: bool, r
     default=0,
     help="Retries while the controller is unreachable.",
 )
-def rerun(sub_id: Optional[str], bundle: Optional[str], as_json: bool, retry: int) -> None:
+def rerun(sub_id: Optional[str], bundle: Optional[Path], as_json: bool, retry: int) -> None:
     """Submit a recorded submission again, identically (same scripts, same SIF).
 
     The new submission differs only in its id (and so its outcome and log
@@ -102,13 +89,7 @@ def rerun(sub_id: Optional[str], bundle: Optional[str], as_json: bool, retry: in
     """
     if (sub_id is None) == (bundle is None):
         raise click.UsageError("give either a submission ID or --from BUNDLE (not both)")
-    sess = _session()
     if sub_id is not None:
-        from hpcbridge.submit.actions import rerun as do_rerun
-
-        out = do_rerun(sess, sess.store.resolve(sub_id), retries=retry)
+        _report(api.rerun(sub_id, retries=retry), as_json)
     else:
-        from hpcbridge.submit.bundle import rerun_from_bundle
-
-        out = rerun_from_bundle(sess, Path(str(bundle)), retries=retry)
-    _report(out, as_json)
+        _report(api.rerun_bundle(Path(str(bundle)), retries=retry), as_json)

@@ -7,6 +7,9 @@ from typing import Optional
 
 import click
 
+from hpcbridge import api
+from hpcbridge.cli._output import echo_json
+
 
 @click.command("wrap")
 @click.argument("image")
@@ -53,43 +56,18 @@ def wrap(
       hpcbridge wrap docker://python:3.12-slim python3 pip --dir ~/bin
       ~/bin/python3 -c 'import sys; print(sys.version)'
     """
-    from hpcbridge.cli._output import echo_json
-    from hpcbridge.config import load_config
-    from hpcbridge.images.convert import convert_with_config
-    from hpcbridge.job.load import job_from_dict
-    from hpcbridge.job.spec import Bind
-    from hpcbridge.wrap import PinnedImage, WrapOptions, pinned_ref, write_wrappers
-
-    cfg = load_config()
-    extra: tuple[Bind, ...] = ()
-    if binds:  # the job-file bind syntax, relative paths from the current directory
-        data = {"name": "wrap", "image": image, "command": ["true"], "binds": list(binds)}
-        extra = job_from_dict(data, job_dir=str(Path.cwd())).binds
-    res = convert_with_config(image, cfg)
-    pinned = PinnedImage(
-        image, res.digest, str(res.path), res.sif_sha256, pinned_ref(image, res.digest)
-    )
-    opts = WrapOptions(
-        flavor=cfg.runtime.flavor,
-        executable=cfg.runtime.executable or cfg.runtime.flavor,
-        version=cfg.runtime.version,
-        binds=(*cfg.binds.default, *extra),
+    done = api.wrap(
+        image,
+        commands,
+        bin_dir,
+        module=module,
+        binds=binds,
         cleanenv=cleanenv,
         gpu=gpu,
-    )
-    written = write_wrappers(
-        bin_dir, commands, pinned, opts, module=module, modules=cfg.runtime.modules, force=force
+        force=force,
     )
     if as_json:
-        echo_json(
-            {
-                "image": image,
-                "digest": res.digest,
-                "sif": str(res.path),
-                "sif_sha256": res.sif_sha256,
-                "files": [str(p) for p in written],
-            }
-        )
-    else:
-        for path in written:
-            click.echo(str(path))
+        echo_json(done.to_dict())
+        return
+    for path in done.files:
+        click.echo(str(path))
