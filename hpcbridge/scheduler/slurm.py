@@ -21,7 +21,7 @@ from typing import Optional
 
 from hpcbridge.scheduler.base import ClusterLimits, JobInfo, QueryResult, Submitted
 from hpcbridge.scheduler.states import map_state
-from hpcbridge.slurm_syntax import format_indices, parse_indices  # noqa: F401 (until every caller moved)
+from hpcbridge.slurm_syntax import parse_indices
 
 log = logging.getLogger(__name__)
 
