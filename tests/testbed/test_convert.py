@@ -24,7 +24,7 @@ from typing import Any, Callable
 import pytest
 
 from tests.testbed.api import Testbed
-from tests.testbed.test_build import names, siftool_types, squash_list
+from tests.testbed.test_build import names, partition, siftool_types, squash_list
 from tests.testbed.users import REPO, as_user_argv
 
 pytestmark = pytest.mark.testbed
@@ -143,6 +143,32 @@ def test_apptainer_backend_publishes_into_the_same_cache(testbed: Testbed, conv:
         conv.cache("apptainer"),
     )
     assert again.returncode == 0 and again.stdout.strip() == str(path)  # cached, any backend
+
+
+@pytest.mark.parametrize("backend", ["native", "apptainer"])
+def test_compressor_and_level_reach_mksquashfs(
+    testbed: Testbed, conv: Converter, backend: str
+) -> None:
+    """lzo's level reaches both backends; xz takes none and the SIF still runs."""
+    ref = "docker://" + testbed.image("busybox").ref
+    for comp, level in (("lzo", "3"), ("xz", None)):
+        extra = ["--level", level] if level else []
+        res = conv.convert(
+            ref, f"{backend}-{comp}", "--backend", backend, "--compression", comp, *extra
+        )
+        path = Path(res["path"])
+        off, _ = partition(path)
+        info = testbed.run(["unsquashfs", "-s", "-o", str(off), str(path)], timeout=120).stdout
+        assert f"Compression {comp}" in info
+        if level:
+            assert f"compression level {level}" in info
+        record = json.loads(path.with_suffix(".json").read_text())
+        assert (record["compression"], record["level"]) == (comp, int(level) if level else None)
+        assert "ok" in apptainer(testbed, "exec", str(path), "echo", "ok")
+    refused = testbed.hpcbridge(
+        "convert", ref, "--cache-dir", conv.cache("refused"), "--compression", "xz", "--level", "9"
+    )
+    assert refused.returncode == 3 and "xz takes no compression level" in refused.stderr
 
 
 # ------------------------------------------------------------- identity of the bytes
