@@ -1,8 +1,8 @@
 """Decompress every layer once, all at the same time, for the two passes of a streaming build.
 
 The streaming build reads each layer twice: a first pass plans the final tree
-(layers.py into a MemFS), a second pass copies the surviving files' data to
-``mksquashfs -tar`` (tarstream.py).  :class:`DecodedLayers` starts one thread
+(apply.py into a MemFS), a second pass copies the surviving files' data to
+``mksquashfs -tar`` (tar.py).  :class:`DecodedLayers` starts one thread
 per layer as soon as it is made, so the layers are decompressed in parallel
 (zlib and zstandard release the GIL) while the first pass parses them in
 order, and it keeps the decompressed bytes in memory up to a byte budget so

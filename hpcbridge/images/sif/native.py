@@ -1,9 +1,9 @@
 """Build a SIF from image layers and config: the native conversion backend.
 
 ``build_sif`` flattens the layers (confined, OCI whiteouts; layers/apply.py),
-adds the Apptainer scaffolding (scaffold.py) and squashes the tree with
-mksquashfs straight into ``out`` at the partition offset, then writes the SIF
-header, descriptors, definition file and JSON objects in front of it (format.py).  By
+adds the Apptainer scaffolding (scaffold.py), squashes the tree with mksquashfs
+straight into ``out`` at the partition offset, then writes the SIF header,
+descriptors, definition file and JSON objects in front of it (format.py).  By
 default the tree is flattened in memory and streamed to ``mksquashfs -tar``
 (layers/tar.py), so no root filesystem is ever written to disk and reading the
 layers overlaps with compression; with squashfs-tools < 4.5 a rootfs is
