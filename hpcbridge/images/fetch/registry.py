@@ -32,7 +32,7 @@ from hpcbridge.images.fetch.image import Image, RemoteLayer
 from hpcbridge.images.fetch.manifest import ACCEPT, Descriptor, parse_manifest, sha256_digest
 from hpcbridge.images.fetch.transport import Response, Transport, TransportError
 from hpcbridge.images.protocols import Layer
-from hpcbridge.images.refs import RegistryRef
+from hpcbridge.images.refs import RegistryRef, is_loopback_host
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,6 @@ class RegistryClient:
         transport: Optional[Transport] = None,
         environ: Optional[Mapping[str, str]] = None,
     ) -> None:
-        from hpcbridge.images.refs import is_loopback_host
-
         self.registry = registry
         self.api_host = api_host or registry
         self.scheme = "http" if insecure or is_loopback_host(self.api_host) else "https"
