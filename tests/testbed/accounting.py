@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hpcbridge import runner
 from tests.testbed import config as C
+from tests.testbed import sid
 from tests.testbed.procs import PidRegistry, start_daemon, wait_for
 from tests.testbed.slurm import client_env, daemon_env, write_if_changed
 from tests.testbed.users import User
@@ -25,7 +26,7 @@ def _db_socket(layout: C.Layout) -> Path:
     return layout.db_dir / "mysqld.sock"
 
 
-def _mariadb_argv(layout: C.Layout) -> list[str]:
+def _mariadb_argv(layout: C.Layout, release: str) -> list[str]:
     return [
         "mariadbd",
         "--no-defaults",
@@ -33,7 +34,7 @@ def _mariadb_argv(layout: C.Layout) -> list[str]:
         f"--socket={_db_socket(layout)}",
         f"--pid-file={layout.db_dir / 'mariadbd.pid'}",
         "--bind-address=127.0.0.1",
-        f"--port={C.MARIADB_PORT}",
+        f"--port={C.ports(release).mariadb}",
         "--user=root",
         "--skip-name-resolve",
         f"--log-error={layout.log / 'mariadbd.log'}",
@@ -52,7 +53,7 @@ def _sql(layout: C.Layout, statement: str) -> runner.Completed:
     )
 
 
-def ensure_mariadb(layout: C.Layout, pids: PidRegistry) -> int:
+def ensure_mariadb(layout: C.Layout, pids: PidRegistry, release: str) -> int:
     data = layout.db_dir / "data"
     layout.db_dir.mkdir(parents=True, exist_ok=True)
     if not (data / "mysql").is_dir():
@@ -75,7 +76,7 @@ def ensure_mariadb(layout: C.Layout, pids: PidRegistry) -> int:
         pid = start_daemon(
             pids,
             "mariadbd",
-            _mariadb_argv(layout),
+            _mariadb_argv(layout, release),
             layout.log / "mariadbd.out",
             env=daemon_env(layout),
         )
@@ -90,17 +91,19 @@ def ensure_mariadb(layout: C.Layout, pids: PidRegistry) -> int:
     return pid
 
 
-def ensure_slurmdbd(layout: C.Layout, pids: PidRegistry) -> int:
-    write_if_changed(layout.slurmdbd_conf, C.slurmdbd_conf(layout, DB_USER, DB_PASSWORD), 0o600)
+def ensure_slurmdbd(layout: C.Layout, pids: PidRegistry, release: str) -> int:
+    text = C.slurmdbd_conf(layout, DB_USER, DB_PASSWORD, release)
+    write_if_changed(layout.slurmdbd_conf, text, 0o600)
     pid = pids.alive("slurmdbd")
     if pid is None:
         pids.forget("slurmdbd")
         env = daemon_env(layout)
         env["SLURM_CONF"] = str(layout.slurm_conf)
         # slurmdbd reads slurmdbd.conf next to slurm.conf (the directory of SLURM_CONF).
-        pid = start_daemon(
-            pids, "slurmdbd", ["slurmdbd", "-D"], layout.log / "slurmdbd.out", env=env
-        )
+        argv = ["slurmdbd", "-D"]
+        if sid.is_sid(layout):
+            argv = sid.daemon_argv(layout, None, ["/usr/sbin/slurmdbd", "-D"])
+        pid = start_daemon(pids, "slurmdbd", argv, layout.log / "slurmdbd.out", env=env)
     wait_for("slurmdbd", lambda: dbd_answers(layout), 60, pid=pid)
     return pid
 
@@ -115,26 +118,28 @@ def dbd_answers(layout: C.Layout) -> bool:
     return done.ok
 
 
-def register(layout: C.Layout, user: User) -> None:
+def register(layout: C.Layout, user: User, release: str) -> None:
     """Cluster, account and users in the accounting database (idempotent)."""
     env = client_env(layout)
 
     def sacctmgr(*args: str) -> None:
         done = runner.run(["sacctmgr", "-i", *args], env=env, check=False, timeout=30)
         text = done.stdout + done.stderr
-        if not done.ok and "Nothing new added" not in text and "already exists" not in text:
+        known = ("Nothing new added", "already exists", "Already existing", "Nothing added.")
+        if not done.ok and not any(k in text for k in known):
             raise RuntimeError(f"sacctmgr {' '.join(args)}: {text.strip()}")
 
-    sacctmgr("add", "cluster", C.CLUSTER)
-    sacctmgr("add", "account", C.ACCOUNT, f"cluster={C.CLUSTER}", "description=testbed")
+    cluster = C.CLUSTERS[release]
+    sacctmgr("add", "cluster", cluster)
+    sacctmgr("add", "account", C.ACCOUNT, f"cluster={cluster}", "description=testbed")
     for name in ("root", user.name):
-        sacctmgr("add", "user", name, f"account={C.ACCOUNT}", f"cluster={C.CLUSTER}")
+        sacctmgr("add", "user", name, f"account={C.ACCOUNT}", f"cluster={cluster}")
 
 
-def ensure_accounting(layout: C.Layout, pids: PidRegistry, user: User) -> None:
-    ensure_mariadb(layout, pids)
-    ensure_slurmdbd(layout, pids)
-    register(layout, user)
+def ensure_accounting(layout: C.Layout, pids: PidRegistry, user: User, release: str) -> None:
+    ensure_mariadb(layout, pids, release)
+    ensure_slurmdbd(layout, pids, release)
+    register(layout, user, release)
 
 
 def stop_accounting(pids: PidRegistry) -> None:

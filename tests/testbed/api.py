@@ -84,6 +84,8 @@ class Testbed:
         self.user = User.from_dict(state["user"])
         self.env: dict[str, str] = dict(state["env"])
         self.knobs = C.Knobs.from_dict(state["knobs"])
+        self.release = self.knobs.slurm  # "22.05" or "26.05"
+        self.slurm_facts: dict[str, Any] = dict(state.get("slurm") or {})
         self.nodes: list[str] = sorted(state["nodes"])
         self.registry: Optional[str] = state.get("registry")
         self.bin_dir: Optional[Path] = Path(state["bin_dir"]) if state.get("bin_dir") else None
@@ -292,12 +294,12 @@ class Testbed:
             with lifecycle.flock(layout.knobs_lock):
                 before = C.Knobs.from_dict((lifecycle.read_state(layout) or {})["knobs"])
                 wanted = before.replace(**knobs)
-                self._load(lifecycle.up(wanted.to_dict(), quiet=True))
+                self._load(lifecycle.up(wanted.to_dict(), quiet=True, state_dir=self.state_dir))
                 self.state["knobs_before"] = before.to_dict()
                 try:
                     yield self
                 finally:
-                    self._load(lifecycle.up(before.to_dict(), quiet=True))
+                    self._load(lifecycle.up(before.to_dict(), quiet=True, state_dir=self.state_dir))
         finally:
             self._reconfiguring = False
 
@@ -318,10 +320,27 @@ class Testbed:
             finally:
                 slurm.start_slurmctld(layout, pids)
 
+    def rate_limit_events(self, uid: Optional[int] = None) -> list[str]:
+        """slurmctld's log lines of throttled RPCs (of ``uid``, default the test user's).
+
+        With ``rl_enable`` a throttled client gets SLURMCTLD_COMMUNICATIONS_BACKOFF; the
+        26.05 client commands then sleep 1, 2, 3... s and retry, silently (``-v`` prints
+        "RPC rate limited N time(s). Sleeping then trying again."), so this log is where
+        a test sees that a client went over its bucket.
+        """
+        who = self.user.uid if uid is None else uid
+        needle = f"RPC rate limit exceeded by uid {who} "
+        try:
+            text = (self.state_dir / "log" / "slurmctld.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        return [line for line in text.splitlines() if needle in line]
+
     def refresh(self) -> None:
         state = lifecycle.read_state(C.Layout(self.state_dir))
         if state:
             self._load(state)
 
     def __repr__(self) -> str:
-        return f"Testbed({self.state_dir}, nodes={self.nodes}, knobs={json.dumps(self.knobs.to_dict())})"
+        knobs = json.dumps(self.knobs.to_dict())
+        return f"Testbed({self.state_dir}, slurm {self.release}, nodes={self.nodes}, knobs={knobs})"

@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -84,12 +85,30 @@ class _Lock:
         os.close(self.fd)
 
 
+@dataclass(frozen=True)
+class RootfsSpec:
+    """A Debian sid root filesystem in the testbed cache, built once by debootstrap."""
+
+    name: str  # directory under the cache; ``<name>.stamp`` records what it was built with
+    packages: tuple[str, ...]
+    proof: tuple[str, ...]  # files that exist once it is complete
+
+    def stamp_text(self) -> str:
+        return (
+            json.dumps({"suite": SUITE, "variant": "minbase", "packages": sorted(self.packages)})
+            + "\n"
+        )
+
+
+APPTAINER_ROOTFS = RootfsSpec(ROOTFS_NAME, PACKAGES, ("usr/bin/apptainer", "usr/bin/squashfuse_ll"))
+
+
 def _stamp_text() -> str:
-    return json.dumps({"suite": SUITE, "variant": "minbase", "packages": sorted(PACKAGES)}) + "\n"
+    return APPTAINER_ROOTFS.stamp_text()
 
 
-def _rootfs_complete(rootfs: Path) -> bool:
-    return (rootfs / "usr/bin/apptainer").is_file() and (rootfs / "usr/bin/squashfuse_ll").exists()
+def _rootfs_complete(rootfs: Path, spec: RootfsSpec = APPTAINER_ROOTFS) -> bool:
+    return all((rootfs / p).exists() for p in spec.proof)
 
 
 def _finish_rootfs(rootfs: Path) -> None:
@@ -101,23 +120,24 @@ def _finish_rootfs(rootfs: Path) -> None:
         (rootfs / sub).mkdir(parents=True, exist_ok=True)
 
 
-def ensure_rootfs(cache_dir: Path) -> Path:
-    """The sid rootfs with Apptainer, built once (reuses the probe copy if present)."""
-    rootfs = cache_dir / ROOTFS_NAME
-    stamp = cache_dir / STAMP_NAME
-    want = _stamp_text()
-    if stamp.is_file() and stamp.read_text() == want and _rootfs_complete(rootfs):
+def ensure_rootfs(cache_dir: Path, spec: RootfsSpec = APPTAINER_ROOTFS) -> Path:
+    """The rootfs of ``spec``, built once (the Apptainer one reuses the probe copy if present)."""
+    rootfs = cache_dir / spec.name
+    stamp = cache_dir / f"{spec.name}.stamp"
+    want = spec.stamp_text()
+    if stamp.is_file() and stamp.read_text() == want and _rootfs_complete(rootfs, spec):
         _finish_rootfs(rootfs)
         return rootfs
-    with _Lock(cache_dir / "apptainer-rootfs.lock"):
-        if stamp.is_file() and stamp.read_text() == want and _rootfs_complete(rootfs):
+    with _Lock(cache_dir / f"{spec.name}.lock"):
+        if stamp.is_file() and stamp.read_text() == want and _rootfs_complete(rootfs, spec):
             _finish_rootfs(rootfs)
             return rootfs
         stamp.unlink(missing_ok=True)
-        if _rootfs_complete(rootfs) and _has_packages(rootfs):
+        if _rootfs_complete(rootfs, spec) and _has_packages(rootfs, spec):
             pass  # only the stamp was missing or older
         elif (
-            not rootfs.exists()
+            spec == APPTAINER_ROOTFS
+            and not rootfs.exists()
             and PROBE_DIR.is_dir()
             and _rootfs_complete(PROBE_DIR)
             and (_has_packages(PROBE_DIR))
@@ -127,35 +147,35 @@ def ensure_rootfs(cache_dir: Path) -> Path:
             else:
                 shutil.copytree(PROBE_DIR, rootfs, symlinks=True)
         else:
-            tmp = _debootstrap(cache_dir)
+            tmp = _debootstrap(cache_dir, spec)
             if rootfs.exists():
                 shutil.rmtree(rootfs)
             tmp.rename(rootfs)
         _finish_rootfs(rootfs)
-        if not _rootfs_complete(rootfs):
-            raise RuntimeError(f"{rootfs} has no usr/bin/apptainer or usr/bin/squashfuse_ll")
+        if not _rootfs_complete(rootfs, spec):
+            raise RuntimeError(f"{rootfs} lacks one of {', '.join(spec.proof)}")
         stamp.write_text(want)
     return rootfs
 
 
-def _debootstrap(cache_dir: Path) -> Path:
-    tmp = cache_dir / f"{ROOTFS_NAME}.tmp-{os.getpid()}"
+def _debootstrap(cache_dir: Path, spec: RootfsSpec = APPTAINER_ROOTFS) -> Path:
+    tmp = cache_dir / f"{spec.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     argv = [
         "debootstrap",
         "--variant=minbase",
-        "--include=" + ",".join(PACKAGES),
+        "--include=" + ",".join(spec.packages),
         SUITE,
         str(tmp),
         os.environ.get("HPCBRIDGE_TESTBED_SID_MIRROR") or debian_mirror(),
     ]
-    log = cache_dir / "apptainer-rootfs.debootstrap.log"
+    log = cache_dir / f"{spec.name}.debootstrap.log"
     with open(log, "wb") as out:
         proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False)
     if proc.returncode != 0:
         raise RuntimeError(
-            f"debootstrap of the Apptainer rootfs failed (exit {proc.returncode}); "
+            f"debootstrap of {spec.name} failed (exit {proc.returncode}); "
             f"see {log} (command: {shlex.join(argv)})"
         )
     # keep the rootfs small: downloaded .debs are not needed
@@ -164,8 +184,9 @@ def _debootstrap(cache_dir: Path) -> Path:
     return tmp
 
 
-def installed_versions(rootfs: Path) -> dict[str, str]:
-    """Versions of PACKAGES installed in the rootfs (from its dpkg status file)."""
+def installed_versions(rootfs: Path, packages: Iterable[str] = PACKAGES) -> dict[str, str]:
+    """Versions of ``packages`` installed in the rootfs (from its dpkg status file)."""
+    wanted = set(packages)
     try:
         status = (rootfs / "var/lib/dpkg/status").read_text(errors="replace")
     except OSError:
@@ -174,13 +195,13 @@ def installed_versions(rootfs: Path) -> dict[str, str]:
     for para in status.split("\n\n"):
         name = re.search(r"^Package: (\S+)$", para, re.M)
         version = re.search(r"^Version: (\S+)$", para, re.M)
-        if name and version and name.group(1) in PACKAGES and "install ok installed" in para:
+        if name and version and name.group(1) in wanted and "install ok installed" in para:
             out[name.group(1)] = version.group(1)
     return out
 
 
-def _has_packages(rootfs: Path) -> bool:
-    return set(PACKAGES) <= set(installed_versions(rootfs))
+def _has_packages(rootfs: Path, spec: RootfsSpec = APPTAINER_ROOTFS) -> bool:
+    return set(spec.packages) <= set(installed_versions(rootfs, spec.packages))
 
 
 def _user_gid(uid: int) -> int:
@@ -191,16 +212,26 @@ def _user_gid(uid: int) -> int:
 
 
 def wrapper_script(
-    rootfs: Path, binds: Iterable[Path], user_uid: int, user_gid: int, exe: str = "apptainer"
+    rootfs: Path,
+    binds: Iterable[Path],
+    user_uid: int,
+    user_gid: int,
+    exe: str = "apptainer",
+    inside: str = "",
 ) -> str:
-    """The text of the `apptainer` wrapper (POSIX sh)."""
+    """The text of the `apptainer` wrapper (POSIX sh).
+
+    With ``inside`` (a file only the rootfs has), a caller already running in that rootfs
+    (a job on the 26.05 cluster) runs /usr/bin/``exe`` directly.
+    """
     q = shlex.quote
     bind_args = " ".join(f"--bind {q(str(b))} {q(str(b))}" for b in binds)
+    direct = f'[ ! -e {q(inside)} ] || exec /usr/bin/{exe} "$@"\n' if inside else ""
     return f"""#!/bin/sh
 # hpcbridge testbed: the real Apptainer from a Debian sid rootfs, run through bwrap.
-# Generated by tests/testbed/apptainer.py; do not edit.
+# Generated by tests/testbed/{"sid" if inside else "apptainer"}.py; do not edit.
 set -e
-ROOTFS={q(str(rootfs))}
+{direct}ROOTFS={q(str(rootfs))}
 if [ "$(id -u)" = 0 ]; then
   # root here lacks CAP_SYS_RESOURCE: run as the test user in a user namespace
   set -- --unshare-user --uid {user_uid} --gid {user_gid} -- /usr/bin/{exe} "$@"
@@ -213,6 +244,33 @@ exec bwrap --bind "$ROOTFS" / --proc /proc --dev-bind /dev /dev --ro-bind /sys /
   {bind_args} \\
   --chdir "$PWD" "$@"
 """
+
+
+def bind_list(rootfs: Path, dirs: Iterable[Path]) -> list[Path]:
+    """``dirs`` a wrapper must bind besides ALWAYS_BOUND, with mount points made in ``rootfs``."""
+    binds: list[Path] = []
+    for b in map(Path, dirs):
+        covered = any(b == Path(d) or Path(d) in b.parents for d in ALWAYS_BOUND)
+        if b.is_absolute() and str(b) != "/" and not covered and b not in binds:
+            binds.append(b)
+    for b in binds:
+        # bwrap cannot create mount points inside the root-owned rootfs as the test user
+        point = rootfs / str(b).lstrip("/")
+        if b.is_dir() or not b.exists():
+            point.mkdir(parents=True, exist_ok=True)
+        elif not point.exists():
+            point.parent.mkdir(parents=True, exist_ok=True)
+            point.touch()
+    return binds
+
+
+def write_executable(target: Path, text: str) -> None:
+    """Replace ``target`` atomically with an executable script, unless it already is ``text``."""
+    if not target.is_file() or target.read_text() != text:
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, target)
 
 
 def ensure_apptainer(
@@ -230,28 +288,11 @@ def ensure_apptainer(
     bin_dir = state_dir / "apptainer-bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(bin_dir, 0o755)
-    binds: list[Path] = []
-    for b in [state_dir, cache_dir, *extra_binds]:
-        b = Path(b)
-        covered = any(b == Path(d) or Path(d) in b.parents for d in ALWAYS_BOUND)
-        if b.is_absolute() and str(b) != "/" and not covered and b not in binds:
-            binds.append(b)
-    for b in binds:
-        # bwrap cannot create mount points inside the root-owned rootfs as the test user
-        point = rootfs / str(b).lstrip("/")
-        if b.is_dir() or not b.exists():
-            point.mkdir(parents=True, exist_ok=True)
-        elif not point.exists():
-            point.parent.mkdir(parents=True, exist_ok=True)
-            point.touch()
+    binds = bind_list(rootfs, [state_dir, cache_dir, *extra_binds])
     for name in BIN_NAMES:
-        text = wrapper_script(rootfs, binds, user_uid, _user_gid(user_uid), name)
-        target = bin_dir / name
-        if not target.is_file() or target.read_text() != text:
-            tmp = bin_dir / f".{name}.tmp"
-            tmp.write_text(text)
-            os.chmod(tmp, 0o755)
-            os.replace(tmp, target)
+        write_executable(
+            bin_dir / name, wrapper_script(rootfs, binds, user_uid, _user_gid(user_uid), name)
+        )
     info = {
         "rootfs": str(rootfs),
         "bin_dir": str(bin_dir),

@@ -1,36 +1,77 @@
-"""Pure parts of the testbed: knobs, paths and the Slurm/munge/slurmdbd config text.
+"""Pure parts of the testbed: paths, ports and the Slurm/munge/slurmdbd config text.
 
-Nothing here touches the machine; tests/unit/test_testbed_config.py checks it.
+Nothing here touches the machine; tests/unit/test_testbed_config.py checks it.  The
+knobs live in knobs.py (re-exported here).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
+
+from tests.testbed.knobs import DEFAULT_RELEASE as DEFAULT_RELEASE
+from tests.testbed.knobs import KNOB_NAMES as KNOB_NAMES
+from tests.testbed.knobs import RELEASES as RELEASES
+from tests.testbed.knobs import Knobs as Knobs
+from tests.testbed.knobs import default_knobs as default_knobs
+from tests.testbed.knobs import knobs_from_env as knobs_from_env
+from tests.testbed.knobs import parse_bool as parse_bool
+from tests.testbed.knobs import reconfigure_only as reconfigure_only
+from tests.testbed.knobs import release_from as release_from
 
 DEFAULT_STATE = Path("/var/tmp/hpcbridge-testbed")
+DEFAULT_STATES = {"22.05": DEFAULT_STATE, "26.05": Path("/var/tmp/hpcbridge-testbed-2605")}
 DEFAULT_CACHE = Path("/var/cache/hpcbridge-testbed")
 CLUSTER = "hpcbtb"
+CLUSTERS = {"22.05": CLUSTER, "26.05": "hpcbtb2605"}
 ACCOUNT = "hpcbacct"
+# Job ids of the 26.05 cluster start here, so they never collide with the 22.05 cluster's
+# in anything keyed by job id (hpcbridge's records and poll cache of the one test user).
+FIRST_JOB_ID = {"22.05": 1, "26.05": 2_600_001}
 
 # Ports on 127.0.0.1.  Slurm's defaults (6817-6819) are left free for a real install.
-# HPCBRIDGE_TESTBED_PORT_OFFSET shifts them all, so a second testbed (another state
-# dir, e.g. bench/testbed_up.py) can run next to the main one.
+# The 26.05 cluster's ports are 1000 above the 22.05 ones; HPCBRIDGE_TESTBED_PORT_OFFSET
+# shifts them all, so a second testbed (another state dir, e.g. bench/testbed_up.py uses
+# 100, the lifecycle test 400) can run next to the main ones.
 PORT_OFFSET = int(os.environ.get("HPCBRIDGE_TESTBED_PORT_OFFSET") or 0)
-CTLD_PORT = 17817 + PORT_OFFSET
-DBD_PORT = 17819 + PORT_OFFSET
-SLURMD_PORT_BASE = 17820 + PORT_OFFSET  # n1 -> 17821, n2 -> 17822, ...
-MARIADB_PORT = 17306 + PORT_OFFSET
+RELEASE_PORT_SHIFT = {"22.05": 0, "26.05": 1000}
 REGISTRY = "127.0.0.1:5000"
 
 
-def state_dir(environ: Optional[Mapping[str, str]] = None) -> Path:
+@dataclass(frozen=True)
+class Ports:
+    """The loopback ports of one cluster."""
+
+    ctld: int
+    dbd: int
+    slurmd_base: int  # n1 -> base + 1, n2 -> base + 2, ...
+    mariadb: int
+
+    def slurmd(self, node: str) -> int:
+        return self.slurmd_base + int(node[1:])
+
+
+def ports(release: str = DEFAULT_RELEASE) -> Ports:
+    shift = PORT_OFFSET + RELEASE_PORT_SHIFT[release]
+    return Ports(17817 + shift, 17819 + shift, 17820 + shift, 17306 + shift)
+
+
+def state_dir(environ: Optional[Mapping[str, str]] = None, release: Optional[str] = None) -> Path:
+    """The state dir of ``release`` (default: the one $HPCBRIDGE_TESTBED_SLURM selects).
+
+    $HPCBRIDGE_TESTBED_DIR names the state dir of the release $HPCBRIDGE_TESTBED_SLURM
+    selects (22.05 when unset); the other release keeps its default dir.
+    """
     env = os.environ if environ is None else environ
-    return Path(env.get("HPCBRIDGE_TESTBED_DIR") or DEFAULT_STATE)
+    selected = release_from({}, env)
+    rel = release or selected
+    explicit = env.get("HPCBRIDGE_TESTBED_DIR")
+    if explicit and rel == selected:
+        return Path(explicit)
+    return DEFAULT_STATES[rel]
 
 
 def cache_dir(environ: Optional[Mapping[str, str]] = None) -> Path:
@@ -39,168 +80,69 @@ def cache_dir(environ: Optional[Mapping[str, str]] = None) -> Path:
 
 
 @dataclass(frozen=True)
-class Knobs:
-    """What a test or a person may change about the cluster (CLI flags / env vars of ``up``)."""
-
-    nodes: int = 2
-    cpus: int = 16  # advertised per node (SlurmdParameters=config_overrides)
-    memory: int = 16000  # MB per node (RealMemory)
-    gpus: int = 2  # fake gres/gpu per node
-    min_job_age: int = 300
-    max_array_size: int = 1001
-    max_job_count: int = 10000
-    accounting: bool = False  # slurmdbd + private MariaDB
-    mem_limit: bool = False  # memory is consumable and over-memory tasks are killed
-
-    def validate(self) -> Knobs:
-        if not 1 <= self.nodes <= 16:
-            raise ValueError(f"nodes={self.nodes}: use 1..16")
-        for name in ("cpus", "memory", "min_job_age", "max_array_size", "max_job_count"):
-            if int(getattr(self, name)) < (0 if name == "min_job_age" else 1):
-                raise ValueError(f"{name}={getattr(self, name)}: must be positive")
-        if not 0 <= self.gpus <= 8:
-            raise ValueError(f"gpus={self.gpus}: use 0..8")
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def replace(self, **changes: Any) -> Knobs:
-        unknown = set(changes) - set(KNOB_NAMES)
-        if unknown:
-            raise TypeError(f"unknown knob(s) {sorted(unknown)}; valid: {', '.join(KNOB_NAMES)}")
-        return dataclasses.replace(self, **changes).validate()
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Knobs:
-        return cls().replace(**{k: v for k, v in data.items() if k in KNOB_NAMES})
-
-
-KNOB_NAMES = tuple(f.name for f in dataclasses.fields(Knobs))
-
-# Knobs slurmctld takes from `scontrol reconfigure`; every other change restarts the daemons.
-# (MaxArraySize is not one: after a reconfigure `scontrol show config` reports the new
-# value but sbatch is still checked against the old one, verified on 22.05.8.)
-RECONFIGURABLE = ("min_job_age",)
-
-
-def reconfigure_only(old: Knobs, new: Knobs) -> bool:
-    """True when ``old`` -> ``new`` changes only knobs ``scontrol reconfigure`` applies."""
-    diff = {k for k in KNOB_NAMES if getattr(old, k) != getattr(new, k)}
-    return bool(diff) and diff <= set(RECONFIGURABLE)
-
-
-def parse_bool(text: str) -> bool:
-    low = text.strip().lower()
-    if low in ("1", "yes", "true", "on"):
-        return True
-    if low in ("0", "no", "false", "off", ""):
-        return False
-    raise ValueError(f"{text!r} is not a boolean (use on/off)")
-
-
-def knobs_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Knobs given as ``HPCBRIDGE_TESTBED_<KNOB>`` variables (only those set)."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(Knobs):
-        raw = environ.get(f"HPCBRIDGE_TESTBED_{f.name.upper()}")
-        if raw is None or raw == "":
-            continue
-        out[f.name] = parse_bool(raw) if f.type in ("bool", bool) else int(raw)
-    return out
-
-
-@dataclass(frozen=True)
 class Layout:
     """Where everything of one testbed lives (all under the state dir)."""
 
     root: Path
-    etc: Path = field(init=False)
-    log: Path = field(init=False)
+    etc: Path = field(init=False, repr=False)
+    log: Path = field(init=False, repr=False)
+    slurm_conf: Path = field(init=False, repr=False)
+    gres_conf: Path = field(init=False, repr=False)
+    plugstack_conf: Path = field(init=False, repr=False)
+    cgroup_conf: Path = field(init=False, repr=False)
+    slurmdbd_conf: Path = field(init=False, repr=False)
+    munge_dir: Path = field(init=False, repr=False)
+    munge_key: Path = field(init=False, repr=False)
+    munge_socket: Path = field(init=False, repr=False)
+    slurm_dir: Path = field(init=False, repr=False)
+    ctld_state: Path = field(init=False, repr=False)  # StateSaveLocation
+    spool: Path = field(init=False, repr=False)  # SlurmdSpoolDir is <spool>/<node>
+    tmpfs: Path = field(init=False, repr=False)  # TmpFS is <tmpfs>/<node>
+    dev: Path = field(init=False, repr=False)  # fake GPUs: <dev>/<node>/nvidiaN
+    db_dir: Path = field(init=False, repr=False)  # MariaDB (accounting)
+    json: Path = field(init=False, repr=False)
+    env_sh: Path = field(init=False, repr=False)
+    lock: Path = field(init=False, repr=False)  # flock of up/down
+    knobs_lock: Path = field(init=False, repr=False)  # flock of reconfigure blocks
+    # 26.05 only (sid.py): wrappers of the sid clients and Apptainer, the daemons' sandbox
+    sid: Path = field(init=False, repr=False)
+    sid_bin: Path = field(init=False, repr=False)
+    sandbox: Path = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "etc", self.root / "etc")
-        object.__setattr__(self, "log", self.root / "log")
+        for name, rel in _LAYOUT.items():
+            object.__setattr__(self, name, self.root / rel)
 
-    @property
-    def slurm_conf(self) -> Path:
-        return self.etc / "slurm.conf"
 
-    @property
-    def gres_conf(self) -> Path:
-        return self.etc / "gres.conf"
-
-    @property
-    def plugstack_conf(self) -> Path:
-        return self.etc / "plugstack.conf"
-
-    @property
-    def cgroup_conf(self) -> Path:
-        return self.etc / "cgroup.conf"
-
-    @property
-    def slurmdbd_conf(self) -> Path:
-        return self.etc / "slurmdbd.conf"
-
-    @property
-    def munge_dir(self) -> Path:
-        return self.root / "munge"
-
-    @property
-    def munge_key(self) -> Path:
-        return self.munge_dir / "munge.key"
-
-    @property
-    def munge_socket(self) -> Path:
-        return self.munge_dir / "munge.socket"
-
-    @property
-    def slurm_dir(self) -> Path:
-        return self.root / "slurm"
-
-    @property
-    def ctld_state(self) -> Path:
-        return self.slurm_dir / "ctld"
-
-    @property
-    def spool(self) -> Path:
-        return self.slurm_dir / "spool"
-
-    @property
-    def tmpfs(self) -> Path:
-        return self.slurm_dir / "tmp"
-
-    @property
-    def dev(self) -> Path:
-        return self.root / "dev"
-
-    @property
-    def db_dir(self) -> Path:
-        return self.root / "db"
-
-    @property
-    def json(self) -> Path:
-        return self.root / "testbed.json"
-
-    @property
-    def env_sh(self) -> Path:
-        return self.root / "env.sh"
-
-    @property
-    def lock(self) -> Path:
-        return self.root / ".lock"
-
-    @property
-    def knobs_lock(self) -> Path:
-        return self.root / ".knobs.lock"
+_LAYOUT = {
+    "etc": "etc",
+    "log": "log",
+    "slurm_conf": "etc/slurm.conf",
+    "gres_conf": "etc/gres.conf",
+    "plugstack_conf": "etc/plugstack.conf",
+    "cgroup_conf": "etc/cgroup.conf",
+    "slurmdbd_conf": "etc/slurmdbd.conf",
+    "munge_dir": "munge",
+    "munge_key": "munge/munge.key",
+    "munge_socket": "munge/munge.socket",
+    "slurm_dir": "slurm",
+    "ctld_state": "slurm/ctld",
+    "spool": "slurm/spool",
+    "tmpfs": "slurm/tmp",
+    "dev": "dev",
+    "db_dir": "db",
+    "json": "testbed.json",
+    "env_sh": "env.sh",
+    "lock": ".lock",
+    "knobs_lock": ".knobs.lock",
+    "sid": "sid",
+    "sid_bin": "sid/bin",
+    "sandbox": "sid/sandbox.sh",
+}
 
 
 def node_names(knobs: Knobs) -> list[str]:
     return [f"n{i}" for i in range(1, knobs.nodes + 1)]
-
-
-def slurmd_port(node: str) -> int:
-    return SLURMD_PORT_BASE + int(node[1:])
 
 
 def gpu_files(layout: Layout, node: str, gpus: int) -> list[Path]:
@@ -210,11 +152,12 @@ def gpu_files(layout: Layout, node: str, gpus: int) -> list[Path]:
 def slurm_conf(layout: Layout, knobs: Knobs, ctld_host: str) -> str:
     """The slurm.conf text for ``knobs`` (controller on ``ctld_host``, nodes on 127.0.0.1)."""
     nodes = node_names(knobs)
+    port = ports(knobs.slurm)
     lines = [
         "# Written by tests/testbed (hpcbridge); regenerated on every up/reconfigure.",
-        f"ClusterName={CLUSTER}",
+        f"ClusterName={CLUSTERS[knobs.slurm]}",
         f"SlurmctldHost={ctld_host}(127.0.0.1)",
-        f"SlurmctldPort={CTLD_PORT}",
+        f"SlurmctldPort={port.ctld}",
         "SlurmUser=root",
         "SlurmdUser=root",
         "AuthType=auth/munge",
@@ -230,9 +173,7 @@ def slurm_conf(layout: Layout, knobs: Knobs, ctld_host: str) -> str:
         "SlurmdDebug=info",
         f"TmpFS={layout.tmpfs}/%n",
         f"PlugStackConfig={layout.plugstack_conf}",
-        "ProctrackType=proctrack/linuxproc",
-        "TaskPlugin=task/none",
-        "SwitchType=switch/none",
+        *_plugin_lines(knobs),
         "MpiDefault=none",
         "SelectType=select/cons_tres",
         f"SelectTypeParameters={'CR_Core_Memory' if knobs.mem_limit else 'CR_Core'}",
@@ -252,38 +193,85 @@ def slurm_conf(layout: Layout, knobs: Knobs, ctld_host: str) -> str:
         "Waittime=0",
         "GresTypes=gpu",
     ]
-    if knobs.mem_limit:
-        lines += [
-            "JobAcctGatherType=jobacct_gather/linux",
-            "JobAcctGatherFrequency=1",
-            "JobAcctGatherParams=OverMemoryKill",
-            "DefMemPerCPU=256",
-        ]
-    elif knobs.accounting:
-        lines += ["JobAcctGatherType=jobacct_gather/linux", "JobAcctGatherFrequency=30"]
-    else:
-        lines += ["JobAcctGatherType=jobacct_gather/none"]
-    if knobs.accounting:
-        lines += [
-            "AccountingStorageType=accounting_storage/slurmdbd",
-            "AccountingStorageHost=127.0.0.1",
-            f"AccountingStoragePort={DBD_PORT}",
-            f"AccountingStoragePass={layout.munge_socket}",
-            "AccountingStorageTRES=gres/gpu",
-            "JobCompType=jobcomp/none",
-        ]
-    else:
-        lines += ["AccountingStorageType=accounting_storage/none"]
+    if FIRST_JOB_ID[knobs.slurm] != 1:
+        lines.append(f"FirstJobId={FIRST_JOB_ID[knobs.slurm]}")
+    if knobs.rate_limit:
+        lines.append(
+            "SlurmctldParameters=rl_enable"
+            f",rl_bucket_size={knobs.rl_bucket_size}"
+            f",rl_refill_rate={knobs.rl_refill_rate}"
+            f",rl_refill_period={knobs.rl_refill_period}"
+        )
+    lines += _accounting_lines(layout, knobs)
     gres = f" Gres=gpu:{knobs.gpus}" if knobs.gpus else ""
     for node in nodes:
         lines.append(
-            f"NodeName={node} NodeHostname={node} NodeAddr=127.0.0.1 Port={slurmd_port(node)}"
+            f"NodeName={node} NodeHostname={node} NodeAddr=127.0.0.1 Port={port.slurmd(node)}"
             f" CPUs={knobs.cpus} RealMemory={knobs.memory}{gres} State=UNKNOWN"
         )
     lines.append(
         f"PartitionName=debug Nodes={','.join(nodes)} Default=YES MaxTime=INFINITE State=UP"
     )
     return "\n".join(lines) + "\n"
+
+
+def _plugin_lines(knobs: Knobs) -> list[str]:
+    """Process tracking, task containment and the memory-limit mechanism."""
+    if knobs.cgroups:
+        # cgroup.conf (cgroup_conf below) decides what is constrained.
+        lines = ["ProctrackType=proctrack/cgroup", "TaskPlugin=task/cgroup"]
+    elif knobs.slurm == "22.05":
+        lines = ["ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none"]
+        lines.append("SwitchType=switch/none")
+    else:  # 26.05 has no task/none or switch/none plugin any more
+        lines = ["ProctrackType=proctrack/linuxproc", "TaskPlugin=task/affinity"]
+    gather = "jobacct_gather/cgroup" if knobs.cgroups else "jobacct_gather/linux"
+    if knobs.mem_limit:
+        lines += [f"JobAcctGatherType={gather}", "JobAcctGatherFrequency=1"]
+        if not knobs.cgroups:
+            lines.append("JobAcctGatherParams=OverMemoryKill")
+        lines.append("DefMemPerCPU=256")
+    elif knobs.accounting:
+        lines += [f"JobAcctGatherType={gather}", "JobAcctGatherFrequency=30"]
+    else:
+        lines += ["JobAcctGatherType=jobacct_gather/none"]
+    return lines
+
+
+def _accounting_lines(layout: Layout, knobs: Knobs) -> list[str]:
+    if not knobs.accounting:
+        return ["AccountingStorageType=accounting_storage/none"]
+    return [
+        "AccountingStorageType=accounting_storage/slurmdbd",
+        "AccountingStorageHost=127.0.0.1",
+        f"AccountingStoragePort={ports(knobs.slurm).dbd}",
+        f"AccountingStoragePass={layout.munge_socket}",
+        "AccountingStorageTRES=gres/gpu",
+        "JobCompType=jobcomp/none",
+    ]
+
+
+def cgroup_conf(knobs: Knobs) -> str:
+    """cgroup.conf: cgroup v1 (what this machine's memory controller is on) without systemd."""
+    if not knobs.cgroups:
+        return "CgroupPlugin=autodetect\n"
+    ram = "yes" if knobs.mem_limit else "no"
+    return (
+        "\n".join(
+            [
+                "# Written by tests/testbed (hpcbridge): cgroup v1 inside the 26.05 sandbox,",
+                "# which shows each controller's testbed subtree as its root (sid.py).",
+                "CgroupPlugin=cgroup/v1",
+                "CgroupMountpoint=/sys/fs/cgroup",
+                "IgnoreSystemd=yes",
+                f"ConstrainRAMSpace={ram}",
+                "ConstrainSwapSpace=no",
+                "ConstrainCores=no",
+                "ConstrainDevices=no",
+            ]
+        )
+        + "\n"
+    )
 
 
 def gres_conf(layout: Layout, knobs: Knobs) -> str:
@@ -298,7 +286,10 @@ def gres_conf(layout: Layout, knobs: Knobs) -> str:
     return "\n".join(lines) + "\n"
 
 
-def slurmdbd_conf(layout: Layout, db_user: str, db_password: str) -> str:
+def slurmdbd_conf(
+    layout: Layout, db_user: str, db_password: str, release: str = DEFAULT_RELEASE
+) -> str:
+    port = ports(release)
     return (
         "\n".join(
             [
@@ -307,14 +298,14 @@ def slurmdbd_conf(layout: Layout, db_user: str, db_password: str) -> str:
                 f"AuthInfo=socket={layout.munge_socket}",
                 "DbdHost=localhost",
                 "DbdAddr=127.0.0.1",
-                f"DbdPort={DBD_PORT}",
+                f"DbdPort={port.dbd}",
                 "SlurmUser=root",
                 f"PidFile={layout.slurm_dir}/slurmdbd.pid",
                 f"LogFile={layout.log}/slurmdbd.log",
                 "DebugLevel=info",
                 "StorageType=accounting_storage/mysql",
                 "StorageHost=127.0.0.1",
-                f"StoragePort={MARIADB_PORT}",
+                f"StoragePort={port.mariadb}",
                 f"StorageUser={db_user}",
                 f"StoragePass={db_password}",
                 "StorageLoc=slurm_acct_db",
@@ -352,7 +343,12 @@ def with_hosts_block(hosts_text: str, block: str) -> str:
 
 
 def env_vars(
-    layout: Layout, bin_dir: Optional[Path], user_home: str, user_name: str, path: str
+    layout: Layout,
+    bin_dir: Optional[Path],
+    user_home: str,
+    user_name: str,
+    path: str,
+    release: str = DEFAULT_RELEASE,
 ) -> dict[str, str]:
     """The environment a test or a person uses to talk to the testbed cluster."""
     parts = [str(bin_dir)] if bin_dir else []
@@ -364,6 +360,7 @@ def env_vars(
         "USER": user_name,
         "LOGNAME": user_name,
         "HPCBRIDGE_TESTBED_DIR": str(layout.root),
+        "HPCBRIDGE_TESTBED_SLURM": release,  # HPCBRIDGE_TESTBED_DIR holds this release
     }
     if bin_dir:
         env["HPCBRIDGE_TESTBED_BIN"] = str(bin_dir)
@@ -374,8 +371,9 @@ def env_sh(env: Mapping[str, str]) -> str:
     import shlex
 
     lines = ["# source me: the hpcbridge testbed's Slurm and Apptainer for this shell"]
-    for key in ("SLURM_CONF", "HPCBRIDGE_TESTBED_DIR"):
-        lines.append(f"export {key}={shlex.quote(env[key])}")
+    for key in ("SLURM_CONF", "HPCBRIDGE_TESTBED_DIR", "HPCBRIDGE_TESTBED_SLURM"):
+        if key in env:
+            lines.append(f"export {key}={shlex.quote(env[key])}")
     bin_dir = env.get("HPCBRIDGE_TESTBED_BIN")
     if bin_dir:
         lines.append(f'export PATH={shlex.quote(bin_dir)}:"$PATH"')

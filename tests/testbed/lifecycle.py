@@ -1,8 +1,11 @@
-"""``up`` / ``down`` / ``status`` / ``leftovers`` of the whole testbed.
+"""``up`` / ``down`` of one testbed cluster (``status`` / ``leftovers``: health.py).
 
 ``up`` holds an exclusive flock on ``<state>/.lock`` so concurrent callers queue
 instead of racing; when everything already runs it only checks (well under a second
-plus whatever the image side needs to confirm its cache).
+plus whatever the image side needs to confirm its cache).  The knob ``slurm`` picks
+the release and with it the default state dir: 22.05 in /var/tmp/hpcbridge-testbed,
+26.05 in /var/tmp/hpcbridge-testbed-2605 (own ports, munge, slurm.conf), so both can
+run at once.
 """
 
 from __future__ import annotations
@@ -11,18 +14,29 @@ import contextlib
 import fcntl
 import json
 import os
-import pwd
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Optional
 
-from hpcbridge import runner
-from tests.testbed import accounting, slurm, users
+from tests.testbed import accounting, sid, slurm, users
 from tests.testbed import config as C
+from tests.testbed.health import (
+    hand_over_registry,
+    leftovers,
+    owns_test_user,
+    read_state,
+    recorded_release,
+    sinfo_text,
+    status,
+    testuser_uid,
+)
 from tests.testbed.procs import PidRegistry, stop_pids, testbed_processes
 
+__all__ = ["down", "flock", "leftovers", "read_state", "sinfo_text", "status", "up"]
+
 SCHEMA = 1
+PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 
 
 @contextlib.contextmanager
@@ -37,26 +51,17 @@ def flock(path: Path, shared: bool = False) -> Iterator[None]:
         os.close(fd)
 
 
-def read_state(layout: Optional[C.Layout] = None) -> Optional[dict[str, Any]]:
-    layout = layout or C.Layout(C.state_dir())
-    try:
-        data: dict[str, Any] = json.loads(layout.json.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-    return data
-
-
 def _log(quiet: bool, msg: str) -> None:
     if not quiet:
         print(f"testbed: {msg}", flush=True)
 
 
 def _images_side(
-    layout: C.Layout, cache: Path, pids: PidRegistry, user: users.User, quiet: bool
+    layout: C.Layout, cache: Path, pids: PidRegistry, bin_dir: Optional[str], quiet: bool
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {"bin_dir": None, "registry": None, "images": {}, "missing": []}
+    out: dict[str, Any] = {"bin_dir": bin_dir, "registry": None, "images": {}, "missing": []}
     try:
-        _images_side_inner(layout, cache, pids, user, quiet, out)
+        _images_side_inner(layout, cache, pids, quiet, out)
     except Exception as exc:  # the Slurm side stays usable; up() reports the failure
         out["error"] = f"{type(exc).__name__}: {exc}"
         _log(quiet, f"image side FAILED: {out['error']}")
@@ -64,60 +69,54 @@ def _images_side(
 
 
 def _images_side_inner(
-    layout: C.Layout,
-    cache: Path,
-    pids: PidRegistry,
-    user: users.User,
-    quiet: bool,
-    out: dict[str, Any],
+    layout: C.Layout, cache: Path, pids: PidRegistry, quiet: bool, out: dict[str, Any]
 ) -> None:
     """Apptainer wrapper, registry and test images (tests/testbed/{apptainer,registry,images}.py).
 
-    Each part is skipped (and reported as missing) while its module is not there yet.
+    The 26.05 testbed brings its own Apptainer wrapper (``out['bin_dir']``, sid.py).
     """
-    try:
-        from tests.testbed import apptainer
-    except ImportError:
-        out["missing"].append("apptainer")
-    else:
+    from tests.testbed import apptainer, images, registry
+
+    if out["bin_dir"] is None:
         t = time.monotonic()
+        user = users.ensure_user()
         extra = [layout.root, users.REPO]
         out["bin_dir"] = str(apptainer.ensure_apptainer(cache, layout.root, user.uid, extra))
         _log(quiet, f"apptainer wrapper in {out['bin_dir']} ({time.monotonic() - t:.1f} s)")
-    try:
-        from tests.testbed import registry
-    except ImportError:
-        out["missing"].append("registry")
-    else:
-        if not registry.registry_ready(C.REGISTRY):
-            pids.forget("registry")
-            pid = registry.start_registry(layout.root, cache)
-            pids.record("registry", pid, ["docker-registry"])
-            _log(quiet, f"registry started (pid {pid})")
-        out["registry"] = C.REGISTRY
-    try:
-        from tests.testbed import images
-    except ImportError:
-        out["missing"].append("images")
-    else:
-        if out["registry"]:
-            t = time.monotonic()
-            out["images"] = images.ensure_images(cache, layout.root, C.REGISTRY)
-            _log(quiet, f"images ready ({time.monotonic() - t:.1f} s)")
+    if not registry.registry_ready(C.REGISTRY):
+        pids.forget("registry")
+        pid = registry.start_registry(layout.root, cache)
+        pids.record("registry", pid, ["docker-registry"])
+        _log(quiet, f"registry started (pid {pid})")
+    out["registry"] = C.REGISTRY
+    t = time.monotonic()
+    out["images"] = images.ensure_images(cache, layout.root, C.REGISTRY)
+    _log(quiet, f"images ready ({time.monotonic() - t:.1f} s)")
 
 
 def desired_knobs(
     layout: C.Layout, overrides: Mapping[str, Any], environ: Mapping[str, str]
 ) -> C.Knobs:
-    """Explicit knobs (env, then ``overrides``) on top of defaults; none -> keep the running ones."""
+    """Explicit knobs (env, then ``overrides``) on top of the release's defaults; none ->
+    keep the running ones.  ``slurm`` alone only names the release (it resets nothing)."""
     explicit = {**C.knobs_from_env(environ), **overrides}
-    if explicit:
-        return C.Knobs().replace(**explicit)
     prev = read_state(layout)
-    pids = PidRegistry(layout.root)
-    if prev and pids.alive("slurmctld") is not None:
+    running = prev is not None and PidRegistry(layout.root).alive("slurmctld") is not None
+    release = str(explicit.pop("slurm", "") or recorded_release(prev))
+    if explicit:
+        return C.default_knobs(release).replace(**explicit)
+    if running and prev and recorded_release(prev) == release:
         return C.Knobs.from_dict(prev.get("knobs", {}))
-    return C.Knobs()
+    return C.default_knobs(release)
+
+
+def _check_release(layout: C.Layout, prev: Optional[dict[str, Any]], release: str) -> None:
+    if prev is not None and recorded_release(prev) != release:
+        raise RuntimeError(
+            f"{layout.root} holds the Slurm {recorded_release(prev)} testbed, not {release}: "
+            f"leave HPCBRIDGE_TESTBED_DIR unset (the {release} default is "
+            f"{C.DEFAULT_STATES[release]}) or point it to another directory"
+        )
 
 
 def up(
@@ -126,97 +125,51 @@ def up(
     quiet: bool = False,
     environ: Optional[Mapping[str, str]] = None,
     strict: bool = False,
+    state_dir: Optional[Path] = None,
 ) -> dict[str, Any]:
     """Bring the testbed up (idempotent); returns the testbed.json content.
 
-    The result's ``started`` is True when this call started slurmctld (the testbed
-    was down), so a caller knows whether it should bring it down again.
+    ``state_dir`` defaults to the one of the release asked for (``overrides['slurm']``,
+    $HPCBRIDGE_TESTBED_SLURM, else 22.05; see ``C.state_dir``).  The result's
+    ``started`` is True when this call started slurmctld (the testbed was down), so a
+    caller knows whether it should bring it down again.
     """
     env = os.environ if environ is None else environ
     if os.geteuid() != 0:
         raise RuntimeError("the testbed needs root (it starts daemons and creates the test user)")
     t0 = time.monotonic()
-    layout = C.Layout(C.state_dir(env))
+    wanted = dict(overrides or {})
+    root = state_dir or C.state_dir(env, C.release_from(wanted, env))
+    layout = C.Layout(Path(root))
     cache = C.cache_dir(env)
     layout.root.mkdir(parents=True, exist_ok=True)
     with flock(layout.lock):
-        knobs = desired_knobs(layout, overrides or {}, env).validate()
+        knobs = desired_knobs(layout, wanted, env).validate()
+        prev = read_state(layout)
+        _check_release(layout, prev, knobs.slurm)
         pids = PidRegistry(layout.root)
         was_up = pids.alive("slurmctld") is not None
         user = users.ensure_user()
-        prev = read_state(layout)
         if not (was_up and prev and prev.get("user", {}).get("uid") == user.uid):
             users.check_readable(user)
         slurm.ensure_hosts(knobs)
         slurm.make_dirs(layout, knobs)
-        changed = slurm.write_configs(layout, knobs)
-        slurm.ensure_munge(layout, pids)
-        if knobs.accounting:
-            accounting.ensure_accounting(layout, pids, user)
-        else:
-            accounting.stop_accounting(pids)
-        restart = changed and was_up
-        old_knobs = C.Knobs.from_dict(prev.get("knobs", {})) if prev else None
-        if restart and old_knobs and C.reconfigure_only(old_knobs, knobs):
-            # MinJobAge / MaxArraySize: `scontrol reconfigure`, no daemon restart.
-            slurm.reconfigure(layout, knobs)
-            restart = False
-            _log(quiet, "configuration changed: scontrol reconfigure")
-        elif restart:
-            _log(quiet, "configuration changed: restarting slurmctld and slurmd")
-        slurm.ensure_slurm(layout, pids, knobs, restart=restart)
-        if not was_up or restart:
-            _log(quiet, f"slurm up: nodes {slurm.node_states(layout)}")
-        side = _images_side(layout, cache, pids, user, quiet)
-        envd = C.env_vars(
-            layout,
-            Path(side["bin_dir"]) if side["bin_dir"] else None,
-            str(user.home),
-            user.name,
-            "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
-        )
-        state = {
-            "schema": SCHEMA,
-            "state_dir": str(layout.root),
-            "cache_dir": str(cache),
-            "slurm_conf": str(layout.slurm_conf),
-            "munge_socket": str(layout.munge_socket),
-            "cluster": C.CLUSTER,
-            "account": C.ACCOUNT,
-            "controller": f"{slurm.ctld_hostname()}:{C.CTLD_PORT}",
-            "user": user.to_dict(),
-            "repo": str(users.REPO),
-            "bin_dir": side["bin_dir"],
-            "apptainer": str(Path(side["bin_dir"]) / "apptainer") if side["bin_dir"] else None,
-            "registry": side["registry"],
-            "images": side["images"],
-            "missing": side["missing"],
-            "error": side.get("error"),
-            "nodes": {
-                n: {
-                    "hostname": n,
-                    "addr": "127.0.0.1",
-                    "port": C.slurmd_port(n),
-                    "tmpfs": str(layout.tmpfs / n),
-                    "gpus": [str(p) for p in C.gpu_files(layout, n, knobs.gpus)],
-                }
-                for n in C.node_names(knobs)
-            },
-            "knobs": knobs.to_dict(),
-            "accounting": {
-                "enabled": knobs.accounting,
-                "slurmdbd_port": C.DBD_PORT if knobs.accounting else None,
-                "mariadb_port": C.MARIADB_PORT if knobs.accounting else None,
-            },
-            "env": envd,
-            "pids": {n: pids.get(n) for n in pids.names()},
-            "logs": str(layout.log),
-        }
+        sid_info: dict[str, Any] = {}
+        if knobs.slurm != "22.05":
+            t = time.monotonic()
+            extra = [users.REPO]
+            sid_info = sid.ensure_sid(cache, layout, (user.uid, user.gid), extra, knobs.cgroups)
+            if knobs.cgroups and not sid_info["cgroups_usable"]:
+                knobs = knobs.replace(cgroups=False)
+            _log(quiet, f"Slurm 26.05 rootfs and wrappers ready ({time.monotonic() - t:.1f} s)")
+        _start_slurm(layout, pids, knobs, user, prev, was_up, quiet)
+        side = _images_side(layout, cache, pids, sid_info.get("bin_dir"), quiet)
+        state = _state(layout, cache, knobs, user, side, sid_info, pids)
         prev_started = (prev or {}).get("up_since") if was_up else None
         state["up_since"] = prev_started or time.time()
         text = json.dumps(state, indent=2, sort_keys=True) + "\n"
         slurm.write_if_changed(layout.json, text)
-        slurm.write_if_changed(layout.env_sh, C.env_sh(envd))
+        slurm.write_if_changed(layout.env_sh, C.env_sh(state["env"]))
     state["started"] = not was_up
     _log(quiet, f"up ({time.monotonic() - t0:.1f} s); state in {layout.json}")
     if strict and (state["error"] or state["missing"]):
@@ -226,32 +179,137 @@ def up(
     return state
 
 
-def _owns_test_user() -> bool:
-    """Whether this testbed may treat every test-user squashfuse as its own.
+def _start_slurm(
+    layout: C.Layout,
+    pids: PidRegistry,
+    knobs: C.Knobs,
+    user: users.User,
+    prev: Optional[dict[str, Any]],
+    was_up: bool,
+    quiet: bool,
+) -> None:
+    """Configs, munge, accounting, then slurmctld and the slurmd's (restarted on a change)."""
+    changed = slurm.write_configs(layout, knobs)
+    slurm.ensure_munge(layout, pids)
+    if knobs.accounting:
+        accounting.ensure_accounting(layout, pids, user, knobs.slurm)
+    else:
+        accounting.stop_accounting(pids)
+    restart = changed and was_up
+    old_knobs = C.Knobs.from_dict(prev.get("knobs", {})) if prev else None
+    if restart and old_knobs and C.reconfigure_only(old_knobs, knobs):
+        # MinJobAge on 22.05: `scontrol reconfigure`, no daemon restart.
+        slurm.reconfigure(layout, knobs)
+        restart = False
+        _log(quiet, "configuration changed: scontrol reconfigure")
+    elif restart:
+        _log(quiet, "configuration changed: restarting slurmctld and slurmd")
+    slurm.ensure_slurm(layout, pids, knobs, restart=restart)
+    if not was_up or restart:
+        _log(quiet, f"slurm {knobs.slurm} up: nodes {slurm.node_states(layout)}")
 
-    squashfuse_ll runs with a scrubbed environment, so only its uid ties it to the
-    testbed.  A secondary testbed (HPCBRIDGE_TESTBED_PORT_OFFSET set, e.g. the
-    benchmark's) shares the test user with the main one and must not touch them.
-    """
-    return C.PORT_OFFSET == 0
+
+def _state(
+    layout: C.Layout,
+    cache: Path,
+    knobs: C.Knobs,
+    user: users.User,
+    side: dict[str, Any],
+    sid_info: dict[str, Any],
+    pids: PidRegistry,
+) -> dict[str, Any]:
+    """The testbed.json content (everything a test or a person needs)."""
+    port = C.ports(knobs.slurm)
+    envd = C.env_vars(
+        layout,
+        Path(side["bin_dir"]) if side["bin_dir"] else None,
+        str(user.home),
+        user.name,
+        PATH,
+        knobs.slurm,
+    )
+    return {
+        "schema": SCHEMA,
+        "state_dir": str(layout.root),
+        "cache_dir": str(cache),
+        "slurm_conf": str(layout.slurm_conf),
+        "munge_socket": str(layout.munge_socket),
+        "cluster": C.CLUSTERS[knobs.slurm],
+        "account": C.ACCOUNT,
+        "controller": f"{slurm.ctld_hostname()}:{port.ctld}",
+        "slurm": _slurm_facts(layout, knobs, sid_info),
+        "user": user.to_dict(),
+        "repo": str(users.REPO),
+        "bin_dir": side["bin_dir"],
+        "apptainer": str(Path(side["bin_dir"]) / "apptainer") if side["bin_dir"] else None,
+        "registry": side["registry"],
+        "images": side["images"],
+        "missing": side["missing"],
+        "error": side.get("error"),
+        "nodes": {
+            n: {
+                "hostname": n,
+                "addr": "127.0.0.1",
+                "port": port.slurmd(n),
+                "tmpfs": str(layout.tmpfs / n),
+                "gpus": [str(p) for p in C.gpu_files(layout, n, knobs.gpus)],
+            }
+            for n in C.node_names(knobs)
+        },
+        "knobs": knobs.to_dict(),
+        "accounting": {
+            "enabled": knobs.accounting,
+            "slurmdbd_port": port.dbd if knobs.accounting else None,
+            "mariadb_port": port.mariadb if knobs.accounting else None,
+        },
+        "env": envd,
+        "pids": {n: pids.get(n) for n in pids.names()},
+        "logs": str(layout.log),
+    }
 
 
-def _stop_squashfuse(layout: C.Layout) -> None:
-    if not _owns_test_user():
-        return
-    try:
-        from tests.testbed import apptainer
-    except ImportError:
-        return
-    stop = getattr(apptainer, "stop_stray_squashfuse", None)
-    if callable(stop):
-        stop(layout.root)
+def _slurm_facts(layout: C.Layout, knobs: C.Knobs, sid_info: dict[str, Any]) -> dict[str, Any]:
+    if knobs.slurm == "22.05":
+        enforcement = "jobacct_gather/linux OverMemoryKill (task/none, no cgroups)"
+        return {
+            "release": knobs.slurm,
+            "packages": "host (Debian 12)",
+            "memory_enforcement": enforcement if knobs.mem_limit else "none (mem_limit off)",
+            "rate_limit": None,
+        }
+    versions = sid_info.get("versions", {})
+    rl = None
+    if knobs.rate_limit:
+        rl = {
+            "bucket_size": knobs.rl_bucket_size,
+            "refill_rate": knobs.rl_refill_rate,
+            "refill_period": knobs.rl_refill_period,
+            "log": str(layout.log / "slurmctld.log"),
+        }
+    return {
+        "release": knobs.slurm,
+        "version": versions.get("slurmctld"),
+        "packages": "Debian sid rootfs",
+        "versions": versions,
+        "rootfs": sid_info.get("rootfs"),
+        "sandbox": sid_info.get("sandbox"),
+        "cgroups": sid_info.get("enforcement") if knobs.cgroups else None,
+        "memory_enforcement": (
+            sid_info.get("enforcement", "") if knobs.mem_limit else "none (mem_limit off)"
+        ),
+        "rate_limit": rl,
+    }
 
 
-def down(*, quiet: bool = False, environ: Optional[Mapping[str, str]] = None) -> list[str]:
+def down(
+    *,
+    quiet: bool = False,
+    environ: Optional[Mapping[str, str]] = None,
+    state_dir: Optional[Path] = None,
+) -> list[str]:
     """Stop every daemon the testbed recorded, by PID; returns the names stopped."""
     env = os.environ if environ is None else environ
-    layout = C.Layout(C.state_dir(env))
+    layout = C.Layout(Path(state_dir or C.state_dir(env)))
     if not layout.root.is_dir():
         return []
     stopped: list[str] = []
@@ -259,6 +317,9 @@ def down(*, quiet: bool = False, environ: Optional[Mapping[str, str]] = None) ->
         pids = PidRegistry(layout.root)
         if pids.alive("slurmctld") is not None:
             slurm.cancel_all_jobs(layout)
+        other = hand_over_registry(layout, pids, env)
+        if other:
+            _log(quiet, f"registry left running for the testbed in {other}")
         order = [n for n in pids.names() if n.startswith("slurmd-")]
         order += ["slurmctld", "slurmdbd", "mariadbd", "registry", "munged"]
         order += [n for n in pids.names() if n not in order]
@@ -266,8 +327,12 @@ def down(*, quiet: bool = False, environ: Optional[Mapping[str, str]] = None) ->
             if pids.stop(name, timeout=30 if name == "mariadbd" else 10):
                 stopped.append(name)
                 _log(quiet, f"stopped {name}")
-        _stop_squashfuse(layout)
-        uid = _test_uid() if _owns_test_user() else None
+        owner = owns_test_user(layout.root, env)
+        if owner:
+            from tests.testbed import apptainer
+
+            apptainer.stop_stray_squashfuse(layout.root, [u] if (u := testuser_uid()) else None)
+        uid = testuser_uid() if owner else None
         stray = [
             p.pid
             for p in testbed_processes(layout.root, uid)
@@ -276,60 +341,8 @@ def down(*, quiet: bool = False, environ: Optional[Mapping[str, str]] = None) ->
         if stray:
             stop_pids(stray)
             _log(quiet, f"stopped stray job processes {stray}")
+        if sid.is_sid(layout):
+            left = sid.remove_cgroups(layout)
+            if left:
+                _log(quiet, f"cgroup directories still busy: {left}")
     return stopped
-
-
-def _test_uid() -> Optional[int]:
-    try:
-        return pwd.getpwnam(users.USER_NAME).pw_uid
-    except KeyError:
-        return None
-
-
-def leftovers(environ: Optional[Mapping[str, str]] = None) -> list[str]:
-    """Descriptions of testbed daemons still running (empty when clean)."""
-    env = os.environ if environ is None else environ
-    layout = C.Layout(C.state_dir(env))
-    found = testbed_processes(layout.root, _test_uid() if _owns_test_user() else None)
-    return [f"{p.pid} {p.comm} ({p.state}) uid={p.uid}: {' '.join(p.cmdline)[:200]}" for p in found]
-
-
-def status(environ: Optional[Mapping[str, str]] = None) -> tuple[bool, str]:
-    """(healthy?, a human-readable report)."""
-    env = os.environ if environ is None else environ
-    layout = C.Layout(C.state_dir(env))
-    pids = PidRegistry(layout.root)
-    state = read_state(layout) or {}
-    lines = [f"state dir: {layout.root}"]
-    healthy = True
-    names = pids.names()
-    if not names:
-        return False, "\n".join([*lines, "testbed is down (no daemons recorded)"])
-    for name in names:
-        pid = pids.alive(name)
-        rec = pids.get(name) or {}
-        lines.append(f"  {name:<14} pid {rec.get('pid')}: {'running' if pid else 'NOT RUNNING'}")
-        healthy &= pid is not None
-    knobs = C.Knobs.from_dict(state.get("knobs", {}))
-    nodes = slurm.node_states(layout)
-    lines.append(f"nodes: {' '.join(f'{n}={s}' for n, s in sorted(nodes.items())) or 'no answer'}")
-    healthy &= slurm.nodes_ready(layout, knobs)
-    reg = state.get("registry")
-    if reg:
-        try:
-            from tests.testbed import registry
-
-            ok = registry.registry_ready(reg)
-        except ImportError:
-            ok = False
-        lines.append(f"registry {reg}: {'answers' if ok else 'NO ANSWER'}")
-        healthy &= ok
-    lines.append(f"images: {', '.join(sorted(state.get('images', {}))) or 'none'}")
-    lines.append(f"knobs: {json.dumps(knobs.to_dict(), sort_keys=True)}")
-    lines.append(f"source {layout.env_sh}  # to use it by hand")
-    return healthy, "\n".join(lines)
-
-
-def sinfo_text(layout: C.Layout) -> str:
-    done = runner.run(["sinfo"], env=slurm.client_env(layout), check=False, timeout=10)
-    return done.stdout + done.stderr

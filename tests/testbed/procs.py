@@ -35,6 +35,7 @@ DAEMON_NAMES = (
     "registry",
     "squashfuse",
     "squashfuse_ll",
+    "bwrap",  # a wrapped Apptainer or 26.05 client still running (its env names the state dir)
 )
 
 

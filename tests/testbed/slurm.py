@@ -3,7 +3,9 @@
 Each slurmd runs in its own UTS namespace with hostname ``nX`` (``unshare --uts``),
 so ``srun hostname`` on two nodes prints two names; all nodes listen on 127.0.0.1
 on distinct ports.  Daemons are started in the foreground, detached, and recorded
-by PID (see procs.py).
+by PID (see procs.py).  On a 26.05 testbed slurmctld and slurmd are the Debian sid
+binaries, started through the pivot_root sandbox of sid.py, and the clients are the
+wrappers in ``<state>/sid/bin`` (first on ``client_env``'s PATH); munged is the host's.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hpcbridge import runner
+from hpcbridge.errors import CommandTimeout
 from tests.testbed import config as C
+from tests.testbed import sid
 from tests.testbed.procs import PidRegistry, start_daemon, wait_for
 
 OK_NODE_STATES = ("idle", "mix", "mixed", "alloc", "allocated", "comp", "completing")
@@ -32,7 +36,10 @@ def daemon_env(layout: C.Layout) -> dict[str, str]:
 
 
 def client_env(layout: C.Layout) -> dict[str, str]:
+    """Environment for running Slurm clients as root (the sid wrappers first on 26.05)."""
     env = daemon_env(layout)
+    if sid.is_sid(layout):
+        env["PATH"] = f"{layout.sid_bin}:{env['PATH']}"
     return env
 
 
@@ -85,7 +92,7 @@ def write_configs(layout: C.Layout, knobs: C.Knobs) -> bool:
     changed = write_if_changed(layout.slurm_conf, C.slurm_conf(layout, knobs, ctld_hostname()))
     changed |= write_if_changed(layout.gres_conf, C.gres_conf(layout, knobs))
     changed |= write_if_changed(layout.plugstack_conf, "# no SPANK plugins on the testbed\n")
-    changed |= write_if_changed(layout.cgroup_conf, "CgroupPlugin=autodetect\n")
+    changed |= write_if_changed(layout.cgroup_conf, C.cgroup_conf(knobs))
     return changed
 
 
@@ -142,6 +149,8 @@ def munge_works(layout: C.Layout) -> bool:
 
 def start_slurmctld(layout: C.Layout, pids: PidRegistry) -> int:
     argv = ["slurmctld", "-D", "-f", str(layout.slurm_conf)]
+    if sid.is_sid(layout):
+        argv = sid.daemon_argv(layout, None, ["/usr/sbin/slurmctld", *argv[1:]])
     pid = start_daemon(
         pids, "slurmctld", argv, layout.log / "slurmctld.out", env=daemon_env(layout)
     )
@@ -151,6 +160,11 @@ def start_slurmctld(layout: C.Layout, pids: PidRegistry) -> int:
 
 def start_slurmd(layout: C.Layout, pids: PidRegistry, node: str) -> int:
     # unshare and both shells exec, so the recorded PID is slurmd's own.
+    conf = str(layout.slurm_conf)
+    if sid.is_sid(layout):
+        argv = sid.daemon_argv(layout, node, ["/usr/sbin/slurmd", "-D", "-N", node, "-f", conf])
+        log = layout.log / f"slurmd-{node}.out"
+        return start_daemon(pids, f"slurmd-{node}", argv, log, env=daemon_env(layout))
     argv = [
         "unshare",
         "--uts",
@@ -171,14 +185,20 @@ def start_slurmd(layout: C.Layout, pids: PidRegistry, node: str) -> int:
 
 
 def ctld_answers(layout: C.Layout) -> bool:
-    done = runner.run(["scontrol", "ping"], env=client_env(layout), check=False, timeout=10)
+    try:
+        done = runner.run(["scontrol", "ping"], env=client_env(layout), check=False, timeout=10)
+    except CommandTimeout:  # a 26.05 client keeps retrying while slurmctld is down
+        return False
     return done.ok and "UP" in done.stdout
 
 
 def node_states(layout: C.Layout) -> dict[str, str]:
-    done = runner.run(
-        ["sinfo", "-h", "-N", "-o", "%N %t"], env=client_env(layout), check=False, timeout=10
-    )
+    try:
+        done = runner.run(
+            ["sinfo", "-h", "-N", "-o", "%N %t"], env=client_env(layout), check=False, timeout=10
+        )
+    except CommandTimeout:
+        return {}
     if not done.ok:
         return {}
     out: dict[str, str] = {}
@@ -222,6 +242,10 @@ def ensure_slurm(layout: C.Layout, pids: PidRegistry, knobs: C.Knobs, restart: b
             pids.stop(name)
     if pids.alive("slurmctld") is None:
         pids.forget("slurmctld")
+        if knobs.accounting and knobs.slurm != "22.05":
+            # 23.x+ keeps a ClusterID in StateSaveLocation; one made while accounting was
+            # off does not match slurmdbd's ("fatal: CLUSTER ID MISMATCH"): take slurmdbd's.
+            (layout.ctld_state / "clustername").unlink(missing_ok=True)
         start_slurmctld(layout, pids)
     for node in C.node_names(knobs):
         if pids.alive(f"slurmd-{node}") is None:

@@ -96,7 +96,7 @@ def test_accounting_adds_slurmdbd_settings() -> None:
     conf = conf_map(C.slurm_conf(LAYOUT, C.Knobs(accounting=True), "vm"))
     assert conf["AccountingStorageType"] == "accounting_storage/slurmdbd"
     assert conf["AccountingStoragePass"] == "/st/munge/munge.socket"
-    assert conf["AccountingStoragePort"] == str(C.DBD_PORT)
+    assert conf["AccountingStoragePort"] == str(C.ports().dbd)
     assert conf["AccountingStorageTRES"] == "gres/gpu"
     assert conf["JobAcctGatherType"] == "jobacct_gather/linux"
 
@@ -113,14 +113,14 @@ def test_mem_limit_makes_memory_consumable_and_kills_over_memory() -> None:
 def test_slurmdbd_conf_uses_private_munge_and_loopback_db() -> None:
     text = C.slurmdbd_conf(LAYOUT, "slurm", "pw")
     assert "AuthInfo=socket=/st/munge/munge.socket" in text
-    assert f"StoragePort={C.MARIADB_PORT}" in text
+    assert f"StoragePort={C.ports().mariadb}" in text
     assert "StorageHost=127.0.0.1" in text
-    assert f"DbdPort={C.DBD_PORT}" in text
+    assert f"DbdPort={C.ports().dbd}" in text
 
 
 def test_knobs_validate_and_reject_unknown() -> None:
     assert C.Knobs().replace(nodes=3).nodes == 3
-    with pytest.raises(TypeError, match="valid: nodes"):
+    with pytest.raises(TypeError, match="valid: slurm, nodes"):
         C.Knobs().replace(node=3)
     with pytest.raises(ValueError):
         C.Knobs().replace(nodes=0)
