@@ -1,6 +1,6 @@
 """What runs: ``status`` of one testbed, ``leftovers`` of every testbed this machine knows.
 
-Both releases' default state dirs (and $HPCBRIDGE_TESTBED_DIR) are "known", so
+Both releases' default state dirs (or $HPCBRIDGE_TESTBED_DIR alone) are "known", so
 ``leftovers`` (run by ``make test`` after pytest) finds a surviving 22.05 or 26.05
 daemon, a stray slurmstepd of either, the 26.05 daemons started through the sandbox
 (their command line names the state dir) and bwrap-wrapped processes whose
@@ -45,10 +45,11 @@ def testuser_uid() -> Optional[int]:
 
 
 def known_roots(environ: Mapping[str, str]) -> list[Path]:
-    """State dirs of every testbed this machine may run (the env's first)."""
-    roots = [C.state_dir(environ)]
-    roots += [C.state_dir(environ, r) for r in C.RELEASES]
-    return list(dict.fromkeys(roots))
+    """The default state dirs of both releases; only $HPCBRIDGE_TESTBED_DIR when that is set
+    (a secondary testbed, e.g. the lifecycle test's, looks at nothing but itself)."""
+    if environ.get("HPCBRIDGE_TESTBED_DIR"):
+        return [C.state_dir(environ)]
+    return [C.state_dir(environ, r) for r in C.RELEASES]
 
 
 def owns_test_user(root: Path, environ: Mapping[str, str]) -> bool:
@@ -144,7 +145,8 @@ def status(
 def _slurm_lines(facts: Mapping[str, Any], knobs: C.Knobs) -> list[str]:
     version = facts.get("version") or knobs.slurm
     lines = [f"slurm: {version} ({facts.get('packages', 'host (Debian 12)')})"]
-    lines.append(f"memory limits: {facts.get('memory_enforcement') or 'none (mem_limit off)'}")
+    how = facts.get("memory_enforcement") or "?"
+    lines.append(f"memory limits: {'on' if knobs.mem_limit else 'off (mem_limit)'}; {how}")
     if facts.get("cgroups"):
         lines.append(f"cgroups: {facts['cgroups']}")
     rl = facts.get("rate_limit")

@@ -270,11 +270,10 @@ def _state(
 
 def _slurm_facts(layout: C.Layout, knobs: C.Knobs, sid_info: dict[str, Any]) -> dict[str, Any]:
     if knobs.slurm == "22.05":
-        enforcement = "jobacct_gather/linux OverMemoryKill (task/none, no cgroups)"
         return {
             "release": knobs.slurm,
             "packages": "host (Debian 12)",
-            "memory_enforcement": enforcement if knobs.mem_limit else "none (mem_limit off)",
+            "memory_enforcement": "jobacct_gather/linux OverMemoryKill (task/none, no cgroups)",
             "rate_limit": None,
         }
     versions = sid_info.get("versions", {})
@@ -293,10 +292,8 @@ def _slurm_facts(layout: C.Layout, knobs: C.Knobs, sid_info: dict[str, Any]) -> 
         "versions": versions,
         "rootfs": sid_info.get("rootfs"),
         "sandbox": sid_info.get("sandbox"),
-        "cgroups": sid_info.get("enforcement") if knobs.cgroups else None,
-        "memory_enforcement": (
-            sid_info.get("enforcement", "") if knobs.mem_limit else "none (mem_limit off)"
-        ),
+        "cgroups": sid_info.get("cgroups") if knobs.cgroups else None,
+        "memory_enforcement": sid_info.get("enforcement", ""),
         "rate_limit": rl,
     }
 

@@ -223,7 +223,8 @@ def ensure_sid(
     os.chmod(layout.sid_bin, 0o755)
     usable, why = prepare_cgroups(layout) if want_cgroups else (False, "cgroups knob off")
     enforcement = (
-        f"task/cgroup ConstrainRAMSpace ({why})"
+        "task/cgroup ConstrainRAMSpace: the kernel OOM-kills in the step's memory cgroup, "
+        "Slurm reports OUT_OF_MEMORY"
         if usable
         else f"jobacct_gather/linux OverMemoryKill (no cgroups: {why})"
     )
@@ -243,5 +244,6 @@ def ensure_sid(
         "sandbox": str(layout.sandbox),
         "versions": versions,
         "cgroups_usable": usable,
+        "cgroups": why,
         "enforcement": enforcement,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,155 @@ def test_up_knobs_explicit_on_defaults_else_keep_the_running_ones(tmp_path: Path
     PidRegistry(tmp_path).record("slurmctld", os.getpid())
     assert lifecycle.desired_knobs(layout, {}, {}) == C.Knobs(min_job_age=7)
     assert lifecycle.desired_knobs(layout, {"nodes": 3}, {}) == C.Knobs(nodes=3)
+
+
+# ---------------------------------------------------------------- the 26.05 cluster
+
+SID = C.default_knobs("26.05")
+
+
+def test_2605_defaults_turn_cgroups_and_rate_limiting_on() -> None:
+    assert (SID.slurm, SID.cgroups, SID.rate_limit) == ("26.05", True, True)
+    assert (SID.rl_bucket_size, SID.rl_refill_rate, SID.rl_refill_period) == (30, 2, 1)
+    assert C.default_knobs() == C.Knobs()
+    assert C.Knobs.from_dict({"nodes": 3}) == C.Knobs(nodes=3)  # a 22.05 testbed.json
+    assert C.Knobs.from_dict(SID.to_dict()) == SID
+    for knob in ("cgroups", "rate_limit"):
+        with pytest.raises(ValueError, match=re.escape(f"{knob}=on needs the 26.05 cluster")):
+            C.Knobs().replace(**{knob: True})
+    with pytest.raises(ValueError, match=re.escape("slurm='24.11': use one of 22.05, 26.05")):
+        C.Knobs().replace(slurm="24.11")
+    with pytest.raises(ValueError, match="rl_bucket_size=0: must be positive"):
+        SID.replace(rl_bucket_size=0)
+
+
+def test_2605_conf_has_its_own_ports_cluster_and_job_ids() -> None:
+    conf = conf_map(C.slurm_conf(LAYOUT, SID.replace(accounting=True), "vm"))
+    base = C.ports("22.05")
+    assert conf["SlurmctldPort"] == str(base.ctld + 1000)
+    assert conf["AccountingStoragePort"] == str(base.dbd + 1000)
+    assert conf["ClusterName"] == "hpcbtb2605"
+    assert conf["FirstJobId"] == "2600001"
+    ports = {
+        f.split("=")[1]
+        for line in node_lines(C.slurm_conf(LAYOUT, SID, "vm"))
+        for f in line.split()
+        if f.startswith("Port=")
+    }
+    assert ports == {str(base.slurmd("n1") + 1000), str(base.slurmd("n2") + 1000)}
+    assert "FirstJobId" not in conf_map(C.slurm_conf(LAYOUT, C.Knobs(), "vm"))
+    assert C.slurmdbd_conf(LAYOUT, "u", "p", "26.05").count(f"={base.mariadb + 1000}\n") == 1
+
+
+def test_2605_conf_uses_cgroups_and_rate_limiting() -> None:
+    conf = conf_map(C.slurm_conf(LAYOUT, SID.replace(mem_limit=True), "vm"))
+    assert conf["ProctrackType"] == "proctrack/cgroup"
+    assert conf["TaskPlugin"] == "task/cgroup"
+    assert conf["JobAcctGatherType"] == "jobacct_gather/cgroup"
+    assert conf["SelectTypeParameters"] == "CR_Core_Memory"
+    assert "JobAcctGatherParams" not in conf  # the cgroup limit kills, not OverMemoryKill
+    assert "SwitchType" not in conf  # 26.05 has no switch/none plugin
+    assert conf["SlurmctldParameters"] == (
+        "rl_enable,rl_bucket_size=30,rl_refill_rate=2,rl_refill_period=1"
+    )
+    small = SID.replace(rl_bucket_size=5, rl_refill_rate=1, rl_refill_period=2)
+    assert conf_map(C.slurm_conf(LAYOUT, small, "vm"))["SlurmctldParameters"] == (
+        "rl_enable,rl_bucket_size=5,rl_refill_rate=1,rl_refill_period=2"
+    )
+    plain = conf_map(C.slurm_conf(LAYOUT, SID.replace(cgroups=False, rate_limit=False), "vm"))
+    assert (plain["ProctrackType"], plain["TaskPlugin"]) == ("proctrack/linuxproc", "task/affinity")
+    assert "SlurmctldParameters" not in plain
+    oom = conf_map(C.slurm_conf(LAYOUT, SID.replace(cgroups=False, mem_limit=True), "vm"))
+    assert oom["JobAcctGatherParams"] == "OverMemoryKill"
+
+
+def test_cgroup_conf_is_v1_without_systemd() -> None:
+    text = C.cgroup_conf(SID.replace(mem_limit=True))
+    lines = set(text.splitlines())
+    assert {"CgroupPlugin=cgroup/v1", "IgnoreSystemd=yes", "ConstrainRAMSpace=yes"} <= lines
+    assert "ConstrainCores=no" in lines  # 16 advertised CPUs on a 2-core machine
+    assert "ConstrainRAMSpace=no" in C.cgroup_conf(SID)
+    assert C.cgroup_conf(C.Knobs()) == "CgroupPlugin=autodetect\n"
+
+
+def test_the_release_picks_state_dir_and_env_names_it() -> None:
+    assert C.state_dir({}, "26.05") == Path("/var/tmp/hpcbridge-testbed-2605")
+    assert C.state_dir({"HPCBRIDGE_TESTBED_SLURM": "26.05"}) == C.DEFAULT_STATES["26.05"]
+    env = {"HPCBRIDGE_TESTBED_SLURM": "26.05", "HPCBRIDGE_TESTBED_DIR": "/x"}
+    assert C.state_dir(env) == Path("/x")  # $HPCBRIDGE_TESTBED_DIR is the selected release's
+    assert C.state_dir(env, "22.05") == C.DEFAULT_STATE
+    assert C.state_dir({"HPCBRIDGE_TESTBED_DIR": "/x"}, "26.05") == C.DEFAULT_STATES["26.05"]
+    assert C.release_from({"slurm": "22.05"}, env) == "22.05"  # a flag wins
+    assert C.knobs_from_env({"HPCBRIDGE_TESTBED_SLURM": "26.05"}) == {"slurm": "26.05"}
+    with pytest.raises(ValueError, match=re.escape("Slurm release '25.05'")):
+        C.knobs_from_env({"HPCBRIDGE_TESTBED_SLURM": "25.05"})
+    envd = C.env_vars(LAYOUT, Path("/st/sid/bin"), "/home/u", "u", "/usr/bin", "26.05")
+    assert envd["HPCBRIDGE_TESTBED_SLURM"] == "26.05"
+    assert "export HPCBRIDGE_TESTBED_SLURM=26.05" in C.env_sh(envd)
+
+
+def test_known_roots_are_both_defaults_or_the_explicit_dir() -> None:
+    from tests.testbed import health
+
+    assert health.known_roots({}) == [C.DEFAULT_STATE, C.DEFAULT_STATES["26.05"]]
+    assert health.known_roots({"HPCBRIDGE_TESTBED_DIR": "/x"}) == [Path("/x")]
+
+
+def test_slurm_alone_names_the_release_and_resets_nothing(tmp_path: Path) -> None:
+    import json
+    import os
+
+    from tests.testbed import lifecycle
+    from tests.testbed.procs import PidRegistry
+
+    layout = C.Layout(tmp_path)
+    assert lifecycle.desired_knobs(layout, {"slurm": "26.05"}, {}) == SID
+    env = {"HPCBRIDGE_TESTBED_SLURM": "26.05"}
+    assert lifecycle.desired_knobs(layout, {"nodes": 3}, env) == SID.replace(nodes=3)
+    layout.json.write_text(json.dumps({"knobs": SID.replace(accounting=True).to_dict()}))
+    PidRegistry(tmp_path).record("slurmctld", os.getpid())
+    assert lifecycle.desired_knobs(layout, {}, env).accounting  # the running knobs stay
+    assert lifecycle.desired_knobs(layout, {"slurm": "26.05"}, {}).accounting
+
+
+def test_sandbox_pivots_root_and_joins_the_testbed_cgroups() -> None:
+    from tests.testbed import sid
+
+    text = sid.sandbox_script(Path("/r"), [Path("/work/main")], "hpcbtb_st")
+    lines = text.splitlines()
+    assert "R=/r" in lines
+    assert 'for d in /tmp /home /var/tmp /work/main; do mount --rbind "$d" "$R$d"; done' in lines
+    assert lines[-5:] == [
+        'cd "$R"',
+        "pivot_root . .oldroot",
+        "cd /",
+        "umount -l /.oldroot",
+        'exec unshare --cgroup "$@"',
+    ]
+    assert 'mount --bind "/sys/fs/cgroup/$c/hpcbtb_st" "$R/sys/fs/cgroup/$c"' in text
+    assert "for c in cpuset memory freezer cpuacct; do" in lines
+    plain = sid.sandbox_script(Path("/r"), [], None)
+    assert "cgroup" not in plain and plain.splitlines()[-1] == 'exec "$@"'
+    assert "chroot" not in text  # a chroot forbids user namespaces (rootless Apptainer)
+    assert sid.cgroup_name(C.Layout(Path("/var/tmp/x-2605"))) == "hpcbtb_var_tmp_x-2605"
+    argv = sid.daemon_argv(C.Layout(Path("/st")), "n1", ["/usr/sbin/slurmd", "-D"])
+    assert argv[:7] == [
+        "unshare",
+        "--mount",
+        "--uts",
+        "--propagation",
+        "private",
+        "sh",
+        "/st/sid/sandbox.sh",
+    ]
+    assert argv[7:] == ["n1", "/usr/sbin/slurmd", "-D"]
+
+
+def test_client_wrapper_runs_the_sid_binary_directly_inside_the_rootfs() -> None:
+    from tests.testbed import sid
+
+    text = sid.client_wrapper(Path("/r"), [Path("/c")], "squeue")
+    assert f'[ ! -e {sid.MARKER} ] || exec /usr/bin/squeue "$@"' in text.splitlines()
+    assert "exec bwrap --bind /r / " in text
+    assert "--bind /c /c" in text
+    assert text.rstrip().endswith('--chdir "$PWD" -- /usr/bin/squeue "$@"')
