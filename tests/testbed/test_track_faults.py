@@ -1,52 +1,60 @@
 """Faults on the real testbed: the controller stopped mid-watch and during submit,
 a submit killed right after sbatch accepted the job, 10 concurrent submits.
 
-The testbed API has no stop/start of slurmctld, so these tests use its PID
-registry (``PidRegistry.stop("slurmctld")`` stops the recorded PID) and
-``slurm.start_slurmctld``, inside a ``tb.reconfigure()`` block so no other
-pytest session restarts Slurm meanwhile.  Nothing is killed by name.
+The controller is stopped by its recorded PID (``tb.slurmctld_stopped()``, under the
+testbed lock, inside a ``tb.reconfigure()`` block so no other pytest session restarts
+Slurm meanwhile); nothing is killed by name.  Instead of sleeping through an outage
+the tests wait for what shows it was met: the Slurm clients hpcbridge runs go through
+logging wrappers (:func:`client_log`), so a test knows when a query or a submission
+has failed against the stopped controller.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.testbed import config as C
-from tests.testbed import lifecycle
-from tests.testbed import slurm as tb_slurm
 from tests.testbed.api import Testbed
-from tests.testbed.procs import PidRegistry
 from tests.testbed.test_track_support import Bridge, busybox_job, wait_until
 
 pytestmark = pytest.mark.testbed
 
+# Slurm clients themselves wait ~18 s for a controller that does not answer.
+OUTAGE_SEEN = 180.0
 
-def stop_controller(tb: Testbed) -> None:
-    assert PidRegistry(tb.state_dir).stop("slurmctld"), "slurmctld was not running"
+LOGGED = """\
+#!/bin/sh
+/usr/bin/{name} "$@"; rc=$?
+printf '%s %s %s\\n' "$(date +%s.%N)" {name} "$rc" >> {log}
+exit $rc
+"""
 
 
-def start_controller(tb: Testbed) -> None:
-    layout = C.Layout(tb.state_dir)
-    tb_slurm.start_slurmctld(layout, PidRegistry(tb.state_dir))
+def client_log(b: Bridge) -> tuple[dict[str, str], Path]:
+    """PATH with wrappers logging ``<end epoch> <command> <exit code>`` of every Slurm client."""
+    log = b.write("clients.log", "")
+    b.mkdir("logged-bin")
+    for name in ("sbatch", "squeue", "sacct", "scontrol", "sacctmgr"):
+        b.write(f"logged-bin/{name}", LOGGED.format(name=name, log=log), 0o755)
+    return {"PATH": f"{b.dir / 'logged-bin'}:{b.tb.env['PATH']}"}, log
 
 
-@contextlib.contextmanager
-def controller_down(tb: Testbed) -> Iterator[None]:
-    """slurmctld stopped for the block; the testbed lock keeps other pytest sessions
-    (whose fixture restarts missing daemons) from restarting it meanwhile."""
-    with lifecycle.flock(C.Layout(tb.state_dir).lock):
-        stop_controller(tb)
-        try:
-            yield
-        finally:
-            start_controller(tb)
+def client_calls(log: Path) -> list[tuple[float, str, int]]:
+    """The finished client calls: (end time, command, exit code)."""
+    out = []
+    for line in log.read_text().splitlines():
+        ended, name, rc = line.split()
+        out.append((float(ended), name, int(rc)))
+    return out
+
+
+def failed_since(log: Path, since: float, names: tuple[str, ...]) -> bool:
+    """A call of one of ``names`` ended after ``since`` and failed."""
+    return any(t > since and n in names and rc != 0 for t, n, rc in client_calls(log))
 
 
 def test_watch_survives_a_controller_restart(testbed: Testbed) -> None:
@@ -54,17 +62,22 @@ def test_watch_survives_a_controller_restart(testbed: Testbed) -> None:
         b = Bridge(testbed, "ctld-watch")
         job = busybox_job(b, "survivor", "sleep 20; echo {task}", array="0-39")
         sub = b.submit(job)["id"]
+        env, log = client_log(b)
         out: dict[str, object] = {}
 
         def watch() -> None:
-            done = b.run("watch", sub, "--interval", "1", timeout=600)
+            done = b.run("watch", sub, "--interval", "1", env=env, timeout=600)
             out["rc"], out["stdout"] = done.returncode, done.stdout
 
         t = threading.Thread(target=watch)
         t.start()
-        time.sleep(3)
-        with controller_down(testbed):
-            time.sleep(40)  # Slurm clients themselves wait ~18 s for the controller
+        wait_until(lambda: client_calls(log) != [], 120, "the watch's first scheduler query")
+        with testbed.slurmctld_stopped():
+            stopped = time.time()
+            # (not sacct: with accounting off it fails at once, controller or not)
+            wait_until(
+                lambda: failed_since(log, stopped, ("squeue",)), OUTAGE_SEEN, "a failed query"
+            )
         t.join(600)
         assert out.get("rc") == 0, out
         assert "scheduler not reachable" in str(out["stdout"])
@@ -79,22 +92,25 @@ def test_submit_with_the_controller_down(testbed: Testbed) -> None:
         b = Bridge(testbed, "ctld-submit")
         job = busybox_job(b, "later", "echo {task}", array="0-3")
         b.ok("submit", "--dry-run", str(job))  # converts the image before the outage
-        with controller_down(testbed):
+        with testbed.slurmctld_stopped():
             failed = b.run("submit", str(job), timeout=300)
         assert failed.returncode == 5, failed.stdout + failed.stderr
         assert "cannot be reached" in failed.stderr and "Traceback" not in failed.stderr
         assert b.records() == []  # nothing recorded as submitted
 
+        env, log = client_log(b)
         result: dict[str, object] = {}
 
         def submit() -> None:
-            done = b.run("submit", str(job), "--retry", "5", timeout=600)
+            done = b.run("submit", str(job), "--retry", "5", env=env, timeout=600)
             result["rc"], result["out"] = done.returncode, done.stdout + done.stderr
 
         t = threading.Thread(target=submit)
-        with controller_down(testbed):
+        with testbed.slurmctld_stopped():
+            stopped = time.time()
             t.start()
-            time.sleep(25)  # the first attempts fail
+            clients = ("sbatch", "squeue", "scontrol")  # sacct/sacctmgr fail without accounting
+            wait_until(lambda: failed_since(log, stopped, clients), OUTAGE_SEEN, "a failed try")
         t.join(600)
         assert result.get("rc") == 0, result
         assert "retrying" in str(result["out"])
