@@ -238,6 +238,12 @@ def ensure_sid(
         text = A.wrapper_script(rootfs, binds, user[0], user[1], exe, inside=MARKER)
         A.write_executable(layout.sid_bin / exe, text)
     versions = A.installed_versions(rootfs, SID_PACKAGES)
+    if not versions.get("slurmctld", "").startswith("26.05."):
+        raise RuntimeError(
+            f"{rootfs} has Slurm {versions.get('slurmctld')}, not 26.05 (Debian sid moved on): "
+            "set HPCBRIDGE_TESTBED_SID_MIRROR to a snapshot.debian.org URL of a day sid had "
+            f"26.05, remove {rootfs} and its .stamp, and run up again"
+        )
     return {
         "rootfs": str(rootfs),
         "bin_dir": str(layout.sid_bin),
