@@ -8,8 +8,9 @@ PACKAGES=(
   slurm-wlm slurmdbd munge mariadb-server
   # image tooling: squashing, SIF inspection, registry and image building
   squashfs-tools squashfuse fuse3 siftool skopeo umoci docker-registry zstd busybox-static
-  # running the sid Apptainer rootless; building its root filesystem
-  bubblewrap debootstrap uidmap
+  # running the sid Apptainer rootless and the sid Slurm 26.05 (bwrap clients, unshare +
+  # pivot_root daemons: util-linux); building their root filesystems
+  bubblewrap debootstrap uidmap util-linux
   # MPI for the hybrid model on the testbed
   openmpi-bin libopenmpi-dev libpmix2 mpich libmpich-dev
   # misc
