@@ -300,6 +300,11 @@ def test_slurm_alone_names_the_release_and_resets_nothing(tmp_path: Path) -> Non
 
     layout = C.Layout(tmp_path)
     assert lifecycle.desired_knobs(layout, {"slurm": "26.05"}, {}) == SID
+    both = {"HPCBRIDGE_TESTBED_RATE_LIMIT": "on", "HPCBRIDGE_TESTBED_RL_BUCKET_SIZE": "5"}
+    assert lifecycle.desired_knobs(layout, {"slurm": "22.05"}, both) == C.Knobs(rl_bucket_size=5)
+    assert lifecycle.desired_knobs(layout, {"slurm": "26.05"}, both) == SID.replace(
+        rl_bucket_size=5
+    )
     env = {"HPCBRIDGE_TESTBED_SLURM": "26.05"}
     assert lifecycle.desired_knobs(layout, {"nodes": 3}, env) == SID.replace(nodes=3)
     layout.json.write_text(json.dumps({"knobs": SID.replace(accounting=True).to_dict()}))
