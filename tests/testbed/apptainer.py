@@ -31,8 +31,9 @@ from typing import Iterable, Iterator
 
 SUITE = "sid"  # the mirror: $HPCBRIDGE_TESTBED_SID_MIRROR (e.g. a snapshot.debian.org URL)
 # or the Debian mirror of the host's apt sources
-# fuse2fs and gocryptfs only silence Apptainer's "not found" INFO lines on every command
-PACKAGES = ("apptainer", "squashfuse", "fuse3", "fuse2fs", "gocryptfs")
+# fuse2fs and gocryptfs only silence Apptainer's "not found" INFO lines on every command;
+# fuse-overlayfs makes a writable ext3 overlay work rootless (the kernel refuses a FUSE upper)
+PACKAGES = ("apptainer", "squashfuse", "fuse3", "fuse2fs", "gocryptfs", "fuse-overlayfs")
 ROOTFS_NAME = "apptainer-rootfs"
 STAMP_NAME = "apptainer-rootfs.stamp"
 PROBE_DIR = Path("/var/cache/hpcbridge-testbed/sid-probe")
