@@ -4,6 +4,14 @@ Every function loads the layered configuration itself (and, for submissions,
 opens the state store); errors are :class:`~hpcbridge.errors.HpcbridgeError`
 subclasses.  The modules import the heavy parts of hpcbridge only when a
 function runs, so importing :mod:`hpcbridge.api` stays cheap.
+
+The result types of the submission and tracking functions are re-exported
+here; the others live beside the code that makes them (``ConvertResult`` in
+:mod:`hpcbridge.images.convert`, ``Listing``/``CachedImage``/``Pruned`` in
+:mod:`hpcbridge.images.inventory`, ``Wrapped`` in :mod:`hpcbridge.wrap`,
+``Export`` in :mod:`hpcbridge.submit.bundle`, ``PyxisPlan`` in
+:mod:`hpcbridge.submit.pyxis`, ``TrialRun`` in :mod:`hpcbridge.scheduler.base`,
+``Translation`` in :mod:`hpcbridge.recipe`).
 """
 
 from __future__ import annotations
@@ -50,14 +58,26 @@ from hpcbridge.api.tracking import (
     status,
     watch,
 )
+from hpcbridge.submit.results import BundleOrigin, Cancellation, Submission
+from hpcbridge.tracking.record import Record
+from hpcbridge.tracking.summary import Progress, SubmissionStatus, TaskStatus
+from hpcbridge.tracking.watch import WatchSnapshot
 
 __all__ = [
+    "BundleOrigin",
+    "Cancellation",
     "ConfigView",
     "DoctorReport",
+    "Progress",
+    "Record",
     "Rendered",
     "StatusReport",
+    "Submission",
+    "SubmissionStatus",
     "TaskLog",
+    "TaskStatus",
     "Watch",
+    "WatchSnapshot",
     "cancel",
     "config_check",
     "config_show",

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import click
 
 from hpcbridge import api
 from hpcbridge.cli._output import echo_json
 
-if TYPE_CHECKING:
-    from hpcbridge.submit.results import Submission
 
-
-def _report(out: Submission, as_json: bool) -> None:
+def _report(out: api.Submission, as_json: bool) -> None:
     if as_json:
         echo_json(out.to_dict())
         return

@@ -92,6 +92,13 @@ def test_plain_sbatch_logs_default_and_own_pattern_and_cancel(testbed: Testbed) 
     assert (b.dir / f"run-{own_job}.txt").is_file()
     assert b.status(subs[own_job])["counts"] == {"COMPLETED": 1}
 
+    refused = b.run("sbatch", "-p", "nosuch", image, str(script))
+    assert refused.returncode == 5 and len(refused.stderr.splitlines()) == 1, refused.stderr
+    assert "nothing was submitted" in refused.stderr and refused.stdout == ""
+    trial = b.run("sbatch", "--test-only", image, str(script))
+    assert trial.returncode == 0 and "to start at" in trial.stderr, trial.stderr
+    assert len(b.json("list")["submissions"]) == 2  # neither was recorded
+
     sleepy = b.write("sleepy.sh", "#!/bin/sh\nsleep 300\n", 0o755)
     sleeping = submitted_job(b.ok("sbatch", image, str(sleepy)).stdout)
     sub = next(s["id"] for s in b.json("list")["submissions"] if s["job_ids"] == [sleeping])
