@@ -188,3 +188,55 @@ def test_pyslurm_job_conversion() -> None:
     info = job_info_from(Job())
     assert info is not None
     assert (info.job_id, info.task_ids, info.state) == ("86", (4,), JobState.RUNNING)
+
+
+# ---------------------------------------------------------------- sbatch's own options
+
+
+def test_log_settings_follow_sbatchs_precedence() -> None:
+    from hpcbridge.scheduler.sbatch_options import effective_settings
+
+    script = (
+        "#!/bin/sh\n#SBATCH -o from-script.out\n#SBATCH --job-name='my job' --array=0-3%2\n"
+        "#SBATCH --error=err-%j\necho hi\n#SBATCH --output=after-the-first-command\n"
+    )
+    s = effective_settings([], script, {})
+    assert (s.output, s.error, s.job_name, s.array) == (
+        "from-script.out",
+        "err-%j",
+        "my job",
+        "0-3%2",
+    )
+    env = {"SBATCH_OUTPUT": "from-env.out", "SBATCH_JOB_NAME": "envname"}
+    s = effective_settings([], script, env)
+    assert (s.output, s.job_name) == ("from-env.out", "envname")
+    s = effective_settings(["-ocli.out", "--chdir", "sub", "--out=last.out"], script, env)
+    assert (s.output, s.chdir) == ("last.out", "sub")  # --out: a unique prefix of --output
+    s = effective_settings(["-J", "cli", "-t", "10"], "#!/bin/sh\n", {})
+    assert (s.job_name, s.time, s.output) == ("cli", "10", None)
+
+
+def test_log_patterns_are_absolute_with_sbatchs_defaults() -> None:
+    from hpcbridge.scheduler.sbatch_options import SbatchSettings, log_patterns
+
+    assert log_patterns(SbatchSettings(), "/w", is_array=False) == ("/w/slurm-%j.out", None)
+    assert log_patterns(SbatchSettings(), "/w", is_array=True) == ("/w/slurm-%A_%a.out", None)
+    got = log_patterns(
+        SbatchSettings(output="o/%x.log", error="/e/%j", chdir="run"), "/w", is_array=True
+    )
+    assert got == ("/w/run/o/%x.log", "/e/%j")
+
+
+def test_file_name_patterns_as_slurm_fills_them() -> None:
+    from hpcbridge.scheduler.sbatch_options import PatternValues, expand_pattern
+
+    task = PatternValues("21", 7, "27", "wrap", "alice")
+    got = expand_pattern("arr-%A_%a-%j-%3a-%x-%u-%%-%n%t%s-%J.out", task)
+    assert got == "arr-21_7-27-007-wrap-alice-%-00batch-27.out"
+    plain = PatternValues("20", None, None, "job", "alice")
+    assert expand_pattern("na-%A_%a-%j-%5j.out", plain) == "na-20_4294967294-20-00020.out"
+    assert expand_pattern("/x/one\\-%j.out", plain) == "/x/one-%j.out"  # no substitution
+    with pytest.raises(LookupError, match="%N"):
+        expand_pattern("log-%N.out", plain)
+    with pytest.raises(LookupError, match="%j"):  # an array task that has not started
+        expand_pattern("%j.out", PatternValues("21", 7, None, "x", "u"))
