@@ -1,9 +1,13 @@
-"""DecodedLayers: every layer's bytes exactly once per pass, kept within a budget or decompressed again."""
+"""DecodedLayers: every layer's bytes exactly once per pass, the first pass within its byte budget."""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -11,8 +15,9 @@ import zstandard
 
 from hpcbridge import runner
 from hpcbridge.errors import ImageError
+from hpcbridge.images.fetch.image import VerifyingReader
 from hpcbridge.images.layers import decoded as layerstreams
-from hpcbridge.images.layers.decoded import DecodedLayers
+from hpcbridge.images.layers.decoded import MIN_BUDGET, DecodedLayers
 from hpcbridge.images.protocols import BinaryReader
 from tests.unit.test_layers import GZ, TAR, ZST, Blob
 
@@ -60,7 +65,7 @@ def _read_all(reader: BinaryReader, chunk: int) -> bytes:
     return b"".join(parts)
 
 
-@pytest.mark.parametrize("budget", [0, 2 * MiB, 1 << 30])
+@pytest.mark.parametrize("budget", [0, MIN_BUDGET, 2 * MiB, 1 << 30])
 @pytest.mark.parametrize("chunk", [1000, 64 << 10, 3 * MiB, -1])
 def test_both_passes_give_every_byte(budget: int, chunk: int) -> None:
     payloads = _payloads()
@@ -70,13 +75,23 @@ def test_both_passes_give_every_byte(budget: int, chunk: int) -> None:
             assert _read_all(dec.first(i), chunk) == p
         for i, p in enumerate(payloads):
             assert _read_all(dec.second(i), chunk) == p
-    opens = [b.opens for b in blobs]
-    if budget >= 1 << 30:
-        assert opens == [1, 1, 1, 1]  # the second pass replayed memory
-    elif budget == 0:
-        assert opens == [2, 2, 1, 2]  # nothing kept (an empty layer costs nothing): read again
-    else:
-        assert opens[0] == 2 or opens[1] == 2  # 4.2 MiB never fit in 2 MiB
+        assert dec.peak <= dec.budget == max(budget, MIN_BUDGET)
+    assert [b.opens for b in blobs] == [2, 2, 2, 2]  # nothing is kept between the passes
+
+
+def test_the_budget_holds_with_many_layers_and_a_slow_reader() -> None:
+    payloads = [os.urandom(3 * MiB) for _ in range(6)]
+    blobs = [Blob(gzip.compress(p, 1), GZ) for p in payloads]
+    with DecodedLayers(blobs, budget=MiB, ahead=5) as dec:
+        for i, p in enumerate(payloads):
+            reader = dec.first(i)
+            got = []
+            while block := reader.read(200_000):
+                got.append(block)
+                time.sleep(0.001)  # the threads ahead fill what they may meanwhile
+            reader.close()
+            assert b"".join(got) == p
+        assert 0 < dec.peak <= MiB
 
 
 def test_first_pass_may_stop_early_and_second_pass_skip_layers() -> None:
@@ -85,7 +100,33 @@ def test_first_pass_may_stop_early_and_second_pass_skip_layers() -> None:
         with DecodedLayers(_blobs(payloads), budget=budget) as dec:
             assert dec.first(0).read(10) == payloads[0][:10]
             assert _read_all(dec.second(0), MiB) == payloads[0]
-        # leaving the block stopped every thread, even one waiting on a full read-ahead
+        # leaving the block stopped every thread, even one waiting for budget
+
+
+def test_closing_early_still_reads_a_local_blob_to_its_end_and_checks_it() -> None:
+    data = gzip.compress(os.urandom(2 * MiB))
+
+    class Local(Blob):
+        def open(self):  # type: ignore[no-untyped-def]
+            wrong = "sha256:" + hashlib.sha256(b"other").hexdigest()
+            return VerifyingReader(io.BytesIO(self.data), wrong, len(self.data), "test")
+
+    with DecodedLayers([Local(data, GZ)]) as dec:
+        reader = dec.first(0)
+        assert len(reader.read(1000)) == 1000
+        with pytest.raises(ImageError, match="hashes to"):
+            reader.close()
+
+
+def test_close_returns_while_threads_wait_for_budget() -> None:
+    blobs = [Blob(gzip.compress(os.urandom(4 * MiB), 1), GZ) for _ in range(4)]
+    start = time.monotonic()
+    with DecodedLayers(blobs, budget=MIN_BUDGET, ahead=3) as dec:
+        reader = dec.first(0)
+        reader.read(10)
+        time.sleep(0.05)
+    assert time.monotonic() - start < 5
+    assert not [t for t in threading.enumerate() if t.name.startswith("decode-")]
 
 
 def test_a_corrupt_layer_is_an_image_error() -> None:
@@ -98,13 +139,26 @@ def test_a_corrupt_layer_is_an_image_error() -> None:
         _read_all(dec.first(0), MiB)
 
 
+def test_on_bytes_hears_every_decompressed_byte() -> None:
+    payloads = _payloads()
+    heard: dict[int, int] = {}
+
+    def on_bytes(index: int, n: int) -> None:
+        heard[index] = heard.get(index, 0) + n
+
+    with DecodedLayers(_blobs(payloads), on_bytes=on_bytes) as dec:
+        for i in range(len(payloads)):
+            _read_all(dec.first(i), MiB)
+    assert [heard.get(i, 0) for i in range(len(payloads))] == [len(p) for p in payloads]
+
+
 @pytest.mark.skipif(runner.which("mksquashfs") is None, reason="squashfs-tools not installed")
 def test_sif_bytes_do_not_depend_on_the_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tests.unit.test_sif_build import build
 
-    kept = build(tmp_path, "kept", mode="stream").read_bytes()
-    monkeypatch.setattr(layerstreams, "default_budget", lambda: 0)
-    streamed = build(tmp_path, "streamed", mode="stream").read_bytes()
-    assert kept == streamed
+    roomy = build(tmp_path, "roomy", mode="stream").read_bytes()
+    monkeypatch.setattr(layerstreams, "DEFAULT_BUDGET", 0)
+    tight = build(tmp_path, "tight", mode="stream").read_bytes()
+    assert roomy == tight

@@ -29,7 +29,7 @@ from typing import Callable, Optional, Union
 
 from hpcbridge.errors import ImageError
 from hpcbridge.images.layers.decompress import open_decompressed
-from hpcbridge.images.layers.tree import DIR, LINK, DiskFS, MemFS, Stat
+from hpcbridge.images.layers.tree import DIR, LINK, DiskFS, MemFS, Stat, members
 from hpcbridge.images.protocols import BinaryReader, Layer
 
 log = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ def apply_layer(
     try:
         try:
             with tarfile.open(fileobj=stream, mode="r|", bufsize=_TAR_BUF) as tf:  # type: ignore[call-overload]
-                for ordinal, ti in enumerate(tf):
+                for ordinal, ti in enumerate(members(tf)):
                     writer.apply_member(ti, tf, ordinal)
         except tarfile.TarError as exc:
             raise ImageError(

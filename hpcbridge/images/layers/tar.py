@@ -23,7 +23,7 @@ from typing import IO, Callable, Optional, Union
 
 from hpcbridge.errors import ImageError
 from hpcbridge.images.layers.decompress import open_decompressed
-from hpcbridge.images.layers.tree import DIR, FILE, LINK, MemFS, Node
+from hpcbridge.images.layers.tree import DIR, FILE, LINK, MemFS, Node, members
 from hpcbridge.images.protocols import BinaryReader
 
 _CHUNK = 1 << 20
@@ -37,6 +37,13 @@ class StreamPlan:
     symlinks: list[tuple[str, str, int]] = field(default_factory=list)
     inline: list[tuple[Node, list[str]]] = field(default_factory=list)
     members: dict[int, dict[int, tuple[Node, list[str]]]] = field(default_factory=dict)
+
+    def data_bytes(self, layer: Optional[int] = None) -> int:
+        """Bytes of file data the stream carries (of one layer's members, or all)."""
+        if layer is not None:
+            return sum(node.size for node, _ in self.members.get(layer, {}).values())
+        inline = sum(node.size for node, _ in self.inline)
+        return inline + sum(self.data_bytes(li) for li in self.members)
 
 
 def plan_stream(fs: MemFS) -> StreamPlan:
@@ -135,12 +142,14 @@ def write_stream(
     *,
     dir_mtime: int,
     open_stream: Optional[Callable[[int], BinaryReader]] = None,
+    on_data: Optional[Callable[[int, int], None]] = None,
 ) -> None:
     """Write the whole tree as a tar stream to ``out`` (mksquashfs's stdin).
 
     ``open_stream(i)``, if given, returns layer ``i``'s decompressed tar stream
     (e.g. :meth:`~hpcbridge.images.layers.decoded.DecodedLayers.second`); by
-    default each layer blob is decompressed again.
+    default each layer blob is decompressed again.  ``on_data(i, n)`` hears the
+    ``n`` data bytes of each file written from layer ``i`` (-1: scaffold files).
     """
     o = _Out(out)
     for path, mode in plan.dirs:
@@ -150,6 +159,8 @@ def write_stream(
     for node, paths in plan.inline:
         assert isinstance(node.data, bytes)
         _emit_file(o, node, paths, node.data, None)
+        if on_data is not None:
+            on_data(-1, node.size)
     for li, layer in enumerate(layers):
         wanted = plan.members.get(li)
         if not wanted:
@@ -162,7 +173,7 @@ def write_stream(
         )
         try:
             with tarfile.open(fileobj=stream, mode="r|", bufsize=_TAR_BUF) as tf:  # type: ignore[call-overload]
-                for ordinal, ti in enumerate(tf):
+                for ordinal, ti in enumerate(members(tf)):
                     hit = wanted.get(ordinal)
                     if hit is None:
                         continue
@@ -173,6 +184,8 @@ def write_stream(
                             "the blob store is not stable; convert again",
                         )
                     _emit_file(o, node, paths, None, tf.extractfile(ti) if ti.size else None)
+                    if on_data is not None:
+                        on_data(li, node.size)
                     left -= 1
                     if not left:
                         break

@@ -16,6 +16,7 @@ import os
 import shutil
 import stat
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -30,6 +31,20 @@ class Stat:
     kind: str
     mode: int
     ident: object  # same value <=> same inode (hard links)
+
+
+def members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The members of a stream-mode (``r|``) archive in order, forgotten once passed.
+
+    Iterating a TarFile appends every member to ``tf.members``: a layer of
+    500,000 files would hold 500,000 TarInfo objects (~0.5 GB) to the end.
+    """
+    while True:
+        ti = tf.next()
+        if ti is None:
+            return
+        tf.members.clear()  # type: ignore[attr-defined]
+        yield ti
 
 
 class DiskFS:

@@ -11,9 +11,11 @@ extracted under ``workdir`` and squashed.  Every byte of the result is a
 function of the layers' content, ``config``, ``manifest_digest``,
 ``source_ref``, ``compression``, ``level`` and the mksquashfs version: pass the
 same ``source_ref`` (it becomes the definition's ``from:`` line and labels) to
-get identical SIFs from different source forms of one image.  Each layer's
-``open()`` may be called twice (once to plan, once to stream the data) unless
-its decompressed bytes fit in memory (layers/decoded.py).
+get identical SIFs from different source forms of one image (mksquashfs's
+``-processors`` and ``-mem`` change its speed and memory, not its bytes).  Each
+layer's ``open()`` is called twice in a streaming build: once to plan, once to
+stream the data (layers/decoded.py); the memory used does not grow with the
+image's size, only (a little) with its number of files.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from typing import Any, Callable, Optional
 from hpcbridge.errors import ImageError
 from hpcbridge.images.layers.apply import apply_layers
 from hpcbridge.images.layers.decoded import DecodedLayers
-from hpcbridge.images.layers.tar import plan_stream, write_stream
+from hpcbridge.images.layers.tar import StreamPlan, plan_stream, write_stream
 from hpcbridge.images.layers.tree import MemFS
+from hpcbridge.images.progress import Reporter
 from hpcbridge.images.protocols import Layer
 from hpcbridge.images.sif import format as sif
 from hpcbridge.images.sif.compression import DEFAULT_LEVEL, effective_level
@@ -41,7 +44,7 @@ from hpcbridge.images.sif.squash import find_mksquashfs, squash, squash_stream, 
 __all__ = ["Progress", "build_mode", "build_sif", "sif_id_for"]
 
 Progress = Callable[[str, int, int], None]
-"""``progress(stage, done, total)``; stages ``extract`` (layers), ``squash`` (0/1), ``sif`` (0/1)."""
+"""``progress(stage, done, total)``: see :mod:`hpcbridge.images.progress`."""
 
 #: ``squasher(out, offset)`` writes the squashfs at ``offset`` of ``out``; returns its size.
 Squasher = Callable[[Path, int], int]
@@ -69,6 +72,8 @@ def build_sif(
     workdir: Path,
     compression: str = "gzip",
     level: Optional[int] = None,
+    processors: Optional[int] = None,
+    mem_mib: Optional[int] = None,
     progress: Optional[Progress] = None,
     mode: str = "auto",
 ) -> None:
@@ -79,8 +84,9 @@ def build_sif(
     ``mksquashfs -tar`` (nothing but the SIF is written; needs squashfs-tools
     >= 4.5); ``dir`` extracts a rootfs under ``workdir`` and squashes it;
     ``auto`` picks ``stream`` when mksquashfs supports it.  The two modes give
-    the same tree but not the same bytes.  ``level`` None: the default level.
-    Raises ImageError.
+    the same tree but not the same bytes.  ``level`` None: the default level;
+    ``processors``/``mem_mib``: mksquashfs's ``-processors`` and ``-mem`` (None:
+    its own defaults).  Raises ImageError.
     """
     _check_image(config, layers, source_ref, mode)
     if mode == "auto":
@@ -91,14 +97,20 @@ def build_sif(
     stack = contextlib.ExitStack()
     try:
         sc = make_scaffold(config, source_ref=source_ref, manifest_digest=manifest_digest)
-        squash_args: dict[str, Any] = {"compression": compression, "level": level}
+        squash_args: dict[str, Any] = {
+            "compression": compression,
+            "level": level,
+            "processors": processors,
+            "mem_mib": mem_mib,
+        }
+        report = Reporter(progress)
         if mode == "stream":
-            squasher = _flatten_in_memory(layers, sc, stack, progress, squash_args)
+            squasher = _flatten_in_memory(layers, sc, stack, report, squash_args)
         else:
             squasher = _flatten_on_disk(layers, sc, rootfs, progress, squash_args)
         arch = str(config.get("architecture") or "amd64")
         sif_id = sif_id_for(manifest_digest, compression, level)
-        _write_sif(out, sc, squasher, arch=arch, sif_id=sif_id, progress=progress)
+        _write_sif(out, sc, squasher, arch=arch, sif_id=sif_id, report=report)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             out.unlink()  # never leave a partial SIF behind
@@ -135,20 +147,35 @@ def _flatten_in_memory(
     layers: Sequence[Layer],
     sc: Scaffold,
     stack: contextlib.ExitStack,
-    progress: Optional[Progress],
+    report: Reporter,
     squash_args: dict[str, Any],
 ) -> Squasher:
     """Apply the layers to an in-memory tree; squashing streams it to ``mksquashfs -tar``."""
-    decoded = stack.enter_context(DecodedLayers(layers))
-    tree = MemFS()
-    writer = apply_layers(layers, tree, progress=progress, open_stream=decoded.first)
-    write_scaffold(writer, sc.entries, sc.created)
-    plan = plan_stream(tree)
+
+    def unpacked(index: int, n: int) -> None:
+        report.layer_bytes("unpack", index, layers[index].digest, n, 0)
+
+    decoded = stack.enter_context(DecodedLayers(layers, on_bytes=unpacked if report else None))
+    plan = _plan(layers, sc, decoded, report)
+    total = plan.data_bytes()
+    per_layer = {li: plan.data_bytes(li) for li in plan.members}
+    fed = [0]
+
+    def on_data(index: int, n: int) -> None:
+        fed[0] += n
+        if index >= 0:
+            report.layer_bytes("stream", index, layers[index].digest, n, per_layer[index])
+        report.stage("squash", fed[0], total)
 
     def squasher(out: Path, offset: int) -> int:
         return squash_stream(
             lambda pipe: write_stream(
-                pipe, plan, layers, dir_mtime=sc.created, open_stream=decoded.second
+                pipe,
+                plan,
+                layers,
+                dir_mtime=sc.created,
+                open_stream=decoded.second,
+                on_data=on_data if report else None,
             ),
             out,
             offset=offset,
@@ -157,6 +184,17 @@ def _flatten_in_memory(
         )
 
     return squasher
+
+
+def _plan(
+    layers: Sequence[Layer], sc: Scaffold, decoded: DecodedLayers, report: Reporter
+) -> StreamPlan:
+    """The first pass: the final tree, kept only as the stream plan (the tree itself is freed)."""
+    tree = MemFS()
+    progress = report.stage if report else None
+    writer = apply_layers(layers, tree, progress=progress, open_stream=decoded.first)
+    write_scaffold(writer, sc.entries, sc.created)
+    return plan_stream(tree)
 
 
 def _flatten_on_disk(
@@ -185,7 +223,7 @@ def _write_sif(
     *,
     arch: str,
     sif_id: uuid.UUID,
-    progress: Optional[Progress],
+    report: Reporter,
 ) -> None:
     """Squash at the partition offset, then write header, descriptors and objects before it."""
     objects = [
@@ -194,13 +232,11 @@ def _write_sif(
         sif.SmallObject(sif.DATA_GENERIC_JSON, "oci-config.json", sc.oci_config_json.encode()),
     ]
     layout = sif.plan(objects, partition_size=0, arch=arch, sif_id=sif_id, created=sc.created)
-    if progress is not None:
-        progress("squash", 0, 1)
+    report.stage("squash", 0, 1)
     if out.exists() or out.is_symlink():
         out.unlink()
     size = squasher(out, layout.partition_offset)
-    if progress is not None:
-        progress("squash", 1, 1)
+    report.stage("squash", 1, 1)
     final = sif.plan(
         objects,
         partition_size=size,
@@ -214,8 +250,7 @@ def _write_sif(
         f.flush()
         os.fsync(f.fileno())
     os.chmod(out, 0o755)
-    if progress is not None:
-        progress("sif", 1, 1)
+    report.stage("sif", 1, 1)
 
 
 def _rmtree(path: Path) -> None:

@@ -32,6 +32,17 @@ from hpcbridge.errors import CommandError, EnvironmentProblem, ImageError
 from hpcbridge.images.sif.compression import mksquashfs_args
 
 SQUASHFS_MAGIC = b"hsqs"
+#: mksquashfs's ``-mem`` (MiB) when the configuration sets none (``convert.mksquashfs_mem``).
+#: Without it mksquashfs takes a quarter of the machine's RAM for its caches.
+DEFAULT_MEM_MIB = 256
+
+
+def default_processors() -> int:
+    """The CPUs this process may run on (its affinity mask, e.g. a login node's cpuset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def mksquashfs_argv(
@@ -42,12 +53,14 @@ def mksquashfs_argv(
     compression: str = "gzip",
     level: Optional[int] = None,
     processors: Optional[int] = None,
+    mem_mib: Optional[int] = None,
     exe: str = "mksquashfs",
     tar: bool = False,
 ) -> list[str]:
     """argv of the mksquashfs run (pure); with ``tar`` it reads a tar stream from stdin.
 
     ``level`` None: the default level, if the compressor takes one (:mod:`.compression`).
+    ``processors``/``mem_mib`` None: mksquashfs's own defaults (all CPUs, RAM/4).
     """
     argv = [exe, "-" if tar else rootfs, out]
     if tar:
@@ -56,6 +69,8 @@ def mksquashfs_argv(
     argv += ["-all-root", "-no-xattrs", "-no-progress", "-quiet"]
     if processors:
         argv += ["-processors", str(processors)]
+    if mem_mib:
+        argv += ["-mem", f"{mem_mib}M"]
     return argv
 
 
@@ -96,6 +111,7 @@ def squash_stream(
     compression: str = "gzip",
     level: Optional[int] = None,
     processors: Optional[int] = None,
+    mem_mib: Optional[int] = None,
 ) -> int:
     """Run ``mksquashfs - OUT -tar``, let ``feed`` write the tar stream; the squashfs size."""
     exe = find_mksquashfs()
@@ -106,6 +122,7 @@ def squash_stream(
         compression=compression,
         level=level,
         processors=processors,
+        mem_mib=mem_mib,
         exe=exe,
         tar=True,
     )
@@ -156,6 +173,7 @@ def squash(
     compression: str = "gzip",
     level: Optional[int] = None,
     processors: Optional[int] = None,
+    mem_mib: Optional[int] = None,
 ) -> int:
     """Run mksquashfs writing at ``offset`` of ``out``; return the squashfs size in bytes."""
     exe = find_mksquashfs()
@@ -166,6 +184,7 @@ def squash(
         compression=compression,
         level=level,
         processors=processors,
+        mem_mib=mem_mib,
         exe=exe,
     )
     try:
