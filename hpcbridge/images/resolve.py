@@ -70,11 +70,11 @@ class Resolution:
 
     def from_registry(self, ref: RegistryRef, *, offline: bool, insecure: bool) -> Optional[Hit]:
         """Resolve a registry reference; a hit, or None with ``digest`` and ``manifest`` set."""
-        tag_key = f"{ref.name}:{ref.tag}|{self.platform_text}" if ref.tag and not ref.digest else ""
+        tag_key_ = tag_key(ref, self.platform_text)
         if ref.digest:
-            candidates = [ref.digest, self._known(f"{ref.name}@{ref.digest}|{self.platform_text}")]
+            candidates = [ref.digest, self._known(index_key(ref, ref.digest, self.platform_text))]
         elif offline:
-            candidates = [self._known(tag_key)]
+            candidates = [self._known(tag_key_)]
         else:
             candidates = []
         for digest in candidates:
@@ -96,7 +96,7 @@ class Resolution:
                 head = self.client.head_manifest(ref.repository, ref.reference)
             except TransportError:
                 # Registry unreachable: fall back to the last resolution if it is cached.
-                known = self._known(tag_key)
+                known = self._known(tag_key_)
                 hit = self.hit(known) if known else None
                 if hit is None:
                     raise
@@ -104,20 +104,20 @@ class Resolution:
                 return hit
             if head is not None:
                 top = head[0]
-                known = self._known(f"{ref.name}@{top}|{self.platform_text}") or top
+                known = self._known(index_key(ref, top, self.platform_text)) or top
                 if hit := self.hit(known):
-                    if self._known(tag_key) != known:
-                        self.cache.save_resolution(tag_key, known, ref=str(ref), index=top)
+                    if self._known(tag_key_) != known:
+                        self.cache.save_resolution(tag_key_, known, ref=str(ref), index=top)
                     return hit
         self.manifest = self._platform_manifest(ref, top or ref.reference)
         self.digest = self.manifest.digest
         self.cache.ensure()
         if top and top != self.digest:
             self.cache.save_resolution(
-                f"{ref.name}@{top}|{self.platform_text}", self.digest, index=top
+                index_key(ref, top, self.platform_text), self.digest, index=top
             )
-        if tag_key:
-            self.cache.save_resolution(tag_key, self.digest, ref=str(ref), index=top)
+        if tag_key_:
+            self.cache.save_resolution(tag_key_, self.digest, ref=str(ref), index=top)
         return self.hit(self.digest)
 
     def _platform_manifest(self, ref: RegistryRef, reference: str) -> FetchedManifest:
@@ -154,6 +154,16 @@ class Resolution:
             self.image.close()
         if self.client is not None:
             self.client.transport.close()
+
+
+def tag_key(ref: RegistryRef, platform_text: str) -> str:
+    """The ``refs/`` key of a tag's resolution to a platform manifest (convert, preview)."""
+    return f"{ref.name}:{ref.tag}|{platform_text}" if ref.tag and not ref.digest else ""
+
+
+def index_key(ref: RegistryRef, top: str, platform_text: str) -> str:
+    """The ``refs/`` key of an index (or manifest) digest's platform manifest."""
+    return f"{ref.name}@{top}|{platform_text}"
 
 
 def check_platform(config: dict[str, Any], platform: Platform, ref: str) -> None:
