@@ -12,6 +12,7 @@ from hpcbridge.api._common import config, session
 from hpcbridge.errors import InputError
 
 if TYPE_CHECKING:
+    from hpcbridge.images.preview import ImagePreview
     from hpcbridge.scheduler.base import TrialRun
     from hpcbridge.submit.bundle import Export
     from hpcbridge.submit.pyxis import PyxisPlan
@@ -20,30 +21,37 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Rendered:
-    """A rendered sbatch script, and the file it was written to (None: not written)."""
+    """A rendered sbatch script, the file it was written to (None: not written), and
+    what is known of its image (``image.unresolved``: the script names no digest)."""
 
     text: str
+    image: ImagePreview
     written: Optional[Path] = None
 
 
 def render_script(
-    job_file: str, sets: Sequence[str] = (), *, output: Optional[Path] = None
+    job_file: str,
+    sets: Sequence[str] = (),
+    *,
+    output: Optional[Path] = None,
+    offline: bool = False,
 ) -> Rendered:
-    """The sbatch script of ``job_file`` (its image converted first); written atomically,
-    mode 0755, to ``output`` when given.  Nothing is submitted."""
+    """The sbatch script of ``job_file``; written atomically, mode 0755, to ``output``
+    when given.  Nothing is submitted, converted or downloaded but the image's
+    manifest and config (none of it ``offline``)."""
     from hpcbridge.fsutil import atomic_write_text
     from hpcbridge.submit.dryrun import render_text
 
-    text = render_text(config(), job_file, sets)
+    text, image = render_text(config(), job_file, sets, offline=offline)
     if output is None:
-        return Rendered(text)
+        return Rendered(text, image)
     try:
         atomic_write_text(output, text, mode=0o755)
     except OSError as exc:
         raise InputError(
             f"cannot write {output}: {exc.strerror}", "choose a writable path for -o"
         ) from None
-    return Rendered(text, output)
+    return Rendered(text, image, output)
 
 
 def submit(

@@ -120,8 +120,16 @@ def main(argv: Optional[list[str]] = None) -> Any:
         sys.exit(int(exc.exit_code))
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()  # a group without its command: its help (click's exit status 2)
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        from hpcbridge.cli._usage import usage_line
+
+        click.echo(f"hpcbridge: error: {usage_line(exc, sorted(COMMANDS))}", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"hpcbridge: error: {' '.join(exc.format_message().split())}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("hpcbridge: aborted", err=True)

@@ -9,6 +9,7 @@ import click
 
 from hpcbridge import api
 from hpcbridge.cli._output import echo_json
+from hpcbridge.cli.render import offline_option, unresolved_note
 
 
 def _report(out: api.Submission, as_json: bool) -> None:
@@ -42,6 +43,7 @@ def _report(out: api.Submission, as_json: bool) -> None:
 @click.option(
     "--dry-run", is_flag=True, help="Print the script (as `hpcbridge render` does); submit nothing."
 )
+@offline_option
 @click.option("--json", "as_json", is_flag=True, help="Print the submission as JSON.")
 @click.option(
     "--retry",
@@ -49,14 +51,20 @@ def _report(out: api.Submission, as_json: bool) -> None:
     default=0,
     help="Retries (with backoff) while the controller is unreachable.",
 )
-def submit(job_file: str, sets: tuple[str, ...], dry_run: bool, as_json: bool, retry: int) -> None:
+def submit(
+    job_file: str, sets: tuple[str, ...], dry_run: bool, offline: bool, as_json: bool, retry: int
+) -> None:
     """Convert the image (once), render, sbatch and record JOB_FILE.
 
     Arrays above the cluster's MaxArraySize are split into chunks with an index
     offset; every task still sees its global index as {task}.
     """
+    if offline and not dry_run:
+        raise click.UsageError("--offline goes with --dry-run (submit converts the image)")
     if dry_run:
-        click.echo(api.render_script(job_file, sets).text, nl=False)
+        done = api.render_script(job_file, sets, offline=offline)
+        unresolved_note(done)
+        click.echo(done.text, nl=False)
         return
     _report(api.submit(job_file, sets, retries=retry), as_json)
 

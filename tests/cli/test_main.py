@@ -36,4 +36,4 @@ def test_unknown_command_is_a_usage_error() -> None:
         [sys.executable, "-m", "hpcbridge", "no-such-command"], capture_output=True, text=True
     )
     assert out.returncode == 2
-    assert "No such command" in out.stderr
+    assert out.stderr == "hpcbridge: error: no command 'no-such-command' (see `hpcbridge --help`)\n"
