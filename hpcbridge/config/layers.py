@@ -33,7 +33,8 @@ from hpcbridge.config.schema import (
 )
 from hpcbridge.errors import ConfigError
 from hpcbridge.fsutil import xdg_dir
-from hpcbridge.images.sif.compression import LEVELS, with_levels
+from hpcbridge.images.sif.compression import bounds as level_bounds
+from hpcbridge.images.sif.compression import with_levels
 
 #: Level of the defaults and the site file; user, project, env and CLI are above it.
 SITE_LEVEL = 1
@@ -151,7 +152,7 @@ def _all_keys(partition_names: Sequence[str]) -> list[str]:
 def _check(cfg: Config) -> None:
     """Cross-key checks, naming the source of the offending value."""
     _check_polling(cfg)
-    bounds = LEVELS[cfg.convert.compression]
+    bounds = level_bounds(cfg.convert.compression)
     if bounds is None and cfg.set_no_earlier("convert.level", "convert.compression"):
         raise ConfigError(  # a level from a lower layer (the site's, for gzip) does not apply
             f"{cfg.source_of('convert.level')}: convert.level = {cfg.convert.level} is set, "

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hpcbridge.errors import ConfigError
-from hpcbridge.images.sif.compression import COMPRESSORS
+from hpcbridge.images.sif.compression import SETTINGS as COMPRESSION_SETTINGS
 from hpcbridge.job.spec import Bind
 from hpcbridge.job.values import unknown_hint
 from hpcbridge.slurm_syntax import format_mem, format_time
@@ -34,10 +34,12 @@ FIELDS: dict[str, dict[str, str]] = {
     "cache": {"dir": "optpath", "tmp_dir": "optpath", "shared": "bool", "group": "str"},
     "convert": {
         "backend": "choice:native|apptainer",
-        "compression": "choice:" + "|".join(COMPRESSORS),
+        "compression": "choice:" + "|".join(COMPRESSION_SETTINGS),
         "level": "int",
         "platform": "str",
         "insecure_registries": "strlist",
+        "mksquashfs_mem": "optmem",
+        "mksquashfs_procs": "optint",
     },
     "env": {"allow": "envlist"},
     "polling": {"min_interval": "float", "max_backoff": "float"},
@@ -103,10 +105,12 @@ class CacheConfig:
 @dataclass(frozen=True)
 class ConvertConfig:
     backend: str  # native | apptainer
-    compression: str
+    compression: str  # auto (zstd where proven readable, else gzip) | a compressor
     level: int
     platform: str
     insecure_registries: tuple[str, ...]
+    mksquashfs_mem: Optional[int] = None  # MiB for mksquashfs -mem; None: 256
+    mksquashfs_procs: Optional[int] = None  # mksquashfs -processors; None: this process's CPUs
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ Layout under the cache root::
     sif/<hex>.json         its record; the record's mtime is the "last used" time
     sif/.<hex>.*.part      a SIF being written (invisible to readers; swept when orphaned)
     blobs/sha256/<hex>     verified registry blobs (a download cache)
+    blobs/sha256/.<hex>.partial[.json]   an interrupted download, resumed by the next one
+                           (fetch/download.py; swept when unlocked and two days old)
     refs/<key>.json        tag -> digest resolutions (for --offline and index -> manifest)
     locks/<hex>.lock       conversion locks (see lock.py)
     tmp/                   default scratch space for root filesystems
@@ -306,6 +308,7 @@ class Cache:
                         with contextlib.suppress(FileNotFoundError):
                             path.unlink()
                     removed.append(path)
+        removed += self._sweep_partials(now)
         if self.locks_dir.is_dir():
             for path in self.locks_dir.glob("*.lock"):
                 with contextlib.suppress(OSError):
@@ -315,20 +318,61 @@ class Cache:
             log.info("removed %d leftovers of interrupted conversions", len(removed))
         return removed
 
+    def _sweep_partials(self, now: float) -> list[Path]:
+        """Interrupted downloads nobody resumed for two days (and nobody holds)."""
+        import fcntl
+
+        removed: list[Path] = []
+        if not self.blob_dir.is_dir():
+            return removed
+        for path in self.blob_dir.glob(".*.partial"):
+            try:
+                if now - path.stat().st_mtime <= FOREIGN_TMP_AGE:
+                    continue
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # being resumed right now
+            else:
+                for p in (path, path.with_name(path.name + ".json")):
+                    with contextlib.suppress(FileNotFoundError):
+                        p.unlink()
+                removed.append(path)
+            finally:
+                os.close(fd)
+        return removed
+
     def check_space(self, tmp_needed: int, cache_needed: int) -> None:
-        """Refuse to start when the tmp dir or the cache cannot hold the estimate."""
+        """Refuse to start when the tmp dir or the cache cannot hold the estimate;
+        the message names the directory and the filesystem (its mount point)."""
         tmp_st, cache_st = os.statvfs(self.tmp_dir), os.statvfs(self.sif_dir)
         same = os.stat(self.tmp_dir).st_dev == os.stat(self.sif_dir).st_dev
-        checks = [(self.sif_dir, cache_needed + (tmp_needed if same else 0), cache_st)]
+        checks = [(self.sif_dir, "cache.dir", cache_needed + (tmp_needed if same else 0), cache_st)]
         if not same:
-            checks.append((self.tmp_dir, tmp_needed, tmp_st))
-        for where, needed, st in checks:
+            checks.append((self.tmp_dir, "cache.tmp_dir", tmp_needed, tmp_st))
+        for where, key, needed, st in checks:
             free = st.f_bavail * st.f_frsize
             if free < needed:
                 raise ImageError(
-                    f"not enough free space in {where}: about {human_size(needed)} needed, {human_size(free)} free",
-                    "free space, or point cache.tmp_dir / cache.dir at a larger filesystem",
+                    f"not enough free space for this image on the filesystem mounted at "
+                    f"{mount_point(where)} (holding {where}): about {human_size(needed)} "
+                    f"needed, {human_size(free)} free",
+                    f"free space there, or point {key} at a larger filesystem",
                 )
+
+
+def mount_point(path: Path) -> str:
+    """The mount point of the filesystem holding ``path``."""
+    p = os.path.realpath(path)
+    while not os.path.ismount(p):
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    return p
 
 
 def human_size(n: float) -> str:

@@ -67,18 +67,26 @@ def convert(
     offline: bool = False,
     insecure: bool = False,
     output: Optional[Path] = None,
-    compression: str = squashfs_compression.DEFAULT_COMPRESSOR,
+    compression: str = squashfs_compression.AUTO,
     level: Optional[int] = None,
     apptainer_exe: str = "apptainer",
     progress: Optional[Progress] = None,
     shared: bool = False,
     group: str = "",
     insecure_registries: Sequence[str] = (),
+    state_dir: Optional[Path] = None,
+    mksquashfs_mem: Optional[int] = None,
+    mksquashfs_procs: Optional[int] = None,
 ) -> ConvertResult:
     """Convert ``ref`` to a SIF in the cache (see the module docstring).
 
     ``level`` None: the default level of a compressor that takes one; a level
     for one that takes none (xz, lz4) is refused, like an unknown compressor.
+    ``compression`` ``auto``: zstd if the probe record in ``state_dir`` proves
+    that ``apptainer_exe`` reads it (:mod:`hpcbridge.images.readable`), else
+    gzip.  ``mksquashfs_mem`` (MiB) and ``mksquashfs_procs``: mksquashfs's
+    ``-mem`` and ``-processors`` (None: 256 MiB, the CPUs this process may use).
+    ``progress``: see :mod:`hpcbridge.images.progress`.
     """
     if backend not in BACKENDS:
         raise InputError(
@@ -109,6 +117,9 @@ def convert(
             exe=apptainer_exe,
             insecure=insecure,
             progress=progress,
+            state_dir=state_dir,
+            mem_mib=mksquashfs_mem,
+            processors=mksquashfs_procs,
         )
     result = _result(ref, hit)
     if output is not None:
@@ -150,6 +161,9 @@ def convert_with_config(ref: str, cfg: Any, **overrides: Any) -> ConvertResult:
         "shared": cfg.cache.shared,
         "group": cfg.cache.group,
         "insecure_registries": cfg.convert.insecure_registries,
+        "state_dir": cfg.state.dir,
+        "mksquashfs_mem": cfg.convert.mksquashfs_mem,
+        "mksquashfs_procs": cfg.convert.mksquashfs_procs,
     }
     args.update(overrides)
     return convert(ref, **args)

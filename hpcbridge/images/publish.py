@@ -17,6 +17,7 @@ import os
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -24,6 +25,7 @@ from hpcbridge.errors import ImageError
 from hpcbridge.images.cache import file_sha256, hex_of, temp_name
 from hpcbridge.images.fetch.image import Image
 from hpcbridge.images.lock import LockInfo
+from hpcbridge.images.progress import Reporter
 from hpcbridge.images.refs import RegistryRef
 from hpcbridge.images.resolve import Hit, Resolution, check_platform
 from hpcbridge.images.sif.compression import effective_level
@@ -33,7 +35,20 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 # Root filesystem size / stored (compressed) layer size, for the free-space estimate.
 EXPANSION = 3.0
+# SIF size / stored layer size: about 1 (both compressed); more when the layers are
+# compressed harder than the squashfs (zstd -19 layers, gzip SIF).
+SIF_FACTOR = 1.2
 SPACE_MARGIN = 64 << 20
+
+
+@dataclass(frozen=True)
+class Squash:
+    """How mksquashfs runs: compressor (never ``auto`` here), level, ``-mem`` and ``-processors``."""
+
+    compression: str
+    level: Optional[int]
+    mem_mib: Optional[int] = None
+    processors: Optional[int] = None
 
 
 def build_and_publish(
@@ -45,8 +60,15 @@ def build_and_publish(
     exe: str,
     insecure: bool,
     progress: Optional[Progress],
+    state_dir: Optional[Path] = None,
+    mem_mib: Optional[int] = None,
+    processors: Optional[int] = None,
 ) -> Hit:
-    """Convert ``res.digest`` into the cache under its lock (see the module docstring)."""
+    """Convert ``res.digest`` into the cache under its lock (see the module docstring).
+
+    ``compression`` ``auto`` is decided here, for the build that runs
+    (:func:`hpcbridge.images.readable.choose`).
+    """
     cache = res.cache
     cache.ensure()
     cache.sweep()
@@ -61,6 +83,10 @@ def build_and_publish(
             if hit is not None:
                 return hit
             raise ImageError(f"conversion of {res.digest} vanished from the cache while waiting")
+        from hpcbridge.images.readable import choose
+
+        compression = choose(compression, exe, state_dir)
+        squash = Squash(compression, level, mem_mib, processors)
         hex_ = hex_of(res.digest)
         part = cache.sif_dir / temp_name(f"{hex_}.sif")
         workdir = cache.tmp_dir / temp_name(f"convert-{hex_[:16]}")
@@ -68,9 +94,9 @@ def build_and_publish(
             workdir.mkdir(mode=0o700)
             started = time.time()
             if backend == "native":
-                _native(res, part, workdir, compression, level, progress)
+                _native(res, part, workdir, squash, progress)
             else:
-                _apptainer(res, part, workdir, compression, level, exe, insecure, progress)
+                _apptainer(res, part, workdir, squash, exe, insecure, progress)
             sha = file_sha256(part)
             cache.publish_mode(part, 0o755)
             final = cache.sif_path(res.digest)
@@ -149,52 +175,59 @@ def _config_digest(manifest: Any) -> Optional[str]:
         return None
 
 
-def _load_image(res: Resolution, progress: Optional[Progress]) -> Image:
-    """The image to build from: the local one, or the registry's with layers downloading."""
+def _load_image(res: Resolution, report: Reporter) -> Image:
+    """The image to build from: the local one, or the registry's with layers downloading.
+
+    Free space for the blobs and the SIF is checked before any download starts.
+    """
     if res.image is not None:
+        _check_space(res, res.image.stored_size, 0)
         return res.image
-    from hpcbridge.images.fetch.registry import load_registry
+    from hpcbridge.images.fetch.manifest import parse_manifest
+    from hpcbridge.images.fetch.registry import blob_bytes_missing, load_registry
 
     assert isinstance(res.parsed, RegistryRef)
     assert res.client is not None and res.manifest is not None
+    layers = parse_manifest(res.manifest.data, res.digest).layers
+    stored = sum(max(d.size, 0) for d in layers)
+    _check_space(res, stored, blob_bytes_missing(res.cache.blob_dir, layers))
     done = [0]
     guard = threading.Lock()
 
-    def on_bytes(n: int) -> None:
+    def on_bytes(index: int, digest: str, n: int, size: int) -> None:
+        report.layer_bytes("download", index, digest, n, size)
         with guard:
             done[0] += n
-            if progress is not None:
-                total = res.image.stored_size if res.image is not None else 0
-                progress("download", done[0], total)
+            report.stage("download", done[0], stored)
 
     res.image = load_registry(
-        res.client, res.parsed, res.manifest, res.cache.blob_dir, on_bytes=on_bytes
+        res.client,
+        res.parsed,
+        res.manifest,
+        res.cache.blob_dir,
+        on_bytes=on_bytes if report else None,
     )
     return res.image
 
 
-def _check_space(res: Resolution, image: Image, cache_factor: float) -> None:
+def _check_space(res: Resolution, stored: int, blobs: int) -> None:
+    """Refuse to start unless the cache holds ``blobs`` more bytes and the SIF, and the
+    tmp dir an extracted root filesystem when mksquashfs cannot read tar streams."""
     from hpcbridge.images.sif.squash import find_mksquashfs, supports_tar
 
-    stored = int(image.stored_size)
     # With mksquashfs -tar nothing is extracted; otherwise the rootfs needs room.
     rootfs = 0 if supports_tar(find_mksquashfs()) else int(stored * EXPANSION)
-    res.cache.check_space(rootfs + SPACE_MARGIN, int(stored * cache_factor) + SPACE_MARGIN)
+    res.cache.check_space(rootfs + SPACE_MARGIN, blobs + int(stored * SIF_FACTOR) + SPACE_MARGIN)
 
 
 def _native(
-    res: Resolution,
-    part: Path,
-    workdir: Path,
-    compression: str,
-    level: Optional[int],
-    progress: Optional[Progress],
+    res: Resolution, part: Path, workdir: Path, squash: Squash, progress: Optional[Progress]
 ) -> None:
     from hpcbridge.images.sif.native import build_sif
+    from hpcbridge.images.sif.squash import DEFAULT_MEM_MIB, default_processors
 
-    image = _load_image(res, progress)
+    image = _load_image(res, Reporter(progress))
     check_platform(image.config, res.platform, res.ref)
-    _check_space(res, image, 2.0 if isinstance(res.parsed, RegistryRef) else 1.0)
     build_sif(
         image.layers,
         image.config,
@@ -204,8 +237,10 @@ def _native(
         source_ref=image.config_digest,
         out=part,
         workdir=workdir,
-        compression=compression,
-        level=level,
+        compression=squash.compression,
+        level=squash.level,
+        processors=squash.processors or default_processors(),
+        mem_mib=squash.mem_mib or DEFAULT_MEM_MIB,
         progress=progress,
     )
 
@@ -214,8 +249,7 @@ def _apptainer(
     res: Resolution,
     part: Path,
     workdir: Path,
-    compression: str,
-    level: Optional[int],
+    squash: Squash,
     exe: str,
     insecure: bool,
     progress: Optional[Progress],
@@ -234,8 +268,8 @@ def _apptainer(
         exe=exe,
         no_https=no_https,
         platform=res.platform,
-        compression=compression,
-        level=level,
+        compression=squash.compression,
+        level=squash.level,
     )
     if progress is not None:
         progress("apptainer", 1, 1)

@@ -191,6 +191,9 @@ def parse_docker(
         registry, path = first, parts[1:]
         if not _HOST_RE.match(registry):
             raise _bad(shown, f"{registry!r} is not a valid registry host[:port]")
+        port = registry.rsplit(":", 1)[1] if re.search(r":[0-9]+$", registry) else ""
+        if port and not 0 < int(port) <= 65535:
+            raise _bad(shown, f"port {port} of {registry!r} is out of range (1-65535)")
     else:
         registry, path = DOCKER_HUB, parts
     if registry in ("index.docker.io", "registry-1.docker.io"):

@@ -213,6 +213,8 @@ class Behaviour:
     strict_accept: bool = True  # 404 when the Accept header lacks the manifest's type
     no_digest_header: bool = False
     slow_blobs: float = 0.0  # seconds of sleep per 64 KiB of blob
+    ranges: bool = True  # answer Range requests with 206 (False: ignore them, send 200)
+    cut_blobs: list[int] = field(default_factory=list)  # close after this many bytes, once each
 
 
 class Registry:
@@ -374,9 +376,34 @@ class Registry:
                     return self._send(404, b'{"errors":[{"code":"BLOB_UNKNOWN"}]}')
                 if reg.behaviour.corrupt_blobs and len(data) > 0:
                     data = bytes([data[0] ^ 0xFF]) + data[1:]
+                start = 0
+                wanted = self.headers.get("Range", "")
+                if wanted and reg.behaviour.ranges:
+                    start = int(wanted.removeprefix("bytes=").split("-")[0])
+                    if start >= len(data):
+                        return self._send(416, b"", {"Content-Range": f"bytes */{len(data)}"})
+                    rng = f"bytes {start}-{len(data) - 1}/{len(data)}"
+                    self.send_response(206)
+                    self.send_header("Content-Range", rng)
+                else:
+                    self.send_response(200)
+                body = data[start:]
+                with reg.lock:
+                    cut = reg.behaviour.cut_blobs.pop(0) if reg.behaviour.cut_blobs else None
+                if cut is not None:
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[:cut])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                if start or (wanted and reg.behaviour.ranges):
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 if digest in reg.behaviour.truncate_once:
                     reg.behaviour.truncate_once.discard(digest)
-                    self.send_response(200)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data[: len(data) // 2])
@@ -384,7 +411,6 @@ class Registry:
                     self.close_connection = True
                     return
                 if reg.behaviour.slow_blobs:
-                    self.send_response(200)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     for i in range(0, len(data), 65536):
@@ -394,6 +420,9 @@ class Registry:
                             return
                         time.sleep(reg.behaviour.slow_blobs)
                     return
-                self._send(200, data, {"Content-Type": "application/octet-stream"})
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
         return Handler

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.cache import Cache, Entry, temp_name
+from hpcbridge.images.cache import Cache, Entry, mount_point, temp_name
 from hpcbridge.images.lock import HOST
 from hpcbridge.images.prune import parse_age, parse_size, select_prune
 
@@ -111,8 +111,33 @@ def test_check_space_refuses_clearly(tmp_path: Path) -> None:
     c = Cache(tmp_path / "c")
     c.ensure()
     c.check_space(1, 1)
-    with pytest.raises(ImageError, match=r"not enough free space in .*needed"):
+    with pytest.raises(ImageError) as err:
         c.check_space(1 << 60, 1)
+    text = str(err.value)
+    assert "\n" not in text
+    assert f"filesystem mounted at {mount_point(c.sif_dir)} (holding {c.sif_dir})" in text
+    assert "needed" in text and "free" in text and "cache.dir" in text
+
+
+def test_sweep_removes_old_unlocked_partial_downloads(tmp_path: Path) -> None:
+    import fcntl
+
+    c = Cache(tmp_path / "c")
+    c.ensure()
+    old, held, fresh = (c.blob_dir / f".{ch * 64}.partial" for ch in "abc")
+    for p in (old, held, fresh):
+        p.write_bytes(b"x" * 10)
+        p.with_name(p.name + ".json").write_text("{}")
+    for p in (old, held):
+        os.utime(p, (0, 0))
+    fd = os.open(held, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a download resuming it right now
+    try:
+        assert old in c.sweep()
+    finally:
+        os.close(fd)
+    assert not old.exists() and not old.with_name(old.name + ".json").exists()
+    assert held.exists() and fresh.exists()
 
 
 def test_shared_cache_dirs_are_setgid_group_writable(tmp_path: Path) -> None:

@@ -6,19 +6,18 @@ background, in order.
 
 Plain http is used only for loopback registries or when the caller says the
 registry is insecure.  Every manifest fetched by digest and every blob is
-checked against its sha256 while it streams; a blob is written to a temp file
-next to its final place and renamed only once verified, so a corrupt or partial
-blob is never kept.
+checked against its sha256 while it streams; a blob is renamed into the blob
+cache only once verified, and an interrupted download resumes with an HTTP
+Range request (:mod:`.download`).  Layers download on :data:`DOWNLOADS` threads
+at most, in layer order.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import logging
-import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,21 +25,20 @@ from typing import Callable, Optional
 
 from hpcbridge.errors import ImageError
 from hpcbridge.fsutil import atomic_write_bytes
-from hpcbridge.images.cache import temp_name
 from hpcbridge.images.fetch.auth import Authenticator, find_credentials
+from hpcbridge.images.fetch.download import DigestMismatch, fetch_blob, partial_paths
 from hpcbridge.images.fetch.image import Image, RemoteLayer
 from hpcbridge.images.fetch.manifest import ACCEPT, Descriptor, parse_manifest, sha256_digest
-from hpcbridge.images.fetch.transport import Response, Transport, TransportError
+from hpcbridge.images.fetch.transport import Response, Transport
 from hpcbridge.images.protocols import Layer
 from hpcbridge.images.refs import RegistryRef, is_loopback_host
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 1 << 20
+#: Blobs downloaded at once.
+DOWNLOADS = 3
 
-
-class DigestMismatch(ImageError):
-    """Content did not hash to the digest it was fetched by."""
+__all__ = ["DOWNLOADS", "DigestMismatch", "FetchedManifest", "RegistryClient", "load_registry"]
 
 
 @dataclass(frozen=True)
@@ -75,9 +73,17 @@ class RegistryClient:
     def url(self, repository: str, kind: str, reference: str) -> str:
         return f"{self.scheme}://{self.api_host}/v2/{repository}/{kind}/{reference}"
 
-    def _send(self, method: str, url: str, repository: str, accept: Optional[str]) -> Response:
+    def _send(
+        self,
+        method: str,
+        url: str,
+        repository: str,
+        accept: Optional[str],
+        extra: Optional[Mapping[str, str]] = None,
+    ) -> Response:
         scope = f"repository:{repository}:pull"
         headers = {"Accept": accept} if accept else {}
+        headers.update(extra or {})
         known = self.auth.header_for(scope)
         if known:
             headers["Authorization"] = known
@@ -161,6 +167,19 @@ class RegistryClient:
             raise DigestMismatch(f"blob {digest} of {repository} hashes to {sha256_digest(data)}")
         return data
 
+    def blob_response(self, repository: str, digest: str, offset: int = 0) -> Optional[Response]:
+        """GET a blob from byte ``offset`` (a Range request when > 0): a 200 or 206 answer
+        to read, or None for 416 (nothing after ``offset``)."""
+        extra = {"Range": f"bytes={offset}-"} if offset else None
+        resp = self._send("GET", self.url(repository, "blobs", digest), repository, None, extra)
+        if resp.status == 416 and offset:
+            resp.read()
+            resp.close()
+            return None
+        if resp.status not in (200, 206):
+            raise self._error(resp, f"blob {digest} of {repository}")
+        return resp
+
     def download_blob(
         self,
         repository: str,
@@ -170,73 +189,14 @@ class RegistryClient:
         size: int = -1,
         on_bytes: Optional[Callable[[int], None]] = None,
     ) -> Path:
-        """Stream a blob to ``dest`` (verified; temp file + rename). Returns ``dest``."""
+        """Stream a blob to ``dest``: verified, resumable (:mod:`.download`). Returns ``dest``."""
         if dest.exists():
             return dest
-        attempts = self.transport.retries + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                self._download_once(repository, digest, dest, size, on_bytes)
-                return dest
-            except (OSError, http.client.HTTPException, TransportError, DigestMismatch) as exc:
-                if attempt >= attempts:
-                    if isinstance(exc, ImageError):
-                        raise
-                    raise TransportError(
-                        f"downloading blob {digest} of {repository} failed: {exc}",
-                        "check the network; the download is retried on the next convert",
-                    ) from exc
-                wait = self.transport.delay(attempt)
-                log.debug("blob %s: %s; retry %d in %.1fs", digest, exc, attempt, wait)
-                self.transport.sleep(wait)
-        raise AssertionError("unreachable")
-
-    def _download_once(
-        self,
-        repository: str,
-        digest: str,
-        dest: Path,
-        size: int,
-        on_bytes: Optional[Callable[[int], None]],
-    ) -> None:
-        resp = self._send("GET", self.url(repository, "blobs", digest), repository, None)
-        if resp.status != 200:
-            raise self._error(resp, f"blob {digest} of {repository}")
-        tmp = dest.with_name(temp_name(dest.name))
-        hasher = hashlib.sha256()
-        done = 0
-        try:
-            with open(tmp, "wb") as out:
-                while True:
-                    chunk = resp.read(_CHUNK)
-                    if not chunk:
-                        break
-                    hasher.update(chunk)
-                    out.write(chunk)
-                    done += len(chunk)
-                    if 0 <= size < done:
-                        raise DigestMismatch(f"blob {digest} is larger than its {size} bytes")
-                    if on_bytes is not None:
-                        on_bytes(len(chunk))
-            got = "sha256:" + hasher.hexdigest()
-            if got != digest:
-                raise DigestMismatch(
-                    f"blob {digest} of {repository} hashes to {got} ({done} bytes)",
-                    "the registry or a proxy altered it; nothing was kept",
-                )
-            # Image data, readable by whoever can enter the cache (a shared cache's group).
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, dest)
-        except BaseException:
-            resp.abandon()
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
-        resp.close()
+        return fetch_blob(self, repository, digest, dest, size, on_bytes)
 
 
 def prefetcher(
-    workers: int = 3,
+    workers: int = DOWNLOADS,
 ) -> tuple[Callable[[Callable[[], Path]], Callable[[], Path]], Callable[[], None]]:
     """Run blob downloads in the background; return (schedule, shutdown)."""
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hpcbridge-fetch")
@@ -251,16 +211,42 @@ def prefetcher(
     return schedule, shutdown
 
 
+def blob_bytes_missing(blob_dir: Path, layers: Sequence[Descriptor]) -> int:
+    """Bytes still to download for ``layers`` (blobs not in the cache, minus partial files)."""
+    missing = 0
+    for desc in layers:
+        if (blob_dir / desc.digest.split(":", 1)[1]).exists():
+            continue
+        have = 0
+        with contextlib.suppress(OSError):
+            have = partial_paths(blob_dir, desc.digest)[0].stat().st_size
+        missing += max(desc.size - have, 0)
+    return missing
+
+
+def _layer_hook(
+    on_bytes: Callable[[int, str, int, int], None], index: int, desc: Descriptor
+) -> Callable[[int], None]:
+    def heard(n: int) -> None:
+        on_bytes(index, desc.digest, n, desc.size)
+
+    return heard
+
+
 def load_registry(
     client: RegistryClient,
     ref: RegistryRef,
     manifest: FetchedManifest,
     blob_dir: Path,
     *,
-    on_bytes: Optional[Callable[[int], None]] = None,
-    workers: int = 3,
+    on_bytes: Optional[Callable[[int, str, int, int], None]] = None,
+    workers: int = DOWNLOADS,
 ) -> Image:
-    """An image from a registry manifest; layers download in the background, in order."""
+    """An image from a registry manifest; layers download in the background, in order.
+
+    ``on_bytes(index, digest, n, size)`` hears every chunk of layer ``index``
+    (resumed bytes included, once, when a download resumes).
+    """
     where = f"{ref.name}@{manifest.digest}"
     parsed = parse_manifest(manifest.data, where)
     repo = ref.repository
@@ -276,11 +262,16 @@ def load_registry(
         atomic_write_bytes(config_path, config)
     schedule, shutdown = prefetcher(workers)
     layers: list[Layer] = []
-    for desc in parsed.layers:
+    for index, desc in enumerate(parsed.layers):
         dest = blob_dir / desc.digest.split(":", 1)[1]
+        heard = None if on_bytes is None else _layer_hook(on_bytes, index, desc)
 
-        def fetch(desc: Descriptor = desc, dest: Path = dest) -> Path:
-            return client.download_blob(repo, desc.digest, dest, size=desc.size, on_bytes=on_bytes)
+        def fetch(
+            desc: Descriptor = desc,
+            dest: Path = dest,
+            heard: Optional[Callable[[int], None]] = heard,
+        ) -> Path:
+            return client.download_blob(repo, desc.digest, dest, size=desc.size, on_bytes=heard)
 
         layers.append(RemoteLayer(desc.digest, desc.media_type, desc.size, schedule(fetch)))
     return Image(manifest.digest, parsed.config.digest, config, layers, str(ref), [shutdown])
