@@ -3,7 +3,9 @@
 Contract (written by the rendered script, each via a temp name + ``mv``):
 
 * ``<T>.start``: ``<epoch> <SLURM_JOB_ID> <SLURM_ARRAY_JOB_ID|-> <hostname>``
-* ``<T>.end``:   ``<epoch> <exit_code> <how>`` with ``how`` = ``exit`` or ``signal:<NAME>``
+* ``<T>.end``:   ``<epoch> <exit_code> <how>`` with ``how`` = ``exit`` or ``signal:<NAME>``,
+  then optionally ``mem_peak=<bytes>`` and ``cpu_usec=<microseconds>``: the job's own
+  cgroup's peak memory and CPU time, when the script could read them (hpcbridge report)
 
 where ``T`` is the task's GLOBAL index.  They tell outcomes without slurmdbd and
 after squeue has forgotten the job (MinJobAge).  Parsing is pure; only
@@ -34,6 +36,8 @@ class Outcome:
     ended: Optional[float] = None
     exit_code: Optional[int] = None
     how: Optional[str] = None  # "exit" | "signal:TERM" ...
+    mem_peak: Optional[int] = None  # bytes, the job's cgroup peak (mem_peak=)
+    cpu_time: Optional[float] = None  # seconds, the job's cgroup CPU time (cpu_usec=)
 
     @property
     def finished(self) -> bool:
@@ -80,6 +84,13 @@ def parse_end(text: str) -> Optional[tuple[float, int, str]]:
         return None
 
 
+def parse_usage(text: str) -> tuple[Optional[int], Optional[float]]:
+    """The optional ``mem_peak=<bytes> cpu_usec=<us>`` fields of an end file."""
+    fields = dict(p.split("=", 1) for p in text.split()[3:] if "=" in p)
+    mem, cpu = fields.get("mem_peak", ""), fields.get("cpu_usec", "")
+    return (int(mem) if mem.isdigit() else None), (int(cpu) / 1e6 if cpu.isdigit() else None)
+
+
 def combine(task: int, start_text: Optional[str], end_text: Optional[str]) -> Optional[Outcome]:
     """One task's Outcome from the texts of its files (either may be missing or malformed)."""
     start = parse_start(task, start_text) if start_text is not None else None
@@ -90,6 +101,7 @@ def combine(task: int, start_text: Optional[str], end_text: Optional[str]) -> Op
     if end is None:
         return base
     ended, code, how = end
+    mem_peak, cpu_time = parse_usage(end_text or "")
     return Outcome(
         task=task,
         started=base.started,
@@ -99,6 +111,8 @@ def combine(task: int, start_text: Optional[str], end_text: Optional[str]) -> Op
         ended=ended,
         exit_code=code,
         how=how,
+        mem_peak=mem_peak,
+        cpu_time=cpu_time,
     )
 
 

@@ -20,12 +20,37 @@ hpcb_child=
 hpcb_done=
 hpcb_record() { :; }
 hpcb_cleanup() { :; }
+# peak memory (bytes) and CPU time (us) of this job's own cgroup, for hpcbridge report;
+# only a cgroup named after the job counts (without task/cgroup the cgroup is shared)
+hpcb_used=
+hpcb_usage() {
+  local ctrl path key val mem='' cpu='' job="/job_${SLURM_JOB_ID:-none}/" f
+  [[ -r /proc/self/cgroup ]] || return 0
+  while IFS=: read -r _ ctrl path; do
+    [[ "$path/" == *"$job"* ]] || continue
+    case ",$ctrl," in
+      ,,) f=/sys/fs/cgroup$path/memory.peak; [[ -r "$f" ]] && read -r mem <"$f"
+        f=/sys/fs/cgroup$path/cpu.stat
+        if [[ -r "$f" ]]; then
+          while read -r key val; do [[ "$key" == usage_usec ]] && cpu=$val; done <"$f"
+        fi ;;
+      *,memory,*) f=/sys/fs/cgroup/memory$path/memory.max_usage_in_bytes
+        [[ -r "$f" ]] && read -r mem <"$f" ;;
+      *,cpuacct,*) f=/sys/fs/cgroup/cpuacct$path/cpuacct.usage
+        [[ -r "$f" ]] && read -r val <"$f" && [[ "$val" =~ ^[0-9]+$ ]] && cpu=$((val / 1000)) ;;
+    esac
+  done </proc/self/cgroup
+  [[ "$mem" =~ ^[0-9]+$ ]] && hpcb_used+=" mem_peak=$mem"
+  [[ "$cpu" =~ ^[0-9]+$ ]] && hpcb_used+=" cpu_usec=$cpu"
+  return 0
+}
 hpcb_finish() {
   [[ -n "$hpcb_done" ]] && return 0
   hpcb_done=1
   local now
   printf -v now '%(%s)T' -1
-  hpcb_record "$hpcb_task.end" "$now $1 $2" || true
+  hpcb_usage || true
+  hpcb_record "$hpcb_task.end" "$now $1 $2$hpcb_used" || true
 }
 hpcb_on_signal() {
   trap - "$1"
