@@ -29,11 +29,12 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from hpcbridge.errors import ImageError
-from hpcbridge.fsutil import atomic_write_text
-from hpcbridge.images.lock import HOST, FileLock, pid_alive
+
+if TYPE_CHECKING:  # lock.py and fsutil are imported where needed: a warm lookup needs neither
+    from hpcbridge.images.lock import FileLock
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ def hex_of(digest: str) -> str:
 
 
 def temp_name(base: str) -> str:
+    from hpcbridge.images.lock import HOST
+
     return f".{base}.{HOST}.{os.getpid()}.{os.urandom(4).hex()}.part"
 
 
@@ -111,6 +114,8 @@ class Cache:
         return self.sif_dir / f"{hex_of(digest)}.json"
 
     def lock(self, digest: str, **kwargs: Any) -> FileLock:
+        from hpcbridge.images.lock import FileLock
+
         return FileLock(self.locks_dir / f"{hex_of(digest)}.lock", mode=self.file_mode, **kwargs)
 
     def ensure(self) -> None:
@@ -173,6 +178,8 @@ class Cache:
         return obj if isinstance(obj, dict) else {}
 
     def write_record(self, digest: str, record: dict[str, Any]) -> None:
+        from hpcbridge.fsutil import atomic_write_text
+
         atomic_write_text(
             self.record_path(digest),
             json.dumps(record, indent=2, sort_keys=True) + "\n",
@@ -213,6 +220,8 @@ class Cache:
 
     def save_resolution(self, key: str, digest: str, **extra: Any) -> None:
         body = {"key": key, "digest": digest, "resolved": time.time(), **extra}
+        from hpcbridge.fsutil import atomic_write_text
+
         try:
             atomic_write_text(
                 self._ref_path(key), json.dumps(body, sort_keys=True) + "\n", self.file_mode
@@ -285,6 +294,8 @@ class Cache:
 
     def sweep(self, now: Optional[float] = None) -> list[Path]:
         """Remove temp files and dirs left by dead processes (and old foreign ones)."""
+        from hpcbridge.images.lock import HOST, FileLock, pid_alive
+
         now = time.time() if now is None else now
         removed: list[Path] = []
         for d in (self.sif_dir, self.blob_dir, self.tmp_dir, self.refs_dir):

@@ -21,7 +21,6 @@ from typing import Any, Callable, Optional
 
 from hpcbridge.errors import ImageError, InputError
 from hpcbridge.images.cache import Cache, file_sha256, temp_name
-from hpcbridge.images.publish import build_and_publish
 from hpcbridge.images.refs import RegistryRef, SifRef, parse_platform, parse_ref
 from hpcbridge.images.resolve import Hit, Resolution
 from hpcbridge.images.sif import compression as squashfs_compression
@@ -109,6 +108,8 @@ def convert(
     else:
         hit = res.from_local(parsed)
     if hit is None:
+        from hpcbridge.images.publish import build_and_publish  # the cold path only
+
         hit = build_and_publish(
             res,
             backend=backend,

@@ -85,6 +85,13 @@ class Resolution:
                 f"{self.ref} is not in the cache at {self.cache.root}",
                 "run the same convert once without --offline (where the registry is reachable)",
             )
+        if not ref.digest and (insecure or ref.is_loopback):
+            # Plain http: one HEAD on a bare socket first; a cached tag needs nothing more.
+            from hpcbridge.images.fetch.head import plain_head
+
+            quick = plain_head(ref.api_host, ref.repository, ref.reference)
+            if quick is not None and (hit := self._hit_of_top(ref, quick[0], tag_key_)):
+                return hit
         # Imported here: a warm digest or local reference never loads the HTTP client.
         from hpcbridge.images.fetch.registry import RegistryClient
         from hpcbridge.images.fetch.transport import TransportError
@@ -104,10 +111,7 @@ class Resolution:
                 return hit
             if head is not None:
                 top = head[0]
-                known = self._known(index_key(ref, top, self.platform_text)) or top
-                if hit := self.hit(known):
-                    if self._known(tag_key_) != known:
-                        self.cache.save_resolution(tag_key_, known, ref=str(ref), index=top)
+                if hit := self._hit_of_top(ref, top, tag_key_):
                     return hit
         self.manifest = self._platform_manifest(ref, top or ref.reference)
         self.digest = self.manifest.digest
@@ -119,6 +123,14 @@ class Resolution:
         if tag_key_:
             self.cache.save_resolution(tag_key_, self.digest, ref=str(ref), index=top)
         return self.hit(self.digest)
+
+    def _hit_of_top(self, ref: RegistryRef, top: str, tag_key_: str) -> Optional[Hit]:
+        """The cached SIF of what the tag names now (``top``: its manifest or index digest)."""
+        known = self._known(index_key(ref, top, self.platform_text)) or top
+        hit = self.hit(known)
+        if hit is not None and self._known(tag_key_) != known:
+            self.cache.save_resolution(tag_key_, known, ref=str(ref), index=top)
+        return hit
 
     def _platform_manifest(self, ref: RegistryRef, reference: str) -> FetchedManifest:
         from hpcbridge.images.fetch.manifest import kind_of, parse_index, select_platform

@@ -24,13 +24,13 @@ from typing import Callable, Optional
 from urllib.parse import unquote, urljoin, urlsplit
 
 from hpcbridge.errors import ImageError
+from hpcbridge.images.fetch.head import USER_AGENT
 from hpcbridge.images.refs import is_loopback_host
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-USER_AGENT = "hpcbridge (+https://github.com/hpcbridge)"
 
 
 class TransportError(ImageError):
