@@ -36,6 +36,27 @@ def xdg_dir(kind: str, environ: Optional[dict[str, str]] = None) -> Path:
     return root / "hpcbridge"
 
 
+@contextlib.contextmanager
+def undo_new_dirs(*paths: PathLike) -> Iterator[None]:
+    """Remove again, if the block fails, the directories of ``paths`` (and their
+    parents) that did not exist before it and are still empty: a refused command
+    leaves no empty cache or state directory behind."""
+    created = []
+    for p in map(Path, paths):
+        if not p.exists():
+            while not p.parent.exists() and p.parent != p:
+                p = p.parent
+            created.append(p)
+    try:
+        yield
+    except BaseException:
+        for top in created:
+            for dirpath, _dirs, _files in os.walk(top, topdown=False):
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)
+        raise
+
+
 def ensure_dir(path: PathLike, mode: int = 0o755) -> Path:
     """Create ``path`` (and parents) if missing; new directories get ``mode``."""
     p = Path(path)

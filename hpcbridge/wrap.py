@@ -28,6 +28,7 @@ from hpcbridge.job.spec import Bind
 
 if TYPE_CHECKING:
     from hpcbridge.config import Config
+    from hpcbridge.images.progress import Progress
 
 #: Host variables unset before the runtime starts (without --cleanenv): they point at
 #: host libraries or interpreters and break the image's programs (user pain point 13).
@@ -178,6 +179,16 @@ class Wrapped:
         }
 
 
+def check_binds(specs: Sequence[str], binds: Sequence[Bind], cfg: Config) -> None:
+    """``--bind`` sources under the site's rules, as a job's binds (deny/allow, exist)."""
+    from hpcbridge.config.validate import bind_problem
+
+    for spec, bind in zip(specs, binds):
+        problem = bind_problem(bind.src, bind.per_task, cfg)
+        if problem:
+            raise InputError(f"--bind {spec!r}: source {bind.src!r} {problem[0]}", problem[1])
+
+
 def wrap_image(
     cfg: Config,
     image: str,
@@ -189,6 +200,7 @@ def wrap_image(
     cleanenv: bool = False,
     gpu: Optional[str] = None,
     force: bool = False,
+    progress: Optional[Progress] = None,
 ) -> Wrapped:
     """Convert ``image`` (once) and write a wrapper per command pinned to its digest.
 
@@ -202,7 +214,8 @@ def wrap_image(
     if binds:
         data = {"name": "wrap", "image": image, "command": ["true"], "binds": list(binds)}
         extra = job_from_dict(data, job_dir=str(Path.cwd())).binds
-    res = convert_with_config(image, cfg)
+    check_binds(binds, extra, cfg)  # before anything is converted or written
+    res = convert_with_config(image, cfg, progress=progress)
     pinned = PinnedImage(
         image, res.digest, str(res.path), res.sif_sha256, pinned_ref(image, res.digest)
     )

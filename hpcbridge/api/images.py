@@ -119,6 +119,7 @@ def wrap(
     cleanenv: bool = False,
     gpu: Optional[str] = None,
     force: bool = False,
+    progress: Optional[Progress] = None,
 ) -> Wrapped:
     """Write executables running ``commands`` of ``image`` (converted once, pinned)."""
     from hpcbridge.wrap import wrap_image
@@ -133,4 +134,5 @@ def wrap(
         cleanenv=cleanenv,
         gpu=gpu,
         force=force,
+        progress=progress,
     )

@@ -86,6 +86,8 @@ def recipe(
     from hpcbridge.recipe import def_to_dockerfile, dockerfile_to_def
 
     name = "<stdin>" if source == "-" else source
+    if output is not None and source != "-" and _same_file(Path(source), output):
+        raise InputError(f"-o {output} is the input file {source}", "write the result elsewhere")
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -94,5 +96,18 @@ def recipe(
         target = "docker" if looks_like_def(text) else "def"
     result = def_to_dockerfile(text, name) if target == "docker" else dockerfile_to_def(text, name)
     if output is not None:
-        atomic_write_text(output, result.text)
+        try:
+            atomic_write_text(output, result.text)
+        except OSError as exc:
+            raise InputError(
+                f"cannot write -o {output}: {exc.strerror}",
+                "give a file in an existing, writable directory",
+            ) from None
     return result
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (b.exists() and a.samefile(b))
+    except OSError:
+        return False

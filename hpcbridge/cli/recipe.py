@@ -15,7 +15,7 @@ from hpcbridge import api
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, writable=True),
+    type=click.Path(dir_okay=False),
     help="Write here (atomically) instead of standard output.",
 )
 @click.option(

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from hpcbridge.errors import ImageError
-from hpcbridge.fsutil import atomic_write_text
+from hpcbridge.fsutil import atomic_write_text, undo_new_dirs
 from hpcbridge.images.cache import Cache, hex_of
 from hpcbridge.images.refs import ArchiveRef, RegistryRef, SifRef, parse_platform, parse_ref
 from hpcbridge.images.resolve import index_key, tag_key
@@ -322,12 +322,13 @@ def _local(
     """A local archive or layout: opened for its metadata (no layer is read)."""
     from hpcbridge.images.fetch.local import archive_compression, load_local
 
-    scratch = None
     path = Path(parsed.path).expanduser()
     if path.is_file() and archive_compression(path) != "none":
-        cache.ensure()
-        scratch = cache.tmp_dir
-    image = load_local(parsed, platform, scratch)
+        with undo_new_dirs(cache.root, cache.tmp_dir):  # nothing left on a refusal
+            cache.ensure()
+            image = load_local(parsed, platform, cache.tmp_dir)
+    else:
+        image = load_local(parsed, platform)
     try:
         digest = image.manifest_digest
         found = _cached(ref, cache, digest)

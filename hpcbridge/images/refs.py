@@ -34,6 +34,8 @@ DEFAULT_TAG = "latest"
 
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+#: An OCI layout's ref.name as skopeo accepts it: a tag, or a name with ':' and '/'.
+_LAYOUT_TAG_RE = re.compile(r"^[A-Za-z0-9._-]+(?:[:/][A-Za-z0-9._-]+)*$")
 _COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _HOST_RE = re.compile(
     r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -86,10 +88,12 @@ class ArchiveRef:
 
     kind: str  # "docker-archive" | "oci" | "oci-archive"
     path: str
-    tag: Optional[str] = None
+    tag: Optional[str] = None  # oci: the ref.name (may hold ':'); docker-archive: repo:tag
+    index: Optional[int] = None  # ``@N``: the N-th image of the archive (0-based)
 
     def __str__(self) -> str:
-        return f"{self.kind}:{self.path}" + (f":{self.tag}" if self.tag else "")
+        selector = f"@{self.index}" if self.index is not None else self.tag
+        return f"{self.kind}:{self.path}" + (f":{selector}" if selector else "")
 
 
 @dataclass(frozen=True)
@@ -152,17 +156,31 @@ def parse_ref(text: str) -> ImageRef:
 
 
 def _parse_local(kind: str, rest: str, original: str) -> ArchiveRef:
-    if not rest:
+    """``PATH[:SELECTOR]`` split at the first ``:`` as skopeo does: the selector is a
+    tag (oci, oci-archive; it may hold ``:`` and ``/``), a ``repo:tag`` reference
+    (docker-archive) or ``@N``, the N-th image.  A path holding ``:`` is found by
+    :func:`hpcbridge.images.fetch.local.load_local`, which looks at the file system."""
+    path, sep, selector = rest.partition(":")
+    if not path:
         raise _bad(original, f"{kind}: needs a path")
-    tag: Optional[str] = None
-    if kind != "docker-archive":
-        last = rest.rfind(":")
-        if last > 0 and "/" not in rest[last + 1 :]:
-            candidate = rest[last + 1 :]
-            if not _TAG_RE.match(candidate):
-                raise _bad(original, f"{candidate!r} is not a valid tag")
-            rest, tag = rest[:last], candidate
-    return ArchiveRef(kind, rest, tag)
+    if not sep:
+        return ArchiveRef(kind, path)
+    if not selector:
+        raise _bad(original, f"nothing after the ':' of {kind}:{path}: (a tag, or @N)")
+    if re.fullmatch(r"@[0-9]+", selector):
+        return ArchiveRef(kind, path, index=int(selector[1:]))
+    if selector.startswith("@"):
+        raise _bad(original, f"{selector!r} is not an image index (@0, @1, ...)")
+    if kind == "docker-archive":
+        named = parse_docker(selector, original=original)
+        if named.digest:
+            raise _bad(original, "a docker-archive image is named by repo:tag or @N, not a digest")
+        return ArchiveRef(kind, path, f"{named.name}:{named.tag}")
+    if not _LAYOUT_TAG_RE.match(selector):
+        raise _bad(
+            original, f"{selector!r} is not a valid tag (letters, digits, '.', '_', '-', ':', '/')"
+        )
+    return ArchiveRef(kind, path, selector)
 
 
 def parse_docker(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from hpcbridge.errors import ImageError
+from hpcbridge.fsutil import undo_new_dirs
 from hpcbridge.images.cache import Cache
 from hpcbridge.images.refs import ArchiveRef, ImageRef, Platform, RegistryRef
 
@@ -149,11 +150,13 @@ class Resolution:
         """Open a local image (metadata only); a hit, or None with ``digest`` and ``image`` set."""
         from hpcbridge.images.fetch.local import archive_compression, load_local
 
-        scratch = None
         if Path(ref.path).is_file() and archive_compression(Path(ref.path)) != "none":
-            self.cache.ensure()
-            scratch = self.cache.tmp_dir
-        self.image = load_local(ref, self.platform, scratch)
+            # decompressed into scratch space; a refused archive leaves no cache behind
+            with undo_new_dirs(self.cache.root, self.cache.tmp_dir):
+                self.cache.ensure()
+                self.image = load_local(ref, self.platform, self.cache.tmp_dir)
+        else:
+            self.image = load_local(ref, self.platform)
         self.digest = self.image.manifest_digest
         hit = self.hit(self.digest)
         if hit is not None:

@@ -44,8 +44,7 @@ def _copy_or_add(st: State, ins: Instruction, *, add: bool) -> None:
     for p in paths:
         if any(c.isspace() for c in p):
             raise st.fail(ins, f"path {p!r} contains whitespace", "rename it for %files")
-    dest_is_dir = dest.endswith("/") or len(sources) > 1
-    dest = posixpath.normpath(posixpath.join(st.workdir, dest)) + ("/" if dest_is_dir else "")
+    dest = _destination(st, ins, dest, len(sources))
     for src in sources:
         if add and re.match(r"[a-z]+://", src):
             target = dest + posixpath.basename(src) if dest.endswith("/") else dest
@@ -72,6 +71,34 @@ def _copy_or_add(st: State, ins: Instruction, *, add: bool) -> None:
                 f"{ins.keyword} after RUN: %files are copied before any %post line runs",
             )
         st.files.append((src, dest))
+
+
+def _destination(st: State, ins: Instruction, dest: str, n_sources: int) -> str:
+    """The %files destination: absolute, and ending in '/' when Docker copies INTO it.
+
+    Docker copies into a directory when the destination ends in '/', is '.' or
+    '..', gets several sources, or already is a directory -- WORKDIR's for
+    instance.  Apptainer copies %files before %post, where the translated
+    WORKDIR makes its directory: without the '/', ``COPY x .`` after ``WORKDIR
+    /app`` would create a FILE /app and the build fail; with it, Apptainer
+    creates the directory and copies into it (checked on the testbed)."""
+    resolved = posixpath.normpath(posixpath.join(st.workdir, dest))
+    into = (
+        dest.endswith("/")
+        or posixpath.basename(dest) in (".", "..")
+        or n_sources > 1
+        or resolved in st.dirs
+    )
+    if not into:
+        return resolved
+    if resolved != "/" and not dest.endswith("/") and resolved not in st.noted_dirs:
+        st.noted_dirs.add(resolved)
+        st.note(
+            ins,
+            f"{ins.keyword} into {resolved}: written as {resolved}/ so %files creates the directory",
+        )
+    st.add_dir(resolved)
+    return resolved.rstrip("/") + "/"
 
 
 def _copy_heredoc(st: State, ins: Instruction) -> None:

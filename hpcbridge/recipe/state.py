@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -31,9 +32,19 @@ class State:
     entrypoint_line: int = 0
     workdir: str = "/"
     workdir_line: int = 0
+    # directories the image has by the time %post runs: %files cannot see them yet
+    # (WORKDIR's mkdir is in %post), so a COPY into one must end in '/' (see files.py)
+    dirs: set[str] = field(default_factory=lambda: {"/"})
+    noted_dirs: set[str] = field(default_factory=set)
     seen_run: bool = False
     noted_order: bool = False
     used_staging: bool = False
+
+    def add_dir(self, path: str) -> None:
+        """``path`` and its parents are directories from here on."""
+        while path not in self.dirs:
+            self.dirs.add(path)
+            path = posixpath.dirname(path)
 
     def note(self, ins: Instruction, message: str) -> None:
         self.notes.append(Note(self.name, ins.lineno, message))

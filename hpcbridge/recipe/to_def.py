@@ -101,7 +101,8 @@ def _arg(st: State, ins: Instruction) -> None:
     for item in _split_or_fail(st, ins, legacy=False, allow_bare=True):
         name, word = item
         if st.base is None:
-            st.global_args[name] = word.literal if word is not None else ""
+            if word is not None:  # without a default it stays unknown: FROM $NAME is refused
+                st.global_args[name] = word.literal
             continue
         if word is None:
             if name in st.global_args:
@@ -117,9 +118,20 @@ def _arg(st: State, ins: Instruction) -> None:
         )
 
 
+#: Variables Apptainer sets from the caller at run time; ``ENV`` would replace them for all.
+CALLER_VARS = {"USER", "LOGNAME", "HOME"}
+
+
 def _env(st: State, ins: Instruction) -> None:
     for name, word in _split_or_fail(st, ins, legacy=True, allow_bare=False):
         assert word is not None
+        if name in CALLER_VARS:
+            st.note(
+                ins,
+                f"ENV {name}: %environment sets ${name} for every caller at run time "
+                f"(Apptainer runs as the caller, whose own ${name} is replaced); "
+                "drop it unless the program needs it",
+            )
         st.known[name] = word.literal
         line = f"export {name}={word.shell}"
         st.environment.append(line)
@@ -216,6 +228,7 @@ def _workdir(st: State, ins: Instruction) -> None:
         raise st.fail(ins, f"cannot read WORKDIR {ins.args!r}", "write WORKDIR /path")
     path = posixpath.normpath(posixpath.join(st.workdir, words[0].literal))
     st.workdir = path
+    st.add_dir(path)
     st.workdir_line = ins.lineno
     st.post.append(f"mkdir -p {sq(path)} && cd {sq(path)}")
 

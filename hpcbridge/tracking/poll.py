@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from hpcbridge.errors import SchedulerError, SchedulerUnavailable
 from hpcbridge.fsutil import atomic_write_text
@@ -64,8 +64,10 @@ class Poller:
         *,
         user: Optional[str],
         min_interval: float,
+        ensure: Callable[[], None] = lambda: None,
     ) -> None:
         self.cache_dir = cache_dir
+        self.ensure = ensure  # creates cache_dir (the state store's) before a write
         self.scheduler = scheduler
         self.user = user
         self.min_interval = min_interval
@@ -93,6 +95,7 @@ class Poller:
                 return cached
         limits = self.scheduler.limits(self.user)
         data = {k: v for k, v in limits.__dict__.items() if k != "raw"}
+        self.ensure()
         atomic_write_text(
             self.limits_file, json.dumps({"at": time.time(), "limits": data}), mode=0o600
         )
@@ -122,6 +125,7 @@ class Poller:
         """
         age_limit = self.min_interval if max_age is None else max(max_age, self.min_interval)
         wanted = set(job_ids)
+        self.ensure()
         with locked(self.lock_file, timeout=300.0):
             data = self._read_cache()
             now = time.time()
@@ -184,11 +188,13 @@ class Poller:
         """sacct said accounting is disabled: stop asking it (until limits are read again)."""
         data = {k: v for k, v in limits.__dict__.items() if k != "raw"}
         data["accounting"] = False
+        self.ensure()
         atomic_write_text(
             self.limits_file, json.dumps({"at": time.time(), "limits": data}), mode=0o600
         )
 
     def _write(self, data: dict[str, Any]) -> None:
+        self.ensure()
         atomic_write_text(self.cache_file, json.dumps(data), mode=0o600)
 
 

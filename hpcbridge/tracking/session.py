@@ -46,11 +46,16 @@ class Session:
 
 def open_session(cfg: Config, scheduler: Optional[Scheduler] = None) -> Session:
     state_dir = cfg.state.dir or xdg_dir("state")
-    store = Store(state_dir)
-    store.ensure()
+    store = Store(state_dir)  # created when something is written: a refusal leaves no dir
     # scheduler.cluster names the cluster in the records; it is not passed as -M, which
     # only works where slurmdbd knows the name (a single-cluster site needs no -M).
     sched = scheduler or get_scheduler(cfg.scheduler.backend)
     user = current_user()
-    poller = Poller(store.cache, sched, user=user, min_interval=float(cfg.polling.min_interval))
+    poller = Poller(
+        store.cache,
+        sched,
+        user=user,
+        min_interval=float(cfg.polling.min_interval),
+        ensure=store.ensure,
+    )
     return Session(cfg, store, sched, poller, Tracker(store, poller), user)

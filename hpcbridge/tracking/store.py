@@ -180,7 +180,8 @@ class Store:
             return ref
         if ref in ("last", "-1") and ids:
             return ids[-1]
-        hits = [i for i in ids if i.startswith(ref) or i.endswith("-" + ref)]
+        # a prefix of the id, or of its random part (``457c`` for ``20261206-153257-457c44``)
+        hits = [i for i in ids if i.startswith(ref) or i.rsplit("-", 1)[-1].startswith(ref)]
         if len(hits) == 1:
             return hits[0]
         if not hits:

@@ -120,6 +120,8 @@ def test_env_in_environment_and_post_arg_in_post_only() -> None:
         ("FROM scratch\n", "FROM scratch"),
         ("RUN x\n", "RUN before FROM"),
         ("FROM $NOPE\n", "without a default"),
+        ("ARG BASE\nFROM $BASE\n", "FROM $BASE uses ARG BASE without a default"),
+        ("ARG BASE\nFROM ${BASE}:1\nRUN true\n", "ARG BASE without a default"),
         ("# escape=`\nFROM a\n", "escape"),
         ("FROM a\nRUN cat <<EOF\nx\nEOF\n", "here-document"),
         ("FROM a\nFOO bar\n", "unknown instruction FOO"),
@@ -165,3 +167,41 @@ def test_round_trip_keeps_entrypoint_and_cmd() -> None:
     back = def_to_dockerfile(dockerfile_to_def(df).text).text
     assert 'ENTRYPOINT ["/bin/tool", "--flag=a b"]' in back
     assert 'CMD ["--help"]' in back
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "line"),
+    [
+        ("FROM a\nWORKDIR /app\nCOPY req.txt .\n", "req.txt /app/"),
+        ("FROM a\nWORKDIR /app\nCOPY req.txt ./\n", "req.txt /app/"),
+        ("FROM a\nWORKDIR /app\nCOPY req.txt /app\n", "req.txt /app/"),  # WORKDIR made it
+        ("FROM a\nWORKDIR /app/src\nCOPY x ..\n", "x /app/"),
+        ("FROM a\nWORKDIR /app\nCOPY . .\n", ". /app/"),
+        ("FROM a\nWORKDIR /app\nCOPY x y\n", "x /app/y\n"),  # a new file y, as Docker
+        ("FROM a\nCOPY x /opt/tool\n", "x /opt/tool\n"),
+        ("FROM a\nCOPY x /\n", "x /\n"),
+        ("FROM a\nCOPY x y /d\n", "y /d/"),
+    ],
+)
+def test_copy_into_a_directory_ends_in_slash(dockerfile: str, line: str) -> None:
+    """Apptainer copies %files before %post (where WORKDIR's mkdir is): without the '/',
+    ``COPY x .`` after ``WORKDIR /app`` made /app a file (checked on the testbed)."""
+    files = dockerfile_to_def(dockerfile).text.split("%files\n")[1].split("\n\n")[0] + "\n"
+    assert "    " + line in files
+
+
+def test_workdir_copy_note_once() -> None:
+    notes = dockerfile_to_def("FROM a\nWORKDIR /app\nCOPY a .\nCOPY b .\n").notes
+    assert [str(n) for n in notes if "written as /app/" in str(n)] == [
+        "Dockerfile:3: COPY into /app: written as /app/ so %files creates the directory"
+    ]
+
+
+@pytest.mark.parametrize("name", ["USER", "HOME", "LOGNAME"])
+def test_env_of_a_caller_variable_gets_a_note(name: str) -> None:
+    notes = [str(n) for n in dockerfile_to_def(f"FROM a\nENV {name}=x\nENV OTHER=y\n").notes]
+    assert notes == [
+        f"Dockerfile:2: ENV {name}: %environment sets ${name} for every caller at run time "
+        f"(Apptainer runs as the caller, whose own ${name} is replaced); "
+        "drop it unless the program needs it"
+    ]
