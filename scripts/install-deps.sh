@@ -18,6 +18,8 @@ PACKAGES=(
   lmod
   # shell completion is tested through the real shells
   zsh fish
+  # the HTML report is checked in a real headless browser (docs/report.md)
+  chromium
   iproute2 procps psmisc python3-venv ca-certificates
 )
 

@@ -10,12 +10,20 @@ offset``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
 from hpcbridge.errors import InputError
-from hpcbridge.slurm_syntax import format_indices, parse_mem, parse_time
+from hpcbridge.report.attempt import MIB, Attempt
+from hpcbridge.report.sizing import after_oom, after_timeout
+from hpcbridge.slurm_syntax import (
+    format_indices,
+    format_mem,
+    format_time,
+    parse_mem,
+    parse_time,
+)
 
 
 @dataclass(frozen=True)
@@ -124,3 +132,73 @@ def resubmit_groups(
         more_time = time is not None or state == "TIMEOUT"
         groups.setdefault((more_mem, more_time), []).append(task)
     return groups
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """The resources one failed task is resubmitted with (None: the job's own) and why."""
+
+    mem: Optional[int] = None  # MiB
+    time: Optional[int] = None  # seconds
+    why: tuple[str, ...] = ()
+
+
+def resubmit_sizes(
+    failed: Sequence[tuple[int, str]],
+    measured: Mapping[int, Attempt],
+    *,
+    mem: Optional[str],
+    time: Optional[str],
+    job_mem: Optional[int],
+    job_time: Optional[int],
+) -> dict[int, Sizing]:
+    """Each failed task's resources.  ``--mem``/``--time`` apply to every task; otherwise a
+    task that ran out of memory gets its measured peak plus a margin and a task that timed
+    out twice its measured elapsed time (:mod:`hpcbridge.report.sizing`), from its latest
+    attempt in ``measured``; with nothing measured, +50 % memory / twice the time."""
+    out: dict[int, Sizing] = {}
+    for (more_mem, more_time), tasks in resubmit_groups(failed, mem=mem, time=time).items():
+        for task in tasks:
+            a = measured.get(task)
+            m, t, why = None, None, []
+            if more_mem:
+                m, note = _mem_for(a, mem, job_mem)
+                why.append(f"task {task}: mem {format_mem(m)}: {note}")
+            if more_time:
+                t, note = _time_for(a, time, job_time)
+                why.append(f"task {task}: time {format_time(t)}: {note}")
+            out[task] = Sizing(m, t, tuple(why))
+    return out
+
+
+def _mem_for(a: Optional[Attempt], spec: Optional[str], job_mem: Optional[int]) -> tuple[int, str]:
+    if spec is not None:
+        return new_mem(spec, job_mem) or 0, f"--mem {spec}"
+    need = after_oom(a) if a is not None else None
+    if need is not None:
+        return need.value, need.why
+    base = job_mem if a is None or a.req_mem is None else -(-a.req_mem // MIB)
+    return new_mem("+50%", base) or 0, "peak unknown: +50% of the request"
+
+
+def _time_for(
+    a: Optional[Attempt], spec: Optional[str], job_time: Optional[int]
+) -> tuple[int, str]:
+    if spec is not None:
+        return new_time(spec, job_time) or 0, f"--time {spec}"
+    limit = a.req_time if a is not None and a.req_time else job_time
+    need = after_timeout(a, limit) if a is not None else None
+    if need is not None:
+        return need.value, need.why
+    return new_time("x2", limit) or 0, "elapsed unknown: twice the limit"
+
+
+def size_groups(
+    sizes: Mapping[int, Sizing],
+) -> list[tuple[tuple[Optional[int], Optional[int]], list[int]]]:
+    """Tasks with the same (MiB, seconds), one group (one sbatch) each, in a stable order."""
+    groups: dict[tuple[Optional[int], Optional[int]], list[int]] = {}
+    for task in sorted(sizes):
+        s = sizes[task]
+        groups.setdefault((s.mem, s.time), []).append(task)
+    return sorted(groups.items(), key=lambda kv: (kv[1][0], kv[0][0] or 0, kv[0][1] or 0))
