@@ -41,6 +41,8 @@ _UNREACHABLE = (
     "slurm_persist_conn_open",
     "slurmdbd",
     "zero bytes were transmitted or received",
+    "unable to query jobs state",  # 26.05 squeue --only-job-state, controller down
+    "rate limit exceeded",  # SLURMCTLD_COMMUNICATIONS_BACKOFF, should a client ever print it
 )
 
 
@@ -110,6 +112,36 @@ def squeue_argv(
     if job_ids:
         argv += ["-j", ",".join(job_ids)]
     return argv
+
+
+def squeue_jobs_argv(
+    job_ids: Sequence[str], *, only_job_state: bool, cluster: Optional[str] = None
+) -> list[str]:
+    """The tracked jobs in one call, finished ones included (``-t all``).
+
+    ``only_job_state`` (Slurm >= 23.11.5): the REQUEST_JOB_STATE RPC, one token of
+    a per-user rate limit; it fills in job id, array ids and state (``%r`` is
+    ``None``, ``%k`` ``(null)``) and gives an empty answer for unknown ids.
+    Plain ``squeue -j`` (older releases) asks REQUEST_JOB_INFO.
+    """
+    only = ["--only-job-state"] if only_job_state else []
+    return [
+        "squeue",
+        *only,
+        "-h",
+        *_cluster_args(cluster),
+        "-t",
+        "all",
+        "-o",
+        SQUEUE_FORMAT,
+        "-j",
+        ",".join(job_ids),
+    ]
+
+
+def unknown_job(stderr: str) -> bool:
+    """squeue -j of ONE purged job fails ("Invalid job id specified"); several give exit 0."""
+    return "invalid job id specified" in stderr.lower()
 
 
 def parse_squeue(stdout: str) -> QueryResult:

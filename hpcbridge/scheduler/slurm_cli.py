@@ -10,19 +10,26 @@ from pathlib import Path
 from typing import Optional
 
 from hpcbridge import runner
-from hpcbridge.errors import SchedulerError, SchedulerUnavailable
-from hpcbridge.scheduler import slurm
+from hpcbridge.errors import CommandError, CommandTimeout, SchedulerError, SchedulerUnavailable
+from hpcbridge.scheduler import sacct, slurm, versions
 from hpcbridge.scheduler.base import (
+    AccountingResult,
     AccountingUnavailable,
     ClusterLimits,
     QueryResult,
+    QueryTimedOut,
     Submitted,
+    SubmitUnconfirmed,
     TrialRun,
 )
 
 log = logging.getLogger(__name__)
 
-QUERY_TIMEOUT = 120.0
+# A query that has not answered by then is given up (a throttled Slurm client
+# sleeps 1, 2, 3 ... s between tries, silently and for ever).
+QUERY_TIMEOUT = 60.0
+# sbatch is given longer: killing it may leave a job whose id nobody learnt.
+SUBMIT_TIMEOUT = 300.0
 
 
 def _last_line(text: str) -> str:
@@ -38,8 +45,17 @@ class SlurmCLI:
     def __init__(self, cluster: Optional[str] = None) -> None:
         self.cluster = cluster or None
 
-    def _run(self, argv: Sequence[str], *, cwd: Optional[Path] = None) -> runner.Completed:
-        done = runner.run(argv, check=False, cwd=cwd, timeout=QUERY_TIMEOUT)
+    def _run(
+        self, argv: Sequence[str], *, cwd: Optional[Path] = None, timeout: float = QUERY_TIMEOUT
+    ) -> runner.Completed:
+        try:
+            done = runner.run(argv, check=False, cwd=cwd, timeout=timeout)
+        except CommandTimeout:
+            raise QueryTimedOut(
+                f"{argv[0]} did not answer within {timeout:g} s (the Slurm controller is busy "
+                "or rate-limiting this user)",
+                "hpcbridge backs off and asks again later",
+            ) from None
         if done.returncode != 0:
             detail = _last_line(done.stderr) or _last_line(done.stdout)
             if slurm.is_unreachable(done.stderr):
@@ -49,9 +65,24 @@ class SlurmCLI:
                 )
         return done
 
+    def version(self) -> str:
+        """``squeue --version`` (local: no RPC), e.g. ``slurm-wlm 26.05.5``; "" if it fails."""
+        try:
+            done = runner.run(versions.version_argv(), check=False, timeout=30)
+        except CommandError:
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
     def submit(self, script: Path, *, cwd: Path, extra_args: Sequence[str] = ()) -> Submitted:
         argv = slurm.sbatch_argv(str(script), extra_args=extra_args, cluster=self.cluster)
-        done = self._run(argv, cwd=cwd)
+        try:
+            done = self._run(argv, cwd=cwd, timeout=SUBMIT_TIMEOUT)
+        except QueryTimedOut as exc:
+            raise SubmitUnconfirmed(
+                f"sbatch {script.name} did not answer within {SUBMIT_TIMEOUT:g} s; "
+                "the job may or may not have been queued",
+                "`hpcbridge status` finds it by its comment and records it; do not submit again",
+            ) from exc
         if done.returncode != 0:
             raise SchedulerError(
                 f"sbatch refused {script.name}: {_last_line(done.stderr) or done.returncode}",
@@ -69,35 +100,43 @@ class SlurmCLI:
         job_ids: Sequence[str],
         *,
         user: Optional[str],
-        accounting: bool,
-        since: Optional[str] = None,
+        version: str = "",
+        queue_view: bool = False,
     ) -> QueryResult:
-        """ONE call: ``sacct`` for the jobs when accounting is on, else ``squeue`` for the user.
-
-        If sacct turns out to be disabled the answer comes from squeue instead
-        (``result.source`` says which).
-        """
-        if accounting and job_ids:
-            argv = slurm.sacct_argv(job_ids, since=since, cluster=self.cluster)
-            done = runner.run(argv, check=False, timeout=QUERY_TIMEOUT)
-            text = done.stdout + done.stderr
-            if done.returncode == 0 and not slurm.accounting_disabled(text):
-                return slurm.parse_sacct(done.stdout)
-            if not slurm.accounting_disabled(text):
-                # slurmdbd down or restarting: say so (ONE query per cycle; the
-                # caller uses squeue for the next cycles)
-                raise AccountingUnavailable(
-                    f"sacct failed: {_last_line(done.stderr) or done.returncode}",
-                    "squeue is used instead for a while",
-                )
-            log.info("accounting is disabled; asking squeue")
-        argv = slurm.squeue_argv(user=user, cluster=self.cluster)
-        if not user:
-            argv = slurm.squeue_argv(job_ids=job_ids, cluster=self.cluster)
+        """ONE squeue call: the given jobs (``--only-job-state`` where the release has it),
+        or with ``queue_view`` (or no ids) every job of the user, comments included."""
+        if job_ids and not queue_view:
+            only = versions.has_only_job_state(version)
+            argv = slurm.squeue_jobs_argv(job_ids, only_job_state=only, cluster=self.cluster)
+        else:
+            argv = slurm.squeue_argv(user=user, cluster=self.cluster)
         done = self._run(argv)
         if done.returncode != 0:
+            if slurm.unknown_job(done.stderr):
+                return QueryResult("squeue", ())  # the one job asked about is gone
             raise SchedulerError(f"squeue failed: {_last_line(done.stderr)}")
         return slurm.parse_squeue(done.stdout)
+
+    def accounting(
+        self, job_ids: Sequence[str], *, since: Optional[str] = None, version: str = ""
+    ) -> AccountingResult:
+        """ONE ``sacct -P`` call for the jobs / array tasks (asks slurmdbd, not slurmctld)."""
+        argv = sacct.accounting_argv(job_ids, since=since, version=version, cluster=self.cluster)
+        try:
+            done = runner.run(argv, check=False, timeout=QUERY_TIMEOUT)
+        except CommandTimeout:
+            raise AccountingUnavailable(
+                f"sacct did not answer within {QUERY_TIMEOUT:g} s", "asked again later"
+            ) from None
+        text = done.stdout + done.stderr
+        if slurm.accounting_disabled(text):
+            return AccountingResult((), disabled=True)
+        if done.returncode != 0:
+            raise AccountingUnavailable(
+                f"sacct failed: {_last_line(done.stderr) or done.returncode}",
+                "the figures are asked for again later",
+            )
+        return sacct.parse_accounting(done.stdout, sacct.accounting_fields(version))
 
     def limits(self, user: Optional[str] = None) -> ClusterLimits:
         done = self._run(slurm.scontrol_config_argv(self.cluster))

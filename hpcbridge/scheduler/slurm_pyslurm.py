@@ -97,22 +97,21 @@ class PySlurm(SlurmCLI):
         job_ids: Sequence[str],
         *,
         user: Optional[str],
-        accounting: bool,
-        since: Optional[str] = None,
+        version: str = "",
+        queue_view: bool = False,
     ) -> QueryResult:
-        if accounting:
-            return super().query(job_ids, user=user, accounting=True, since=since)
         try:
             jobs = self._pyslurm.Jobs.load()
         except Exception as exc:  # pyslurm raises its own RPCError
             raise SchedulerUnavailable(f"pyslurm could not load the job table: {exc}") from None
         wanted = set(job_ids)
+        everything = queue_view or not wanted
         infos: list[JobInfo] = []
         for job in getattr(jobs, "values", lambda: jobs)():
             info = job_info_from(job)
             if info is None:
                 continue
-            if user and str(getattr(job, "user_name", user)) != user and info.job_id not in wanted:
-                continue
-            infos.append(info)
+            mine = str(getattr(job, "user_name", user)) == user
+            if (everything and mine) or info.job_id in wanted:
+                infos.append(info)
         return QueryResult("squeue", tuple(infos))

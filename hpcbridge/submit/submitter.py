@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, TypeVar
 
 from hpcbridge.errors import InputError, SchedulerError, SchedulerUnavailable, StateError
+from hpcbridge.scheduler.base import SubmitUnconfirmed
 from hpcbridge.scheduler.sbatch_options import effective_settings, log_patterns
 from hpcbridge.submit.plan import Chunk, plan_chunks
 from hpcbridge.tracking.record import ChunkRecord, ImagePin, JobSource, Record
@@ -278,6 +279,9 @@ def launch(sess: Session, record: Record, *, retries: int = 0) -> Record:
         try:
             done = with_retry("sbatch", retries, call)
         except SchedulerError as exc:
+            if isinstance(exc, SubmitUnconfirmed):  # maybe queued: keep the record pending
+                _update(sess, sub_id, error=exc.message)  # status reconciles it by comment
+                raise
             if not _any_submitted(record):
                 sess.store.remove(sub_id)
                 raise type(exc)(f"{exc.message}; nothing was submitted", exc.hint) from None

@@ -1,39 +1,59 @@
-"""Polite polling: ONE scheduler query per cycle for all tracked jobs of the user,
+"""Polite polling: ONE scheduler query per cycle for every tracked job of the user,
 shared by every hpcbridge process of the user through a cache file.
 
-``<state>/cache/poll.json`` holds the raw answer of the last query with its
-time and the job ids it was asked about; it is read and refreshed under the
-lock ``<state>/cache/poll.lock``.  A process that needs an answer takes the
-lock; if the cached answer is younger than the site's minimum interval and
-covers the jobs it needs, it uses it; otherwise it asks the scheduler once and
-writes the answer for the others.  So five ``hpcbridge status`` started within
-the interval cause one query, and ``watch`` of many submissions asks once per
-cycle.  A failed query (controller down) is cached the same way, so callers
-back off together.
+``<state>/cache/poll.json`` holds the last answer (as squeue text) with its time,
+how long it took, the job ids it was asked about and the ids the next query
+must cover (:func:`~hpcbridge.tracking.pollplan.carry_tracked`).  It is read and
+refreshed under the lock ``<state>/cache/poll.lock``, held for the query itself:
+at most one query of the user is in flight, whatever the number of processes.
+A caller whose jobs the cached answer covers and that is young enough (the
+site's minimum interval, or longer after a slow answer: a rate-limited Slurm
+client only shows as slowness) uses it; otherwise it asks once for all of them.
+
+The query is ``squeue --only-job-state -t all -j <ids>`` where the release has it
+(>= 23.11.5; detected once from ``squeue --version``, kept in
+``<state>/cache/slurm.json``), plain ``squeue -t all -j <ids>`` before.  Tasks
+that ended since the previous answer are then asked about once with
+``sacct -P`` (reasons, exit codes, MaxRSS, Elapsed, SLUID), when the cluster
+keeps accounting; the figures go to the hand-off files of
+:mod:`hpcbridge.tracking.accounting`.  A failed query is cached the same way,
+standing for a doubling backoff, so callers back off together.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from hpcbridge.errors import SchedulerError, SchedulerUnavailable
+from hpcbridge import runner
+from hpcbridge.errors import SchedulerError, StateError
 from hpcbridge.fsutil import atomic_write_text
 from hpcbridge.scheduler import slurm
-from hpcbridge.scheduler.base import AccountingUnavailable, ClusterLimits, QueryResult, Scheduler
-from hpcbridge.slurm_syntax import format_indices
+from hpcbridge.scheduler.base import (
+    AccountingResult,
+    AccountingUnavailable,
+    ClusterLimits,
+    QueryResult,
+    Scheduler,
+)
+from hpcbridge.tracking import pollplan
+from hpcbridge.tracking.accounting import write_handoff
 from hpcbridge.tracking.locking import locked
 
 log = logging.getLogger(__name__)
 
 LIMITS_TTL = 3600.0
-# After sacct failed, squeue answers for this long before sacct is tried again.
+VERSION_TTL = 86400.0
+# After sacct failed, it is not asked again for this long.
 ACCOUNTING_RETRY = 300.0
+# A caller waits this long for another process's query before giving up for this cycle.
+LOCK_WAIT = 180.0
 
 
 @dataclass(frozen=True)
@@ -44,14 +64,11 @@ class Answer:
     at: float
     error: Optional[str] = None
     cached: bool = False
+    pace: float = 0.0  # seconds this answer stands before anyone asks again
 
     @property
     def ok(self) -> bool:
         return self.result is not None
-
-
-def _parse(source: str, stdout: str) -> QueryResult:
-    return slurm.parse_sacct(stdout) if source == "sacct" else slurm.parse_squeue(stdout)
 
 
 class Poller:
@@ -64,18 +81,22 @@ class Poller:
         *,
         user: Optional[str],
         min_interval: float,
-        ensure: Callable[[], None] = lambda: None,
+        max_backoff: float = 600.0,
+        ensure: Optional[Callable[[], None]] = None,
     ) -> None:
+        """``ensure`` creates the cache directory (only once something is written)."""
+        self.ensure = ensure or (lambda: cache_dir.mkdir(parents=True, exist_ok=True))
         self.cache_dir = cache_dir
-        self.ensure = ensure  # creates cache_dir (the state store's) before a write
         self.scheduler = scheduler
         self.user = user
         self.min_interval = min_interval
+        self.max_backoff = max(max_backoff, min_interval)
         self.cache_file = cache_dir / "poll.json"
         self.lock_file = cache_dir / "poll.lock"
         self.limits_file = cache_dir / "limits.json"
+        self.version_file = cache_dir / "slurm.json"
 
-    # ------------------------------------------------------------ cluster limits
+    # ------------------------------------------------------------ cluster facts
 
     def cached_limits(self) -> Optional[ClusterLimits]:
         try:
@@ -94,21 +115,47 @@ class Poller:
             if cached is not None:
                 return cached
         limits = self.scheduler.limits(self.user)
-        data = {k: v for k, v in limits.__dict__.items() if k != "raw"}
+        self._write_limits(limits)
+        return limits
+
+    def _write_limits(self, limits: ClusterLimits) -> None:
         self.ensure()
+        data = {k: v for k, v in limits.__dict__.items() if k != "raw"}
         atomic_write_text(
             self.limits_file, json.dumps({"at": time.time(), "limits": data}), mode=0o600
         )
-        return limits
+
+    def version(self) -> str:
+        """The Slurm release of the ``squeue`` on PATH, asked once (no RPC) and cached."""
+        where = runner.which("squeue") or ""
+        try:
+            stamp = os.stat(where).st_mtime if where else 0.0
+        except OSError:
+            stamp = 0.0
+        try:
+            data = json.loads(self.version_file.read_text())
+            if (
+                data.get("squeue") == where
+                and data.get("mtime") == stamp
+                and time.time() - float(data["at"]) < VERSION_TTL
+            ):
+                return str(data["version"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        version = self.scheduler.version()
+        record = {"version": version, "squeue": where, "mtime": stamp, "at": time.time()}
+        self.ensure()
+        atomic_write_text(self.version_file, json.dumps(record), mode=0o600)
+        return version
 
     # ------------------------------------------------------------ job states
 
-    def _read_cache(self) -> Optional[dict[str, Any]]:
+    def _read_cache(self) -> dict[str, Any]:
         try:
             data = json.loads(self.cache_file.read_text())
         except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) and "at" in data else None
+            return {}
+        return data if isinstance(data, dict) and "at" in data else {}
 
     def answer(
         self,
@@ -120,96 +167,158 @@ class Poller:
     ) -> Answer:
         """The scheduler's view of ``job_ids``: cached if young enough, else ONE query.
 
-        ``queue_view``: ask squeue for all the user's jobs even when accounting is
-        on (to find the jobs of an interrupted submit by their comment).
+        ``queue_view``: every job of the user with its comment (to count the
+        user's queued tasks, or find the jobs of an interrupted submit).
         """
         age_limit = self.min_interval if max_age is None else max(max_age, self.min_interval)
-        wanted = set(job_ids)
         self.ensure()
-        with locked(self.lock_file, timeout=300.0):
-            data = self._read_cache()
-            now = time.time()
-            if data is not None and now - float(data["at"]) < age_limit:
-                covered = set(data.get("job_ids", []))
-                if data.get("error") is not None:
-                    return Answer(None, float(data["at"]), str(data["error"]), cached=True)
-                if wanted <= covered and (not queue_view or data.get("source") == "squeue"):
-                    result = _parse(str(data["source"]), str(data.get("stdout", "")))
-                    return Answer(result, float(data["at"]), cached=True)
-            return self._query(sorted(wanted), since, queue_view, data)
+        try:
+            with locked(self.lock_file, timeout=LOCK_WAIT):
+                data = self._read_cache()
+                cached = self._cached(data, set(job_ids), age_limit, queue_view)
+                if cached is not None:
+                    return cached
+                return self._query(sorted(set(job_ids)), since, queue_view, data)
+        except StateError as exc:  # another process's query is still running
+            return Answer(None, time.time(), f"{exc.message}; waiting for it")
+
+    def _cached(
+        self, data: dict[str, Any], wanted: set[str], age_limit: float, queue_view: bool
+    ) -> Optional[Answer]:
+        if not data:
+            return None
+        at, now = float(data["at"]), time.time()
+        stands = float(data.get("pace") or 0.0)
+        if data.get("error") is not None:
+            if now - at < max(age_limit, stands):
+                return Answer(None, at, str(data["error"]), cached=True, pace=stands)
+            return None
+        if now - at >= max(age_limit, stands):
+            return None
+        if queue_view and data.get("mode") != "user":
+            return None
+        result = slurm.parse_squeue(str(data.get("stdout", "")))
+        if not pollplan.covers(data.get("job_ids", []), result, wanted):
+            return None
+        return Answer(result, at, cached=True, pace=stands)
 
     def _query(
-        self,
-        job_ids: list[str],
-        since: Optional[str],
-        queue_view: bool,
-        previous: Optional[dict[str, Any]] = None,
+        self, wanted: list[str], since: Optional[str], queue_view: bool, data: dict[str, Any]
     ) -> Answer:
-        limits = self.cached_limits()
-        accounting = limits.accounting if limits is not None else True
-        acct_off_until = float((previous or {}).get("accounting_off_until") or 0)
         at = time.time()
-        if queue_view or at < acct_off_until:
-            accounting = False
+        last = slurm.parse_squeue(str(data.get("stdout", ""))) if data.get("stdout") else None
+        tracked = pollplan.carry_tracked(data.get("tracked") or {}, wanted, last, at)
+        ids = sorted(tracked)
+        version = self.version()
+        start = time.monotonic()
         try:
             result = self.scheduler.query(
-                job_ids, user=self.user, accounting=accounting, since=since
+                ids, user=self.user, version=version, queue_view=queue_view or not ids
             )
-        except AccountingUnavailable as exc:
+        except SchedulerError as exc:
+            failures = int(data.get("failures") or 0) + 1
+            stands = pollplan.backoff(failures, self.min_interval, self.max_backoff)
+            kept: dict[str, Any] = {
+                k: data[k] for k in ("stdout", "mode", "acct_wanted", "acct_off") if k in data
+            }
             self._write(
                 {
+                    **kept,
                     "at": at,
                     "error": exc.message,
-                    "job_ids": job_ids,
-                    "accounting_off_until": at + ACCOUNTING_RETRY,
+                    "failures": failures,
+                    "pace": stands,
+                    "job_ids": ids,
+                    "tracked": tracked,
                 }
             )
-            return Answer(None, at, exc.message)
-        except SchedulerUnavailable as exc:
-            self._write({"at": at, "error": exc.message, "job_ids": job_ids})
-            return Answer(None, at, exc.message)
-        except SchedulerError as exc:
-            self._write({"at": at, "error": exc.message, "job_ids": job_ids})
-            return Answer(None, at, exc.message)
-        if accounting and result.source != "sacct" and limits is not None:
-            self._remember_no_accounting(limits)
+            log.warning("scheduler query failed (%d in a row): %s", failures, exc.message)
+            return Answer(None, at, exc.message, pace=stands)
+        took = time.monotonic() - start
+        stands = pollplan.pace(took, self.min_interval)
+        if stands > self.min_interval:
+            log.warning("squeue took %.1f s; the next query waits %.0f s", took, stands)
+        ended = pollplan.transitions(last, result, ids)
+        acct_wanted, acct_off = self._account(ended, data, since, version, at)
         self._write(
             {
                 "at": at,
+                "took": round(took, 3),
+                "pace": stands,
                 "source": result.source,
-                "stdout": _unparse(result),
-                "job_ids": job_ids,
-                "accounting_off_until": acct_off_until if at < acct_off_until else 0,
+                "mode": "user" if queue_view or not ids else "jobs",
+                "stdout": pollplan.unparse_squeue(result),
+                "job_ids": ids,
+                "tracked": tracked,
+                "acct_wanted": acct_wanted,
+                "acct_off": acct_off,
             }
         )
-        return Answer(result, at)
+        return Answer(result, at, pace=stands)
 
-    def _remember_no_accounting(self, limits: ClusterLimits) -> None:
-        """sacct said accounting is disabled: stop asking it (until limits are read again)."""
-        data = {k: v for k, v in limits.__dict__.items() if k != "raw"}
-        data["accounting"] = False
+    # ------------------------------------------------------------ accounting
+
+    def _accounting_on(self) -> bool:
+        limits = self.cached_limits()
+        return True if limits is None else limits.accounting
+
+    def _account(
+        self,
+        ended: set[str],
+        data: dict[str, Any],
+        since: Optional[str],
+        version: str,
+        at: float,
+    ) -> tuple[dict[str, float], float]:
+        """sacct about the tasks that ended (and those it did not report ended yet).
+
+        Returns the tasks still waiting for figures and until when sacct rests."""
+        off = float(data.get("acct_off") or 0.0)
+        limits = self.cached_limits()
+        if limits is not None and not limits.accounting:
+            return {}, off
+        wanted = {
+            k: float(t)
+            for k, t in (data.get("acct_wanted") or {}).items()
+            if at - float(t) < pollplan.ACCT_PATIENCE
+        }
+        wanted.update({k: at for k in ended if k not in wanted})
+        if not wanted or at < off:
+            return wanted, off
+        try:
+            result = self.scheduler.accounting(
+                pollplan.sacct_ids(wanted), since=since, version=version
+            )
+        except AccountingUnavailable as exc:
+            log.warning("%s; asked again in %.0f s", exc.message, ACCOUNTING_RETRY)
+            return wanted, at + ACCOUNTING_RETRY
+        if result.disabled:
+            return {}, self._remember_no_accounting(at)
+        write_handoff(self.cache_dir, result)
+        done = {a.job_id for a in result.tasks if a.state.terminal}
+        return {k: t for k, t in wanted.items() if k not in done}, 0.0
+
+    def accounting(self, keys: Sequence[str], *, since: Optional[str] = None) -> AccountingResult:
+        """sacct about these tasks (``"123_4"``/``"123"``) now, under the poll lock; the
+        figures also go to the hand-off files.  For tasks no poll cycle saw end."""
         self.ensure()
-        atomic_write_text(
-            self.limits_file, json.dumps({"at": time.time(), "limits": data}), mode=0o600
-        )
+        with locked(self.lock_file, timeout=LOCK_WAIT):
+            result = self.scheduler.accounting(
+                pollplan.sacct_ids(keys), since=since, version=self.version()
+            )
+            if result.disabled:
+                self._remember_no_accounting(time.time())
+            else:
+                write_handoff(self.cache_dir, result)
+            return result
+
+    def _remember_no_accounting(self, at: float) -> float:
+        """sacct said accounting is disabled: stop asking it (until limits are read again,
+        or for an hour); returns until when."""
+        limits = self.cached_limits()
+        if limits is not None:
+            self._write_limits(ClusterLimits(**{**limits.__dict__, "accounting": False}))
+        return at + LIMITS_TTL
 
     def _write(self, data: dict[str, Any]) -> None:
-        self.ensure()
         atomic_write_text(self.cache_file, json.dumps(data), mode=0o600)
-
-
-def _unparse(result: QueryResult) -> str:
-    """Re-emit a parsed answer in its source's text form (what the cache stores)."""
-    lines: list[str] = []
-    for j in result.jobs:
-        tasks = format_indices(j.task_ids) if j.task_ids is not None else None
-        if result.source == "sacct":
-            jid = j.job_id if tasks is None else f"{j.job_id}_[{tasks}]"
-            code = "" if j.exit_code is None else f"{j.exit_code}:{j.signal or 0}"
-            lines.append(f"{jid}|{j.job_id}|{j.raw_state}|{code}|{j.reason}|{j.name}")
-        else:
-            k = "N/A" if tasks is None else tasks
-            lines.append(
-                f"{j.job_id}|{j.job_id}|{j.job_id}|{k}|{j.raw_state}|{j.reason}|{j.comment}"
-            )
-    return "\n".join(lines) + ("\n" if lines else "")

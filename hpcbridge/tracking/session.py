@@ -56,6 +56,7 @@ def open_session(cfg: Config, scheduler: Optional[Scheduler] = None) -> Session:
         sched,
         user=user,
         min_interval=float(cfg.polling.min_interval),
+        max_backoff=float(cfg.polling.max_backoff),
         ensure=store.ensure,
     )
     return Session(cfg, store, sched, poller, Tracker(store, poller), user)

@@ -5,8 +5,12 @@ Sources, most trusted first for each question:
 * *Why did it end?* (time-out, out of memory, node failure, cancelled): only the
   scheduler knows (squeue within MinJobAge, sacct with accounting).
 * *Did it end, and with which exit code?* The task's own ``<T>.end`` file.
-* *Is it pending or running?* The scheduler; a ``<T>.start`` without ``<T>.end``
-  means running while the scheduler still lists the job.
+* *Is it pending or running?* The scheduler; but a ``<T>.start`` written after
+  the scheduler's answer was taken (the answer is shared and may be up to a poll
+  interval old) means running until its ``<T>.end`` or a newer answer says
+  otherwise.
+* *Figures* (MaxRSS, Elapsed, ...) and a reason for a task squeue has forgotten:
+  sacct, asked once when the task ended (:mod:`hpcbridge.tracking.accounting`).
 
 A task the scheduler no longer knows, with a start but no end file, was killed
 without a chance to record anything (SIGKILL: memory limit, node failure): it
@@ -20,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
-from hpcbridge.scheduler.base import JobInfo, QueryResult
+from hpcbridge.scheduler.base import JobInfo, QueryResult, TaskAccounting
 from hpcbridge.scheduler.states import REASON_STATES, JobState
 from hpcbridge.slurm_syntax import format_indices
 from hpcbridge.tracking.outcomes import Outcome
@@ -28,6 +32,9 @@ from hpcbridge.tracking.record import Record
 
 # A task signalled this close to its time limit (or later) timed out.
 TIMEOUT_SLACK = 10.0
+# A start file written up to this long before an answer (node and login clocks
+# differ) is still taken as newer than the answer.
+START_SLACK = 30.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,10 @@ def refine_from_log(st: TaskStatus, log_tail: str) -> TaskStatus:
     return st
 
 
+# Scheduler states a task that has started cannot be in (the answer predates the start).
+WAITING = frozenset({JobState.PENDING, JobState.REQUEUED})
+
+
 def index_jobs(
     result: Optional[QueryResult],
 ) -> tuple[dict[tuple[str, int], JobInfo], dict[str, JobInfo]]:
@@ -119,6 +130,13 @@ def _from_outcome(
     return TaskStatus(task, JobState.FAILED, code, None, f"exit code {code}", job_id)
 
 
+def started_since(outcome: Optional[Outcome], answered_at: Optional[float]) -> bool:
+    """Did the task start (and not end) after the scheduler's answer was taken?"""
+    if outcome is None or outcome.finished or answered_at is None:
+        return False
+    return outcome.started is None or outcome.started > answered_at - START_SLACK
+
+
 def task_status(
     task: int,
     local: int,
@@ -131,12 +149,14 @@ def task_status(
     cancelled: bool,
     time_limit: Optional[float],
     absence_is_final: bool = True,
+    answered_at: Optional[float] = None,
 ) -> TaskStatus:
     """The state of one task from its outcome files and its scheduler line.
 
     ``absence_is_final``: a task missing from the answer has left the scheduler
     (true for squeue, whose answer is the controller's own table; false for
-    sacct, which may not have heard of a task yet).
+    sacct, which may not have heard of a task yet).  ``answered_at``: when the
+    answer was taken (a task that started since runs, whatever it says).
     """
     job_id = "" if chunk_job is None else (f"{chunk_job}_{local}" if is_array else chunk_job)
     if chunk_job is None:
@@ -164,6 +184,8 @@ def task_status(
                 reason = f"killed by signal {sig}" if sig else "failed (no outcome file)"
             # its outcome file may still show up (NFS): final only with an exit code
             return TaskStatus(task, info.state, code, sig, reason, job_id, final=code is not None)
+        if info.state in WAITING and started_since(outcome, answered_at):
+            return TaskStatus(task, JobState.RUNNING, reason="started", job_id=job_id)
         return TaskStatus(task, info.state, None, None, info.reason, job_id)
     if cancelled:
         return TaskStatus(task, JobState.CANCELLED, reason="cancelled by hpcbridge", job_id=job_id)
@@ -175,12 +197,22 @@ def task_status(
         if outcome is not None:
             return TaskStatus(task, JobState.RUNNING, reason="started", job_id=job_id)
         return TaskStatus(task, JobState.PENDING, reason="not in accounting yet", job_id=job_id)
+    if started_since(outcome, answered_at):
+        return TaskStatus(task, JobState.RUNNING, reason="started", job_id=job_id)
     if outcome is not None:
         why = "ended without recording an outcome (SIGKILL: memory limit or node failure?)"
         return TaskStatus(task, JobState.FAILED, None, None, why, job_id)
     return TaskStatus(
         task, JobState.FAILED, None, None, "unknown to the scheduler and never started", job_id
     )
+
+
+def _pick(squeue: Optional[JobInfo], acct: Optional[TaskAccounting]) -> Optional[JobInfo]:
+    """sacct's line once the task ended (it has the reason and exit code), unless squeue
+    says the task runs again (requeued)."""
+    if acct is not None and acct.state.terminal and (squeue is None or squeue.state.terminal):
+        return acct.job_info()
+    return squeue
 
 
 def task_statuses(
@@ -190,11 +222,15 @@ def task_statuses(
     *,
     known: Optional[Mapping[int, TaskStatus]] = None,
     young: frozenset[str] | set[str] = frozenset(),
+    accounting: Optional[Mapping[int, TaskAccounting]] = None,
+    answered_at: Optional[float] = None,
 ) -> dict[int, TaskStatus]:
-    """Every task of a record; ``known`` holds earlier terminal statuses to keep as they are.
+    """Every task of a record; ``known`` holds earlier terminal statuses to keep as they
+    are (unless sacct has since given a reason only the scheduler knows).
 
     ``young``: job ids submitted so recently that the scheduler's answer may not
-    show them yet (accounting lags); missing from the answer, they are PENDING.
+    show them yet; missing from the answer, they are PENDING.  ``accounting``:
+    sacct's figures by global task.  ``answered_at``: when the answer was taken.
     """
     by_task, plain = index_jobs(result)
     query_ok = result is not None
@@ -207,12 +243,14 @@ def task_statuses(
         job = chunk.job_id
         limit_s = float(chunk.time_limit) if chunk.time_limit else time_limit
         for task, local in chunk.tasks():
-            if known is not None and task in known:
+            acct = accounting.get(task) if accounting else None
+            if known is not None and task in known and not refined_by(known[task], acct):
                 out[task] = known[task]
                 continue
             info = None
             if job is not None:
                 info = by_task.get((job, local)) if record.is_array else plain.get(job)
+                info = _pick(info, acct)
                 if info is None and job in young and task not in outcomes and query_ok:
                     out[task] = TaskStatus(
                         task, JobState.PENDING, reason="just submitted", job_id=str(job)
@@ -229,8 +267,14 @@ def task_statuses(
                 cancelled=task in cancelled,
                 time_limit=limit_s,
                 absence_is_final=result is None or result.source != "sacct",
+                answered_at=answered_at,
             )
     return out
+
+
+def refined_by(known: TaskStatus, acct: Optional[TaskAccounting]) -> bool:
+    """Does sacct name a cause (OUT_OF_MEMORY ...) a remembered status lacks?"""
+    return acct is not None and acct.state in REASON_STATES and acct.state is not known.state
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,15 @@ import os
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from hpcbridge.errors import StateError
+from hpcbridge.errors import SchedulerError, StateError
 from hpcbridge.fsutil import atomic_write_text
-from hpcbridge.scheduler.base import QueryResult
+from hpcbridge.scheduler.base import QueryResult, TaskAccounting
 from hpcbridge.scheduler.states import JobState
+from hpcbridge.tracking import accounting as acct_store
 from hpcbridge.tracking.outcomes import Outcome, read_outcomes
 from hpcbridge.tracking.poll import Answer, Poller
 from hpcbridge.tracking.record import Record, Snapshot
@@ -32,6 +33,7 @@ from hpcbridge.tracking.summary import (
     SubmissionStatus,
     TaskStatus,
     refine_from_log,
+    refined_by,
     summarise,
     task_statuses,
 )
@@ -51,6 +53,8 @@ class Cycle:
     answer: Optional[Answer]
     statuses: dict[str, dict[int, TaskStatus]]
     records: dict[str, Record]
+    # sacct's figures of ended tasks, by submission and global task (kept, no query)
+    accounting: dict[str, dict[int, TaskAccounting]] = field(default_factory=dict)
 
     def summary(self, sub_id: str) -> SubmissionStatus:
         """The submission's status; with resubmissions also each task's latest attempt."""
@@ -89,6 +93,10 @@ def _save_known(path: Path, statuses: Mapping[int, TaskStatus]) -> None:
         if s.state.terminal and s.final
     }
     atomic_write_text(path, json.dumps(data, separators=(",", ":")), mode=0o600)
+
+
+def _settled(statuses: Mapping[int, TaskStatus]) -> dict[int, JobState]:
+    return {t: s.state for t, s in statuses.items() if s.state.terminal and s.final}
 
 
 def _alive(record: Record) -> bool:
@@ -170,10 +178,15 @@ class Tracker:
                 queue_view=bool(pending),
             )
         result = answer.result if answer is not None else None
+        figures = {i: self._figures(rec) for i, rec in records.items()}
         # outcome files are read AFTER the query: a task the answer shows as ended
         # has written its <T>.end before, so the two never disagree by a race
         outcomes = {
-            i: read_outcomes(self.store.path(i) / "outcomes", skip=known[i]) for i in records
+            i: read_outcomes(
+                self.store.path(i) / "outcomes",
+                skip={t for t, s in known[i].items() if not refined_by(s, figures[i].get(t))},
+            )
+            for i in records
         }
         for i in pending:
             records[i] = self._reconcile(records[i], outcomes[i], result)
@@ -185,13 +198,61 @@ class Tracker:
                 for c in rec.chunks
                 if c.job_id and now - (c.submitted_epoch or 0.0) < YOUNG
             }
-            st = task_statuses(rec, outcomes[i], result, known=known[i], young=young)
+            st = task_statuses(
+                rec,
+                outcomes[i],
+                result,
+                known=known[i],
+                young=young,
+                accounting=figures[i],
+                answered_at=answer.at if answer is not None else None,
+            )
             _refine_from_logs(self.store.path(i), rec, st, outcomes[i])
             statuses[i] = st
-            if len(known[i]) != sum(1 for s in st.values() if s.state.terminal and s.final):
+            if _settled(known[i]) != _settled(st):
                 _save_known(self.store.path(i) / "status.json", st)
             records[i] = self._snapshot(rec, st)
-        return Cycle(answer, statuses, records)
+        return Cycle(answer, statuses, records, figures)
+
+    def _figures(self, record: Record) -> dict[int, TaskAccounting]:
+        """The record's kept sacct figures, with new ones from the poller's hand-off."""
+        sub_dir = self.store.path(record.id)
+        kept = acct_store.load_store(sub_dir)
+        new = acct_store.collect(record, kept, self.poller.cache_dir)
+        if new:
+            kept.update(new)
+            try:
+                acct_store.save_store(sub_dir, kept)
+            except OSError as exc:
+                log.warning("could not keep the accounting figures of %s: %s", record.id, exc)
+        return kept
+
+    def accounting(self, sub_id: str, *, ask: bool = True) -> dict[int, TaskAccounting]:
+        """sacct's figures of the submission's ended tasks, by global task index.
+
+        Kept figures (from the poll cycles that saw the tasks end) need no query;
+        with ``ask``, ended tasks without figures are asked about in ONE sacct call
+        (when the cluster keeps accounting).  Tasks still running have none.
+        """
+        record = self.store.load(sub_id)
+        kept = self._figures(record)
+        statuses = _load_known(self.store.path(sub_id) / "status.json")
+        missing = {
+            acct_store.task_key(record, str(c.job_id), local)
+            for c in record.chunks
+            if c.job_id
+            for task, local in c.tasks()
+            if task not in kept and task in statuses
+        }
+        limits = self.poller.cached_limits()
+        if not ask or not missing or (limits is not None and not limits.accounting):
+            return kept
+        try:
+            self.poller.accounting(sorted(missing), since=since_arg([record]))
+        except (SchedulerError, StateError) as exc:
+            log.warning("accounting of %s: %s", sub_id, exc.message)
+            return kept
+        return self._figures(record)
 
     def _snapshot(self, record: Record, statuses: Mapping[int, TaskStatus]) -> Record:
         counts: dict[str, int] = {}

@@ -4,7 +4,8 @@ Each poll cycle asks the scheduler once for every watched submission (through
 the shared poll cache), submits chunks held back by the per-user limit, and
 yields a :class:`WatchSnapshot`.  While the scheduler cannot be reached the wait
 doubles up to ``polling.max_backoff``; the cycle after a good answer goes back
-to the interval.
+to the interval, or waits as long as the shared answer stands when the
+scheduler answered slowly (a rate-limited client only shows as slowness).
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ def watch(
             submit_deferred(sess, i, cycle)
         error = cycle.answer.error if cycle.answer is not None else None
         delay = min(delay * 2, sess.max_backoff) if error else every
+        if cycle.answer is not None:
+            # a slow (rate-limited) or failing scheduler: the shared answer stands longer
+            left = cycle.answer.at + cycle.answer.pace - time.time()
+            delay = min(max(delay, left), sess.max_backoff)
         summaries = tuple(cycle.summary(i) for i in sub_ids)
         done = all(s.view.done for s in summaries) and not any(
             sess.store.load(i).deferred for i in sub_ids

@@ -1,28 +1,16 @@
-"""The state store and the shared poll cache, on the local file system.
-
-The poll cache is exercised with a recording stand-in for the scheduler: it
-checks the cache's own logic (freshness, coverage, shared errors); that it
-really saves scheduler queries is shown on the testbed with counting wrappers
-around squeue/sacct (tests/testbed/test_track_polling.py).
-"""
+"""The state store on the local file system (the shared poll cache: test_track_poll.py)."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import re
 import stat
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
-from hpcbridge.errors import SchedulerUnavailable, StateError
-from hpcbridge.scheduler import slurm
-from hpcbridge.scheduler.base import ClusterLimits, QueryResult, Submitted, TrialRun
-from hpcbridge.tracking.poll import Poller
+from hpcbridge.errors import StateError
 from hpcbridge.tracking.record import Record
 from hpcbridge.tracking.store import Store, new_id
 
@@ -81,7 +69,11 @@ def _writer(root: str, n: int) -> None:
     for i in range(n):
         sub = store.new_submission(Record(name=f"n{i}")).name
         for j in range(5):
-            store.update(sub, lambda r, j=j: r.children.append(str(j)))
+
+            def add(r: Record, j: int = j) -> None:
+                r.children.append(str(j))
+
+            store.update(sub, add)
 
 
 def test_concurrent_writers_never_corrupt(tmp_path: Path) -> None:
@@ -96,69 +88,3 @@ def test_concurrent_writers_never_corrupt(tmp_path: Path) -> None:
     assert len(records) == 40 and all(r.children == ["0", "1", "2", "3", "4"] for r in records)
     leftovers = [p for p in (tmp_path / "submissions").rglob(".*.tmp")]
     assert leftovers == []
-
-
-class Recording:
-    """Answers from captured squeue output and counts how often it was asked."""
-
-    name = "recording"
-
-    def __init__(self, fail: bool = False) -> None:
-        self.calls = 0
-        self.fail = fail
-
-    def submit(self, script: Path, *, cwd: Path, extra_args: Sequence[str] = ()) -> Submitted:
-        raise NotImplementedError
-
-    def test_only(self, script: Path, *, cwd: Path, extra_args: Sequence[str] = ()) -> TrialRun:
-        raise NotImplementedError
-
-    def query(
-        self,
-        job_ids: Sequence[str],
-        *,
-        user: Optional[str],
-        accounting: bool,
-        since: Optional[str] = None,
-    ) -> QueryResult:
-        self.calls += 1
-        if self.fail:
-            raise SchedulerUnavailable("Unable to contact slurm controller")
-        return slurm.parse_squeue("5_1|6|5|1|RUNNING|None|hpcb:a.0\n")
-
-    def limits(self, user: Optional[str] = None) -> ClusterLimits:
-        self.calls += 1
-        return ClusterLimits(max_array_size=77)
-
-    def cancel(self, job_ids: Sequence[str]) -> None:
-        raise NotImplementedError
-
-
-def test_poll_cache_is_shared_within_the_interval(tmp_path: Path) -> None:
-    sched = Recording()
-    a = Poller(tmp_path, sched, user="u", min_interval=60)
-    b = Poller(tmp_path, sched, user="u", min_interval=60)  # another process, same cache
-    first = a.answer(["5"])
-    second = b.answer(["5"])
-    assert sched.calls == 1 and second.cached and second.result == first.result
-    b.answer(["5", "9"])  # a job the cached answer was not asked about
-    assert sched.calls == 2
-    assert json.loads((tmp_path / "poll.json").read_text())["source"] == "squeue"
-    short = Poller(tmp_path, sched, user="u", min_interval=0.0)
-    short.answer(["5"], max_age=0.0)
-    assert sched.calls == 3
-
-
-def test_poll_errors_are_cached_too(tmp_path: Path) -> None:
-    sched = Recording(fail=True)
-    p = Poller(tmp_path, sched, user="u", min_interval=60)
-    assert p.answer(["5"]).error and p.answer(["5"]).error
-    assert sched.calls == 1
-
-
-def test_limits_cached(tmp_path: Path) -> None:
-    sched = Recording()
-    p = Poller(tmp_path, sched, user="u", min_interval=1)
-    assert p.limits().max_array_size == 77 and p.limits().max_array_size == 77
-    assert sched.calls == 1
-    assert os.stat(tmp_path / "limits.json").st_mode & 0o077 == 0

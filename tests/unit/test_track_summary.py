@@ -183,3 +183,49 @@ def test_killed_tasks_get_their_cause_from_the_log() -> None:
     assert refine_from_log(st[1], "nothing special").state is JobState.FAILED
     plain = TaskStatus(1, JobState.FAILED, 3, None, "exit code 3")
     assert refine_from_log(plain, log) is plain  # a real exit code is not second-guessed
+
+
+def test_a_started_task_runs_whatever_an_older_answer_says() -> None:
+    """1,000-task run: tasks that had started were shown as pending while the shared
+    answer (taken before they started) still said PENDING."""
+    pending = slurm.parse_squeue("50_[0-4]|50|50|0-4|PENDING|Priority|\n")
+    out = {1: combine(1, "1000 51 50 n1", None), 2: combine(2, "970 52 50 n1", None)}
+    started = {k: v for k, v in out.items() if v}
+    st = task_statuses(_record(), started, pending, answered_at=990.0)
+    assert st[1].state is JobState.RUNNING and st[1].reason == "started"
+    assert st[2].state is JobState.RUNNING  # within the clock slack of the answer
+    assert st[0].state is JobState.PENDING
+    # an answer taken well after the start that still says PENDING: requeued
+    st = task_statuses(_record(), started, pending, answered_at=1200.0)
+    assert st[1].state is JobState.PENDING
+    # a job the (older) answer does not show yet, with a start file: running, not lost
+    empty = slurm.parse_squeue("")
+    st = task_statuses(_record(), started, empty, answered_at=990.0)
+    assert st[1].state is JobState.RUNNING
+    st = task_statuses(_record(), started, empty, answered_at=1200.0)
+    assert st[1].state is JobState.FAILED and "SIGKILL" in st[1].reason
+
+
+def test_sacct_figures_give_the_reason_even_for_remembered_tasks() -> None:
+    from hpcbridge.scheduler.sacct import parse_accounting
+
+    figures = parse_accounting(
+        "JobID|JobIDRaw|State|ExitCode|MaxRSS\n50_1|51|OUT_OF_MEMORY|0:125|\n"
+        "50_1.batch|51.batch|OUT_OF_MEMORY|0:125|65400K\n"
+    ).tasks
+    acct = {1: figures[0]}
+    out = {1: combine(1, "100 51 50 n1", "110 137 exit")}
+    known = task_statuses(_record(), {k: v for k, v in out.items() if v}, slurm.parse_squeue(""))
+    assert known[1].state is JobState.FAILED and known[1].final  # what was remembered
+    st = task_statuses(
+        _record(),
+        {k: v for k, v in out.items() if v},
+        slurm.parse_squeue(""),
+        known={1: known[1]},
+        accounting=acct,
+    )
+    assert st[1].state is JobState.OUT_OF_MEMORY and st[1].exit_code == 137
+    # squeue still lists it as running again (requeued): squeue wins over old figures
+    again = slurm.parse_squeue("50_1|51|50|1|RUNNING|None|\n")
+    st = task_statuses(_record(), {}, again, accounting=acct)
+    assert st[1].state is JobState.RUNNING
