@@ -15,6 +15,7 @@ instead.  ``format_*`` write the one canonical form hpcbridge emits.
 from __future__ import annotations
 
 import datetime
+import difflib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -64,31 +65,21 @@ def parse_time_limit(
 
 
 def _parse_time_text(text: str, what: str, error: type[InputError]) -> int:
-    bad = error(f"{what} = {text!r} is not a Slurm time limit", f"use one of {TIME_FORMS}")
+    """One of :data:`TIME_FORMS`.  Slurm puts no upper bound on any field (verified
+    with sbatch 22.05: ``0-47:00:00``, ``1:90:00`` and ``0:75`` are accepted as 47 h,
+    2 h 30 min and 75 s), so neither does hpcbridge: the fields are summed."""
     m = _TIME.fullmatch(text)
     if not m:
-        raise bad
+        raise error(f"{what} = {text!r} is not a Slurm time limit", f"use one of {TIME_FORMS}")
     days_s, a, b, c = m.groups()
-    if days_s is not None:
-        # D-HH, D-HH:MM, D-HH:MM:SS
-        days, hours = int(days_s), int(a)
-        minutes = int(b) if b is not None else 0
-        seconds = int(c) if c is not None else 0
-    elif c is not None:
+    if days_s is not None:  # D-HH, D-HH:MM, D-HH:MM:SS
+        days, hours, minutes, seconds = int(days_s), int(a), int(b or 0), int(c or 0)
+    elif c is not None:  # HH:MM:SS
         days, hours, minutes, seconds = 0, int(a), int(b or 0), int(c)
-    elif b is not None:
+    elif b is not None:  # MM:SS
         days, hours, minutes, seconds = 0, 0, int(a), int(b)
-    else:
+    else:  # MM
         days, hours, minutes, seconds = 0, 0, int(a), 0
-    if days_s is not None and hours > 23:
-        raise bad
-    # in a colon form, every field after the first is a clock field (< 60)
-    if (c is not None and (minutes > 59 or seconds > 59)) or (
-        b is not None and c is None and days_s is None and seconds > 59
-    ):
-        raise bad
-    if days_s is not None and b is not None and minutes > 59:
-        raise bad
     return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
@@ -273,3 +264,92 @@ SIGNAL_NUMBERS = {
     "HUP": 1, "INT": 2, "QUIT": 3, "KILL": 9, "USR1": 10, "USR2": 12, "ALRM": 14,
     "TERM": 15, "CONT": 18, "STOP": 19, "TSTP": 20, "URG": 23, "XCPU": 24,
 }  # fmt: skip
+
+
+# ------------------------------------------------------------- srun --mpi, options
+
+#: MPI plugin types ``srun --mpi=list`` shows on Slurm 20.11 to 26.05 (the testbed's
+#: 22.05: pmix, none, cray_shasta, pmi2 and ``pmix_v4``; Debian's 26.05: none,
+#: cray_shasta, pmi2).  ``pmix`` also comes versioned: ``pmix_v3``, ``pmix_v4``...
+#: A site names its own in ``mpi.pmi_types``; this table is the fallback.
+SRUN_MPI_PLUGINS = ("none", "pmi2", "pmix", "pmix_vN", "cray_shasta")
+#: The form of an MPI plugin name.
+PMI_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_PMIX_VERSIONED = re.compile(r"pmix_v[0-9]+")
+
+
+def pmi_family(name: str) -> str:
+    """``pmix`` for ``pmix``/``pmix_v4``..., else the name itself."""
+    return "pmix" if _PMIX_VERSIONED.fullmatch(name) else name
+
+
+def check_pmi(
+    value: object,
+    what: str,
+    allowed: Optional[Sequence[str]] = None,
+    error: type[InputError] = JobSpecError,
+) -> str:
+    """An ``srun --mpi=`` value: a plugin name, one of ``allowed`` (the site's list)
+    when given, else one of :data:`SRUN_MPI_PLUGINS`."""
+    if not isinstance(value, str) or not PMI_NAME.fullmatch(value):
+        raise error(
+            f"{what} = {value!r} is not an srun MPI plugin name",
+            "write a name srun --mpi=list shows, e.g. pmix, pmi2, cray_shasta or none",
+        )
+    if allowed is not None:
+        if value not in allowed:
+            raise error(
+                f"{what} = {value!r} is not a PMI type this site offers",
+                _hint(value, allowed, "the site's mpi.pmi_types (srun --mpi=list)"),
+            )
+        return value
+    if value not in SRUN_MPI_PLUGINS and not _PMIX_VERSIONED.fullmatch(value):
+        raise error(
+            f"{what} = {value!r} is not an srun MPI plugin",
+            _hint(value, SRUN_MPI_PLUGINS, "srun --mpi= takes"),
+        )
+    return value
+
+
+#: srun options a job file may not pass (``mpi.srun_options``): hpcbridge sets them
+#: itself, or a job key says them.
+SRUN_OWNED_OPTIONS = {
+    "mpi": "mpi.pmi", "nodes": "resources.nodes", "ntasks": "resources.ntasks",
+    "ntasks-per-node": "resources.ntasks_per_node", "cpus-per-task": "resources.cpus_per_task",
+    "export": "nothing: hpcbridge forwards the task environment itself",
+    "job-name": "name", "output": "output", "error": "error", "input": "nothing",
+    "partition": "resources.partition", "time": "resources.time", "chdir": "pwd",
+    "container": "nothing: the job already runs in a container",
+    "kill-on-bad-exit": "nothing: hpcbridge sets it when the job has run-time checks",
+}  # fmt: skip
+_SRUN_OPTION = re.compile(r"--([a-z][a-z0-9-]*)(?:=(.*))?", re.S)
+
+
+def parse_srun_option(
+    value: object, what: str, allowed: Optional[Sequence[str]] = None
+) -> tuple[str, Optional[str]]:
+    """``--name[=value]`` -> (name, value); refuses short options, owned names and, with
+    ``allowed`` (the site's ``mpi.srun_options``), names outside it."""
+    fix = 'write the long form with "=", e.g. "--cpu-bind=mask_cpu:0x1,0x2"'
+    m = _SRUN_OPTION.fullmatch(value) if isinstance(value, str) else None
+    if m is None:
+        raise JobSpecError(f"{what} = {value!r} is not an srun option", fix)
+    name, arg = m.group(1), m.group(2)
+    if arg is not None and any(c in arg for c in "\n\r\x00"):
+        raise JobSpecError(f"{what} = {value!r} contains a line break", "write it on one line")
+    if name in SRUN_OWNED_OPTIONS:
+        raise JobSpecError(
+            f"{what} = {value!r} sets srun --{name}", f"use {SRUN_OWNED_OPTIONS[name]} instead"
+        )
+    if allowed is not None and name not in allowed:
+        raise JobSpecError(
+            f"{what} = {value!r}: this site does not allow srun --{name}",
+            _hint(name, allowed, "the site's mpi.srun_options"),
+        )
+    return name, arg
+
+
+def _hint(word: str, choices: Sequence[str], what: str) -> str:
+    best = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    lead = f"did you mean {best[0]!r}? " if best else ""
+    return f"{lead}{what}: {', '.join(choices) or '(none)'}"

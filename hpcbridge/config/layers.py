@@ -35,6 +35,7 @@ from hpcbridge.errors import ConfigError
 from hpcbridge.fsutil import xdg_dir
 from hpcbridge.images.sif.compression import bounds as level_bounds
 from hpcbridge.images.sif.compression import with_levels
+from hpcbridge.slurm_syntax import check_pmi
 
 #: Level of the defaults and the site file; user, project, env and CLI are above it.
 SITE_LEVEL = 1
@@ -152,6 +153,7 @@ def _all_keys(partition_names: Sequence[str]) -> list[str]:
 def _check(cfg: Config) -> None:
     """Cross-key checks, naming the source of the offending value."""
     _check_polling(cfg)
+    _check_pmi(cfg)
     bounds = level_bounds(cfg.convert.compression)
     if bounds is None and cfg.set_no_earlier("convert.level", "convert.compression"):
         raise ConfigError(  # a level from a lower layer (the site's, for gzip) does not apply
@@ -185,6 +187,15 @@ def _check(cfg: Config) -> None:
                 'has gpus_per_node but gpu_vendor = "none"',
                 'set gpu_vendor = "nvidia" or "amd"',
             )
+
+
+def _check_pmi(cfg: Config) -> None:
+    """Every PMI the site names is one srun has here (mpi.pmi_types) or has had at all."""
+    named = [(f"mpi.{k}", getattr(cfg.mpi, k)) for k in ("pmi", "openmpi_pmi", "mpich_pmi")]
+    named += [(f"partitions.{p.name}.default_mpi", p.default_mpi) for p in cfg.partitions.values()]
+    for dotted, value in named:
+        if value is not None:
+            check_pmi(value, f"{cfg.source_of(dotted)}: {dotted}", cfg.mpi.pmi_types, ConfigError)
 
 
 def _check_polling(cfg: Config) -> None:

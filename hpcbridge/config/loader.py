@@ -5,6 +5,10 @@ Layers, lowest first: packaged ``defaults.toml`` < site file
 (``$XDG_CONFIG_HOME/hpcbridge/config.toml``) < project ``hpcbridge.toml`` in the
 working directory < ``HPCBRIDGE_<SECTION>_<KEY>`` variables < CLI overrides.
 
+A project ``hpcbridge.toml`` that is a job file (it has ``image = ...``) is not a
+configuration: it is skipped with a warning (``config show`` prints it), so a job
+file of that name still renders and submits.
+
 Site policy that later layers cannot weaken: ``polling.min_interval`` of the
 site layer is a floor (lower values are raised to it, with a warning);
 ``binds.deny`` of later layers is added to the site's list, never replaces it;
@@ -16,6 +20,7 @@ read of the defaults; everything else is pure.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -250,11 +255,18 @@ def load_config(
         (xdg_dir("config", env) / "config.toml", None, SITE_LEVEL + 1),
         (Path(here) / PROJECT_FILE, None, SITE_LEVEL + 2),
     ]
+    warnings: list[str] = []
     for path, label, level in candidates:
         if not _is_file(path):
             continue
         name = label or str(path)
         doc = read_layer_file(path, name)
+        if level == SITE_LEVEL + 2 and is_job_file(doc):
+            warnings.append(
+                f"{name} is a job file (it has image = ...), not a project configuration: "
+                "it is not read as configuration; rename it (e.g. job.toml) to silence this"
+            )
+            continue
         values = parse_document(doc, name, str(path.parent.absolute()), env)
         if level > SITE_LEVEL and "binds.allow" in values:
             raise ConfigError(
@@ -269,7 +281,14 @@ def load_config(
         if "binds.allow" in layer.values:
             key_label = layer.labels["binds.allow"]
             raise ConfigError(f"{key_label}: binds.allow can only be set in the site file")
-    return build_config(layers, files, env)
+    cfg = build_config(layers, files, env)
+    return dataclasses.replace(cfg, warnings=(*warnings, *cfg.warnings)) if warnings else cfg
+
+
+def is_job_file(doc: Mapping[str, Any]) -> bool:
+    """Whether a parsed ``hpcbridge.toml`` is a job file: it names an ``image`` at the top
+    (a configuration file holds only ``[section]`` tables)."""
+    return isinstance(doc.get("image"), str)
 
 
 # ----------------------------------------------------------------------- check

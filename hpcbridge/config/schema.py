@@ -22,13 +22,16 @@ from hpcbridge.slurm_syntax import format_mem, format_time
 # Kinds (converted by hpcbridge.config.values.CONVERTERS): str, bool, int (positive),
 # float (positive seconds), path, strlist, envlist (NAME or PREFIX*), pathlist (absolute,
 # P or P/**), bindlist, strmap (NAME -> text), time (Slurm time limit or UNLIMITED),
-# mem (Slurm size), choice:a|b|c.  An "opt" prefix: the key may stay unset (None).
+# mem (Slurm size), pmi (an srun MPI plugin name), pmilist, flaglist (runtime flag
+# names), srunoptlist (srun long option names), choice:a|b|c.  An "opt" prefix: the
+# key may stay unset (None).
 FIELDS: dict[str, dict[str, str]] = {
     "runtime": {
         "flavor": "choice:apptainer|singularity",
         "executable": "optstr",
         "version": "optstr",
         "modules": "strlist",
+        "deny_flags": "flaglist",
     },
     "binds": {"default": "bindlist", "deny": "pathlist", "allow": "optpathlist"},
     "cache": {"dir": "optpath", "tmp_dir": "optpath", "shared": "bool", "group": "str"},
@@ -48,9 +51,11 @@ FIELDS: dict[str, dict[str, str]] = {
     "templates": {"dir": "optpath"},
     "gpu": {"request": "choice:gres|gpus", "gres_name": "str"},
     "mpi": {
-        "pmi": "choice:pmix|pmi2",
-        "openmpi_pmi": "choice:pmix|pmi2",
-        "mpich_pmi": "choice:pmix|pmi2",
+        "pmi": "pmi",
+        "openmpi_pmi": "pmi",
+        "mpich_pmi": "pmi",
+        "pmi_types": "optpmilist",
+        "srun_options": "srunoptlist",
         "env": "strmap",
         "openmpi_env": "strmap",
         "mpich_env": "strmap",
@@ -65,7 +70,7 @@ PARTITION_FIELDS: dict[str, str] = {
     "gpu_vendor": "choice:none|nvidia|amd",
     "gres_name": "optstr",
     "gpus_per_node": "optint",
-    "default_mpi": "optchoice:pmix|pmi2",
+    "default_mpi": "optpmi",
     "default": "bool",
     "max_nodes": "optint",
     "cpus_per_node": "optint",
@@ -81,6 +86,7 @@ class RuntimeConfig:
     executable: str  # name on PATH or absolute path (default: the flavor's name)
     version: Optional[str]  # e.g. "1.4.5"; None: unknown (detected by whoever needs it)
     modules: tuple[str, ...]  # environment modules loaded before the runtime runs
+    deny_flags: tuple[str, ...]  # runtime flags jobs may not use (long names: "fakeroot")
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,8 @@ class MpiConfig:
     pmi: str  # srun --mpi= default when neither job, partition nor flavor decides
     openmpi_pmi: str  # PMI for images whose MPI is Open MPI
     mpich_pmi: str  # PMI for images whose MPI is MPICH
+    pmi_types: Optional[tuple[str, ...]]  # srun --mpi=list here; None: any srun plugin name
+    srun_options: tuple[str, ...]  # srun options jobs may pass (mpi.srun_options), long names
     env: dict[str, str]  # variables set inside every MPI rank
     openmpi_env: dict[str, str]  # ... and only for images whose MPI is Open MPI
     mpich_env: dict[str, str]  # ... MPICH (UCX transports for unprivileged runtimes)
@@ -182,7 +190,7 @@ class Partition:
     gpu_vendor: str = "none"  # none | nvidia | amd
     gres_name: Optional[str] = None  # None: gpu.gres_name
     gpus_per_node: Optional[int] = None
-    default_mpi: Optional[str] = None  # pmix | pmi2
+    default_mpi: Optional[str] = None  # an srun --mpi= value (pmix, pmi2, cray_shasta...)
     default: bool = False  # the partition used when the job names none
     max_nodes: Optional[int] = None
     cpus_per_node: Optional[int] = None

@@ -1,8 +1,10 @@
 """Check a job against the site configuration; resolve site-dependent job values.
 
 :func:`validate_job` is shared by ``render``, ``submit`` and ``doctor``; it looks
-at the file system only to check bind sources (``os.path`` calls in
-:func:`_bind_source_problem`).  The ``effective_*`` helpers are pure and tell
+at the file system only to check that bind sources, overlays and inputs exist
+(``os.path`` calls).  Run-time paths (``$TMPDIR/x``, ``ov{rank}.ext3``) are
+checked by the task on its node instead; here only their literal directory prefix
+meets the site's deny/allow lists.  The ``effective_*`` helpers are pure and tell
 the renderer what the site decides for a job.
 """
 
@@ -13,9 +15,10 @@ from typing import Optional
 
 from hpcbridge.config.schema import Config, Partition
 from hpcbridge.errors import JobSpecError
-from hpcbridge.job.spec import BAD_PAIRINGS, JobSpec
-from hpcbridge.job.values import INPUT_FIELDS, Field, parse_template, unknown_hint
-from hpcbridge.slurm_syntax import format_mem, format_time
+from hpcbridge.job.flags import denied_flags
+from hpcbridge.job.spec import JobSpec, bad_pairing
+from hpcbridge.job.values import expand, parse_template, unknown_hint
+from hpcbridge.slurm_syntax import check_pmi, format_mem, format_time, parse_srun_option
 
 
 def resolve_partition(job: JobSpec, cfg: Config) -> Optional[Partition]:
@@ -105,14 +108,40 @@ def validate_job(job: JobSpec, cfg: Config) -> None:
             f"the array has {len(job.task_ids)} tasks, above this site's limit of {cfg.limits.max_tasks}",
             "split the work into several jobs",
         )
+    denied = denied_flags(job.apptainer, job.apptainer_env, cfg.runtime.deny_flags)
+    if denied:
+        raise JobSpecError(
+            f"{denied[0]}: this site does not allow --{denied[1]} "
+            f"(runtime.deny_flags, {cfg.source_of('runtime.deny_flags')})",
+            "remove it, or ask the site admins",
+        )
+    _check_paths(job, cfg)
+
+
+def _check_paths(job: JobSpec, cfg: Config) -> None:
+    """Bind sources, overlays and inputs: the site's policy, and that they exist."""
     for i, bind in enumerate(job.binds):
         problem = bind_problem(bind.src, bind.per_task, cfg)
         if problem:
             raise JobSpecError(f"binds[{i}].src = {bind.src!r} {problem[0]}", problem[1])
+    for i, overlay in enumerate(job.overlays):
+        if overlay.per_task and not overlay.run_time:
+            paths = [expand(overlay.path, t, job.input_for(t)) for t in job.task_ids]
+        else:
+            paths = [overlay.path]
+        for path in dict.fromkeys(paths):
+            problem = bind_problem(path, overlay.run_time, cfg)
+            if problem:
+                raise JobSpecError(f"overlays[{i}] = {path!r} {problem[0]}", problem[1])
     for path in job.inputs:
         problem = _policy_problem(path, cfg)
         if problem:
             raise JobSpecError(f"input {path!r} {problem[0]}", problem[1])
+        if not os.path.exists(path):
+            raise JobSpecError(
+                f"input {path!r} does not exist",
+                "fix the path in inputs (relative paths are relative to the job file)",
+            )
 
 
 def _check_resources(job: JobSpec, part: Optional[Partition], pname: Optional[str]) -> None:
@@ -166,26 +195,35 @@ def _check_gpu(job: JobSpec, cfg: Config, part: Optional[Partition], pname: Opti
 
 def _check_mpi(job: JobSpec, cfg: Config) -> None:
     pmi = effective_pmi(job, cfg)
-    if pmi is not None and (job.mpi.flavor, pmi) in BAD_PAIRINGS:
+    if pmi is not None:
+        what = "mpi.pmi" if job.mpi.pmi else f"the site's PMI for this job (mpi.pmi = {pmi!r})"
+        check_pmi(pmi, what, cfg.mpi.pmi_types)
+    problem = bad_pairing(job.mpi.flavor, pmi)
+    if problem:
         raise JobSpecError(
-            f"mpi.flavor = {job.mpi.flavor!r} with the site's PMI {pmi!r} does not work",
-            BAD_PAIRINGS[(job.mpi.flavor, pmi)],
+            f"mpi.flavor = {job.mpi.flavor!r} with the site's PMI {pmi!r} does not work", problem
         )
+    for i, option in enumerate(job.mpi.srun_options):
+        parse_srun_option(option, f"mpi.srun_options[{i}]", cfg.mpi.srun_options)
     if job.mpi.model == "bind" and job.mpi.host_mpi_dir:
-        problem = bind_problem(job.mpi.host_mpi_dir, False, cfg)
-        if problem:
+        problem_dir = bind_problem(job.mpi.host_mpi_dir, False, cfg)
+        if problem_dir:
             raise JobSpecError(
-                f"mpi.host_mpi_dir = {job.mpi.host_mpi_dir!r} {problem[0]}", problem[1]
+                f"mpi.host_mpi_dir = {job.mpi.host_mpi_dir!r} {problem_dir[0]}", problem_dir[1]
             )
 
 
-def _static_prefix(src: str) -> str:
-    """The directory part of a per-task source before its first placeholder."""
+def _static_prefix(src: str) -> Optional[str]:
+    """The directory part of a templated path before its first placeholder or ``$VAR``
+    (None when it starts with one)."""
+    parts = parse_template(src, "bind", env_refs=True)
     literal = ""
-    for part in parse_template(src, "bind"):
+    for part in parts:
         if not isinstance(part, str):
             break
         literal += part
+    if not literal:
+        return None
     return (
         os.path.dirname(literal)
         if literal and not literal.endswith("/")
@@ -196,18 +234,21 @@ def _static_prefix(src: str) -> str:
 def bind_problem(src: str, per_task: bool, cfg: Config) -> Optional[tuple[str, str]]:
     """(what is wrong, fix) for a bind source under the site policy, or None when fine.
 
-    Per-task sources are checked by their literal directory prefix (they are created
-    per task); others must exist and pass the deny/allow lists (symlinks resolved).
+    Sources with placeholders or ``$VAR`` are checked by their literal directory
+    prefix (per-task ones are created per task, run-time ones checked on the node);
+    others must exist and pass the deny/allow lists (symlinks resolved).
     """
-    if per_task:
-        first = parse_template(src, "bind")[0]
-        if isinstance(first, Field) and first.name in INPUT_FIELDS:
-            return None  # the inputs themselves are checked one by one
-        return _policy_problem(_static_prefix(src), cfg, tree_only=True)
-    problem = _policy_problem(src, cfg)
+    parts = parse_template(src, "bind", env_refs=True)
+    if per_task or not all(isinstance(p, str) for p in parts):
+        prefix = _static_prefix(src)
+        if prefix is None:
+            return None  # starts with {input} (checked one by one) or a variable (on the node)
+        return _policy_problem(prefix, cfg, tree_only=True)
+    path = "".join(p for p in parts if isinstance(p, str))  # {{, }} and $$ unescaped
+    problem = _policy_problem(path, cfg)
     if problem:
         return problem
-    if not os.path.exists(src):
+    if not os.path.exists(path):
         return ("does not exist", "create it, fix the path, or make it per-task with {task}")
     return None
 

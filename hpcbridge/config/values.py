@@ -17,9 +17,9 @@ from typing import Any, Callable
 
 from hpcbridge import _toml
 from hpcbridge.errors import ConfigError, JobSpecError
-from hpcbridge.job.sections import parse_binds
+from hpcbridge.job.mounts import parse_binds
 from hpcbridge.job.values import ENV_NAME, unknown_hint
-from hpcbridge.slurm_syntax import parse_mem, parse_time_limit
+from hpcbridge.slurm_syntax import PMI_NAME, SRUN_OWNED_OPTIONS, parse_mem, parse_time_limit
 
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
@@ -157,6 +157,50 @@ def _str_map(value: Any, at: _At) -> dict[str, str]:
     return dict(value)
 
 
+def _pmi(value: Any, at: _At) -> str:
+    """An srun MPI plugin name (whether srun has it: the site's pmi_types, cross-checked)."""
+    if not isinstance(value, str) or not PMI_NAME.fullmatch(value):
+        raise at.bad(value, "is not an srun MPI plugin name", "e.g. pmix, pmi2, cray_shasta, none")
+    return value
+
+
+def _pmi_list(value: Any, at: _At) -> tuple[str, ...]:
+    items = _str_list(value, at)
+    for item in items:
+        _pmi(item, at)
+    return items
+
+
+def _flag_list(value: Any, at: _At) -> tuple[str, ...]:
+    """Runtime flag names (``fakeroot`` or ``--fakeroot``), checked against the flag table."""
+    from hpcbridge.job.flags import flag_table
+
+    out = []
+    for item in _str_list(value, at):
+        name = item.lstrip("-")
+        if name not in flag_table():
+            raise at.bad(
+                item, "is not an Apptainer flag", unknown_hint(name, flag_table(), "flags")
+            )
+        out.append(name)
+    return tuple(out)
+
+
+def _srun_option_list(value: Any, at: _At) -> tuple[str, ...]:
+    """srun long option names (``cpu-bind`` or ``--cpu-bind``) jobs may pass."""
+    out = []
+    for item in _str_list(value, at):
+        name = item.lstrip("-")
+        if not re.fullmatch(r"[a-z][a-z0-9-]*", name):
+            raise at.bad(item, "is not an srun option name", "e.g. cpu-bind or distribution")
+        if name in SRUN_OWNED_OPTIONS:
+            raise at.bad(
+                item, "is set by hpcbridge itself", f"jobs say it with {SRUN_OWNED_OPTIONS[name]}"
+            )
+        out.append(name)
+    return tuple(out)
+
+
 def _time(value: Any, at: _At) -> Any:
     return parse_time_limit(value, f"{at.label}: {at.dotted}", ConfigError)
 
@@ -180,6 +224,10 @@ CONVERTERS: dict[str, Callable[[Any, _At], Any]] = {
     "strmap": _str_map,
     "time": _time,
     "mem": _mem,
+    "pmi": _pmi,
+    "pmilist": _pmi_list,
+    "flaglist": _flag_list,
+    "srunoptlist": _srun_option_list,
 }
 
 
@@ -197,7 +245,7 @@ def _from_text(base: str, raw: str, dotted: str, label: str) -> Any:
             return int(text) if base == "int" else float(text)
         except ValueError:
             raise _bad(label, dotted, raw, "is not a number", "write e.g. 30") from None
-    if base in ("strlist", "envlist", "pathlist", "bindlist"):
+    if base in ("strlist", "envlist", "pathlist", "bindlist", "pmilist", "flaglist", "srunoptlist"):
         if text.startswith("["):
             return _toml_value(text, dotted, label)
         return [p.strip() for p in text.split(",") if p.strip()]

@@ -6,7 +6,15 @@ Pure: no file system or network access.  Accepted forms::
     docker-archive:PATH                              (``docker save`` / ``skopeo`` tarball)
     oci:DIR[:tag]                                    (OCI image layout directory)
     oci-archive:PATH[:tag]                           (tar of an OCI image layout)
-    PATH.sif                                         (an existing SIF, passed through)
+    PATH                                             (a local SIF or squashfs image file)
+
+A local image file is passed through and run as it is: a SIF, or a bare squashfs
+(Singularity 2 ``.simg`` images and enroot ``.sqsh`` files are squashfs; Apptainer
+runs them directly).  What names one: :func:`is_local_image_path` (a path: starts
+with ``/``, ``./``, ``../`` or ``~``, or ends in :data:`LOCAL_IMAGE_SUFFIXES`);
+callers that can look at the file system also treat any existing file as one (a
+local file is never taken for a Docker Hub name).  What it holds is decided by its
+content, not its name: :func:`image_file_format` reads the magic numbers.
 
 Docker Hub names are normalised like Docker does: ``busybox`` is
 ``docker.io/library/busybox:latest`` and is fetched from ``registry-1.docker.io``.
@@ -22,8 +30,16 @@ from hpcbridge.errors import InputError
 
 ACCEPTED_FORMS = (
     "docker://[registry/]repo[:tag|@sha256:<hex>], docker-archive:PATH, oci:DIR[:tag], "
-    "oci-archive:PATH[:tag] or a path to a .sif file"
+    "oci-archive:PATH[:tag] or the path of a SIF or squashfs image file"
 )
+#: File names taken as local image files even without a leading ``/`` or ``./``.
+LOCAL_IMAGE_SUFFIXES = (".sif", ".simg", ".sqsh", ".squashfs", ".img")
+#: Magic numbers: SIF (``SIF_MAGIC`` at byte 32) and squashfs (``hsqs`` little-endian
+#: at byte 0; ``sqsh`` is the big-endian form).  Bytes :func:`image_file_format` needs.
+SIF_MAGIC = (32, b"SIF_MAGIC")
+SQUASHFS_MAGICS = ((0, b"hsqs"), (0, b"sqsh"))
+MAGIC_BYTES = 64
+_ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.xz")
 
 #: ``(os, architecture, variant)``, e.g. ``("linux", "arm64", "v8")``.
 Platform = tuple[str, str, Optional[str]]
@@ -98,7 +114,8 @@ class ArchiveRef:
 
 @dataclass(frozen=True)
 class SifRef:
-    """An existing SIF file, passed through unchanged."""
+    """A local image file (SIF or squashfs, see :func:`image_file_format`), passed
+    through unchanged."""
 
     path: str
 
@@ -109,6 +126,29 @@ class SifRef:
 
 
 ImageRef = Union[RegistryRef, ArchiveRef, SifRef]
+#: Another name of :class:`SifRef`: any local image file, SIF or squashfs.
+LocalImageRef = SifRef
+
+
+def is_local_image_path(text: str) -> bool:
+    """Whether ``text`` names a local image file by its form: a path (``/``, ``./``,
+    ``../``, ``~``) or a name ending in :data:`LOCAL_IMAGE_SUFFIXES`."""
+    value = text.strip()
+    if not value or "://" in value or value.startswith(("docker-archive:", "oci:", "oci-archive:")):
+        return False
+    return value.startswith(("/", "./", "../", "~")) or value.lower().endswith(LOCAL_IMAGE_SUFFIXES)
+
+
+def image_file_format(head: bytes) -> Optional[str]:
+    """``"sif"`` or ``"squashfs"`` from the first :data:`MAGIC_BYTES` of a file; None
+    when it is neither (an ext3 image, a tarball, text...)."""
+    offset, magic = SIF_MAGIC
+    if head[offset : offset + len(magic)] == magic:
+        return "sif"
+    for offset, magic in SQUASHFS_MAGICS:
+        if head[offset : offset + len(magic)] == magic:
+            return "squashfs"
+    return None
 
 
 def is_loopback_host(host: str) -> bool:
@@ -144,14 +184,16 @@ def parse_ref(text: str) -> ImageRef:
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
     if scheme:
         raise _bad(text, f"the scheme {scheme.group(1)!r}:// is not supported")
-    if value.endswith(".sif"):
-        return SifRef(value)
-    if value.startswith(("/", "./", "../", "~")) or value in (".", ".."):
+    if value in (".", ".."):
+        raise _bad(text, "a directory is no image: for an OCI layout write oci:DIR")
+    if is_local_image_path(value) and value.lower().endswith(_ARCHIVE_SUFFIXES):
         raise _bad(
             text,
-            "a local path needs its format: docker-archive:PATH, oci:DIR, oci-archive:PATH, "
-            "or a file ending in .sif",
+            "a local path needs its format: docker-archive:PATH or oci-archive:PATH for a "
+            "tarball (a SIF or squashfs image file is used as it is)",
         )
+    if is_local_image_path(value):
+        return SifRef(value)
     return parse_docker(value, original=text, implicit=True)
 
 

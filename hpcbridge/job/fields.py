@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from hpcbridge.errors import JobSpecError
-from hpcbridge.job.values import Field, parse_template, unknown_hint
+from hpcbridge.job.values import TemplatePart, parse_template, unknown_hint
 
 
 def as_str(value: Any, key: str, *, allow_empty: bool = False) -> str:
@@ -16,6 +16,8 @@ def as_str(value: Any, key: str, *, allow_empty: bool = False) -> str:
         raise JobSpecError(f"{key} is empty", f"give {key} a value or remove it")
     if "\x00" in value:
         raise JobSpecError(f"{key} = {value!r} contains a NUL byte", "remove it")
+    if "\x1f" in value:  # the marker of run-time values in rendered scripts
+        raise JobSpecError(f"{key} = {value!r} contains the control character U+001F", "remove it")
     return value
 
 
@@ -44,8 +46,13 @@ def choice(value: Any, key: str, choices: Sequence[str]) -> str:
     return value
 
 
-def template(text: str, key: str, allowed: Sequence[str]) -> tuple[Field, ...]:
-    return tuple(p for p in parse_template(text, key, allowed) if isinstance(p, Field))
+def template(
+    text: str, key: str, allowed: Sequence[str], *, env_refs: bool = False
+) -> tuple[TemplatePart, ...]:
+    """The placeholders (and, with ``env_refs``, ``$VAR`` references) of ``text``."""
+    return tuple(
+        p for p in parse_template(text, key, allowed, env_refs=env_refs) if not isinstance(p, str)
+    )
 
 
 def as_list(value: Any, key: str) -> list[Any]:

@@ -1,8 +1,11 @@
 """Read a job file: :func:`load_job` and :func:`job_from_dict`.
 
 The only module of :mod:`hpcbridge.job` touching the file system: it reads the
-TOML job file and lists inputs (a glob, or the lines of an inputs file); the
-validation itself is :func:`hpcbridge.job.build.build_job`, which is pure.
+TOML job file, lists inputs (a glob, or the lines of an inputs file) and tells
+whether the image names an existing file (a local image, never a Docker Hub
+name); the validation itself is :func:`hpcbridge.job.build.build_job`, which is
+pure.  A job file may be named ``hpcbridge.toml``: the configuration loader then
+skips it as a project configuration (see :mod:`hpcbridge.config.loader`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,11 @@ def load_job(path: str | os.PathLike[str], sets: Sequence[str] = ()) -> JobSpec:
     try:
         data = apply_sets(data, sets)
         return build_job(
-            data, job_dir=job_dir, source=os.path.abspath(job_path), list_inputs=_list_inputs
+            data,
+            job_dir=job_dir,
+            source=os.path.abspath(job_path),
+            list_inputs=_list_inputs,
+            is_file=os.path.isfile,
         )
     except JobSpecError as exc:
         raise JobSpecError(f"{job_path}: {exc.message}", exc.hint) from None
@@ -44,7 +51,11 @@ def job_from_dict(
     """Build a job from an already-parsed mapping (inputs are globbed under ``job_dir``)."""
     merged = apply_sets(dict(data), sets)
     return build_job(
-        merged, job_dir=os.path.abspath(job_dir), source=source, list_inputs=_list_inputs
+        merged,
+        job_dir=os.path.abspath(job_dir),
+        source=source,
+        list_inputs=_list_inputs,
+        is_file=os.path.isfile,
     )
 
 

@@ -15,13 +15,17 @@ from hpcbridge import _toml as tomllib
 from hpcbridge.errors import JobSpecError
 from hpcbridge.job.values import unknown_hint
 
-# kind of each key: str, int, bool, time, mem, array, argv, list, lines, binds, env,
-# deps, inputs, or a nested table.
+# kind of each key: str, int, bool, time, mem, array, argv, list, lines, binds, env
+# (a table of NAME = "text"), flags (the runtime's flag table), deps, inputs, overlays,
+# or a nested table.
 SCHEMA: dict[str, Any] = {
     "name": "str",
     "image": "str",
     "command": "argv",
     "script": "str",
+    "run": "argv",
+    "app": "str",
+    "pwd": "str",
     "workdir": "str",
     "resources": {
         "partition": "str",
@@ -44,8 +48,20 @@ SCHEMA: dict[str, Any] = {
     "inputs": "inputs",
     "inputs_file": "str",
     "binds": "binds",
+    "overlays": "overlays",
     "env": "env",
-    "mpi": {"type": "str", "pmi": "str", "model": "str", "host_mpi_dir": "str", "flavor": "str"},
+    "host_env": "list",
+    "env_command": "env",
+    "apptainer": "flags",
+    "apptainer_env": "env",
+    "mpi": {
+        "type": "str",
+        "pmi": "str",
+        "model": "str",
+        "host_mpi_dir": "str",
+        "flavor": "str",
+        "srun_options": "list",
+    },
     "gpu": {"vendor": "str", "count": "int"},
     "modules": "list",
     "pre": "lines",
@@ -73,6 +89,22 @@ def check_keys(table: Mapping[str, Any], schema: Mapping[str, Any], prefix: str)
             raise JobSpecError(f"unknown key {dotted!r}", unknown_hint(key, schema))
 
 
+def documented_keys() -> list[str]:
+    """Every key as docs/jobs.md names it: dotted, with ``NAME``/``FLAG`` for the keys
+    of free-form tables (``env.NAME``, ``apptainer.FLAG``)."""
+    out: list[str] = []
+    for key, kind in SCHEMA.items():
+        if isinstance(kind, dict):
+            out += [f"{key}.{sub}" for sub in kind]
+        elif kind == "env":
+            out.append(f"{key}.NAME")
+        elif kind == "flags":
+            out.append(f"{key}.FLAG")
+        else:
+            out.append(key)
+    return out
+
+
 # ----------------------------------------------------------------------- --set
 
 
@@ -94,6 +126,12 @@ def apply_sets(data: dict[str, Any], sets: Sequence[str]) -> dict[str, Any]:
             if schema == "env" and i == len(parts) - 1:
                 target[part] = raw
                 break
+            if schema == "flags" and i == len(parts) - 1:
+                from hpcbridge.job.flags import flag_kind
+
+                kind = flag_kind(part)
+                target[part] = raw if kind is None else _typed(kind, raw, dotted)
+                break
             if not isinstance(schema, dict) or part not in schema:
                 choices = schema.keys() if isinstance(schema, dict) else ()
                 raise JobSpecError(
@@ -108,7 +146,7 @@ def apply_sets(data: dict[str, Any], sets: Sequence[str]) -> dict[str, Any]:
                     )
                 target[part] = _typed(sub, raw, dotted)
                 break
-            if isinstance(sub, dict) or sub == "env":
+            if isinstance(sub, dict) or sub in ("env", "flags"):
                 nxt = target.get(part)
                 if isinstance(nxt, str) and part == "mpi":
                     nxt = {"type": nxt}
@@ -139,7 +177,9 @@ def _typed(kind: str, raw: str, key: str) -> Any:
         if low in ("false", "no", "0", "off"):
             return False
         raise JobSpecError(f"--set {key}={raw!r} is not true/false", f"write --set {key}=true")
-    if kind in ("argv", "list", "lines", "binds", "deps", "inputs") and text.startswith("["):
+    if kind in ("argv", "list", "lines", "binds", "overlays", "deps", "inputs") and text.startswith(
+        "["
+    ):
         try:
             return tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError as exc:
@@ -153,6 +193,6 @@ def _typed(kind: str, raw: str, key: str) -> Any:
             raise JobSpecError(f"--set {key}={raw!r}: {exc}", "balance the quotes") from None
     if kind in ("list", "deps"):
         return [p.strip() for p in text.split(",") if p.strip()]
-    if kind == "binds":
+    if kind in ("binds", "overlays"):
         return [text]
     return raw

@@ -1,49 +1,34 @@
-"""Builders of the job-file sections: binds, env, resources, GPU, MPI, dependencies (pure)."""
+"""Builders of the job-file sections: resources, GPU, MPI, modules, extra_sbatch lines
+and dependencies (pure).  Binds and overlays: :mod:`hpcbridge.job.mounts`; the
+container environment: :mod:`hpcbridge.job.environment`; runtime flags:
+:mod:`hpcbridge.job.flags`."""
 
 from __future__ import annotations
 
-import os
 import posixpath
 import re
-from collections.abc import Sequence
 from typing import Any
 
 from hpcbridge.errors import JobSpecError
-from hpcbridge.job.fields import as_line, as_list, choice, opt_str, pos_int, template
+from hpcbridge.job.fields import as_line, as_list, choice, opt_str, pos_int
 from hpcbridge.job.schema import SCHEMA, check_keys
 from hpcbridge.job.spec import (
-    BAD_PAIRINGS,
     DEPENDENCY_TYPES,
     GPU_VENDORS,
     MPI_FLAVORS,
     MPI_MODELS,
     MPI_TYPES,
-    PMI_TYPES,
-    Bind,
     Dependency,
     GpuSpec,
     MpiSpec,
     Resources,
+    bad_pairing,
     gres_gpu_count,
 )
-from hpcbridge.job.values import ENV_NAME
-from hpcbridge.slurm_syntax import parse_mem, parse_time
+from hpcbridge.slurm_syntax import PMI_NAME, parse_mem, parse_srun_option, parse_time
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _GRES = re.compile(r"[A-Za-z0-9_.-]+(?::[A-Za-z0-9_.-]+)*")
-# environment names the runtime refuses or overwrites, and hpcbridge's own
-_ENV_REFUSED = {
-    "HOME": "Apptainer refuses to set HOME in the container; remove it",
-    "UID": "Apptainer ignores UID in the container environment",
-    "GID": "Apptainer ignores GID in the container environment",
-}
-_ENV_REFUSED_PREFIXES = (
-    "APPTAINER_",
-    "SINGULARITY_",
-    "APPTAINERENV_",
-    "SINGULARITYENV_",
-    "HPCBRIDGE_",
-)
 # sbatch options that have a job-file field (or that hpcbridge sets itself)
 _SBATCH_FIELDS = {
     "array": "array", "job-name": "name", "output": "output", "error": "error",
@@ -57,102 +42,6 @@ _SBATCH_FIELDS = {
     "dependency": "dependencies", "signal": "signal", "requeue": "requeue",
     "no-requeue": "requeue", "parsable": "nothing: hpcbridge adds it when submitting",
 }  # fmt: skip
-
-
-def container_path(path: str, key: str) -> None:
-    if not path.startswith("/"):
-        raise JobSpecError(
-            f"{key} = {path!r} is not an absolute container path", f"write /{path.lstrip('./')}"
-        )
-
-
-def _bind_from_str(text: str, key: str) -> dict[str, Any]:
-    parts = text.split(":")
-    if len(parts) > 3:
-        raise JobSpecError(
-            f"{key} = {text!r} has more than src:dst:mode",
-            'use a table: {src = "...", dst = "...", mode = "ro"}',
-        )
-    if len(parts) == 3:
-        return {"src": parts[0], "dst": parts[1], "mode": parts[2]}
-    if len(parts) == 2 and parts[1] in ("ro", "rw"):
-        return {"src": parts[0], "dst": parts[0], "mode": parts[1]}
-    return {"src": parts[0], "dst": parts[1] if len(parts) == 2 else parts[0]}
-
-
-def parse_binds(value: Any, job_dir: str, allowed: Sequence[str] = ()) -> tuple[Bind, ...]:
-    """Parse a binds list (short strings or tables); relative sources resolve under job_dir."""
-    items = [value] if isinstance(value, (str, dict)) else value
-    if not isinstance(items, list):
-        raise JobSpecError(f"binds = {value!r} is not a list", 'e.g. binds = ["data:/data:ro"]')
-    out: list[Bind] = []
-    for i, item in enumerate(items):
-        key = f"binds[{i}]"
-        if isinstance(item, str):
-            table = _bind_from_str(as_line(item, key), key)
-        elif isinstance(item, dict):
-            check_keys(item, {"src": 0, "dst": 0, "mode": 0}, f"{key}.")
-            table = item
-        else:
-            raise JobSpecError(
-                f'{key} = {item!r} is neither "src:dst[:mode]" nor a table',
-                'e.g. {src = "data", dst = "/data"}',
-            )
-        if "src" not in table:
-            raise JobSpecError(f"{key} has no src", "add src = HOST_PATH")
-        src = as_line(table["src"], f"{key}.src")
-        dst = as_line(table.get("dst", src), f"{key}.dst")
-        mode = choice(table.get("mode", "rw"), f"{key}.mode", ("ro", "rw"))
-        container_path(dst, f"{key}.dst")
-        if ":" in dst or "," in dst:
-            raise JobSpecError(
-                f"{key}.dst = {dst!r} contains ':' or ','",
-                "Apptainer cannot bind to such a path; choose another",
-            )
-        fields = template(src, f"{key}.src", allowed) + template(dst, f"{key}.dst", allowed)
-        host = src if os.path.isabs(src) or src.startswith("{input") else os.path.join(job_dir, src)
-        out.append(
-            Bind(os.path.normpath(host), posixpath.normpath(dst), mode, per_task=bool(fields))
-        )
-    seen: dict[str, int] = {}
-    for i, b in enumerate(out):
-        if b.dst in seen:
-            raise JobSpecError(
-                f"binds[{i}].dst = {b.dst!r} is already bound by binds[{seen[b.dst]}]",
-                "give each bind its own destination",
-            )
-        seen[b.dst] = i
-    return tuple(out)
-
-
-def parse_env(value: Any, allowed: Sequence[str]) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise JobSpecError(f"env = {value!r} is not a table", 'e.g. [env] OMP_NUM_THREADS = "4"')
-    out: dict[str, str] = {}
-    for name, val in value.items():
-        if not ENV_NAME.fullmatch(name):
-            raise JobSpecError(
-                f"env name {name!r} is not a valid variable name",
-                "use letters, digits and _, not starting with a digit",
-            )
-        if name in _ENV_REFUSED:
-            raise JobSpecError(f"env name {name!r} cannot be set", _ENV_REFUSED[name])
-        for prefix in _ENV_REFUSED_PREFIXES:
-            if name.startswith(prefix):
-                raise JobSpecError(
-                    f"env name {name!r} cannot be set",
-                    f"names starting with {prefix} are reserved for the runtime/hpcbridge",
-                )
-        if isinstance(val, bool) or not isinstance(val, (str, int, float)):
-            raise JobSpecError(
-                f"env.{name} = {val!r} is not a string", f'quote it: {name} = "{val}"'
-            )
-        text = val if isinstance(val, str) else str(val)
-        if "\x00" in text:
-            raise JobSpecError(f"env.{name} contains a NUL byte", "remove it")
-        template(text, f"env.{name}", allowed)
-        out[name] = text
-    return out
 
 
 def parse_resources(value: Any) -> Resources:
@@ -241,15 +130,27 @@ def parse_mpi(value: Any) -> MpiSpec:
         raise JobSpecError(f"mpi = {value!r} is not a table", 'write [mpi] type = "srun"')
     check_keys(value, SCHEMA["mpi"], "mpi.")
     mtype = choice(value.get("type", "none"), "mpi.type", MPI_TYPES)
-    pmi = None if value.get("pmi") is None else choice(value["pmi"], "mpi.pmi", PMI_TYPES)
+    pmi = None if value.get("pmi") is None else as_line(value["pmi"], "mpi.pmi")
+    if pmi is not None and not PMI_NAME.fullmatch(pmi):
+        raise JobSpecError(
+            f"mpi.pmi = {pmi!r} is not an srun MPI plugin name",
+            "write a name `srun --mpi=list` shows: pmix, pmix_v4, pmi2, cray_shasta, none...",
+        )
     model = choice(value.get("model", "hybrid"), "mpi.model", MPI_MODELS)
     flavor = choice(value.get("flavor", "unknown"), "mpi.flavor", MPI_FLAVORS)
     host_dir = opt_str(value, "host_mpi_dir", "mpi.host_mpi_dir")
-    if pmi is not None and mtype != "srun":
-        raise JobSpecError(
-            f'mpi.pmi = {pmi!r} applies only to type = "srun"',
-            f'set mpi.type = "srun" or remove pmi (type is {mtype!r})',
-        )
+    srun_options = tuple(
+        as_line(o, f"mpi.srun_options[{i}]")
+        for i, o in enumerate(as_list(value.get("srun_options", []), "mpi.srun_options"))
+    )
+    for i, option in enumerate(srun_options):
+        parse_srun_option(option, f"mpi.srun_options[{i}]")
+    for key, given in (("pmi", pmi), ("srun_options", srun_options)):
+        if given and mtype != "srun":
+            raise JobSpecError(
+                f'mpi.{key} = {given!r} applies only to type = "srun"',
+                f'set mpi.type = "srun" or remove {key} (type is {mtype!r})',
+            )
     if mtype == "none" and (model != "hybrid" or host_dir):
         raise JobSpecError(
             'mpi settings given but mpi.type is "none"', 'set mpi.type = "srun" or "mpirun"'
@@ -269,12 +170,11 @@ def parse_mpi(value: Any) -> MpiSpec:
             raise JobSpecError(
                 f"mpi.host_mpi_dir = {host_dir!r} is not absolute", "give the absolute host path"
             )
-    if pmi is not None and (flavor, pmi) in BAD_PAIRINGS:
-        raise JobSpecError(
-            f"mpi.flavor = {flavor!r} with mpi.pmi = {pmi!r} does not work",
-            BAD_PAIRINGS[(flavor, pmi)],
-        )
-    return MpiSpec(mtype, pmi, model, posixpath.normpath(host_dir) if host_dir else None, flavor)
+    problem = bad_pairing(flavor, pmi)
+    if problem:
+        raise JobSpecError(f"mpi.flavor = {flavor!r} with mpi.pmi = {pmi!r} does not work", problem)
+    norm_dir = posixpath.normpath(host_dir) if host_dir else None
+    return MpiSpec(mtype, pmi, model, norm_dir, flavor, srun_options)
 
 
 def parse_module(value: Any, i: int) -> str:

@@ -15,24 +15,25 @@ docs/jobs.md):
   at most :data:`MAX_NAME_LEN` characters, so it is safe in ``%x`` log names.
 * Per-task placeholders are Python format fields (``{task}``, ``{task:04d}``,
   ``{input}``, ``{input_name}``, ``{input_stem}``); literal braces are ``{{``/``}}``.
-  The ``script`` text is never templated (use ``$HPCBRIDGE_TASK`` etc. there).
+  Per-rank ones (``{rank}``, ``{local_rank}``, ``{node}``) and, in host paths,
+  ``$VAR`` are resolved by each task on its node.  The ``script`` text is never
+  templated (use ``$HPCBRIDGE_TASK`` etc. there).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional, Union
 
 from hpcbridge.errors import JobSpecError
-from hpcbridge.slurm_syntax import ArraySpec, format_mem, format_time
+from hpcbridge.slurm_syntax import ArraySpec, format_mem, format_time, pmi_family
 
 #: Longest job name accepted: hpcbridge's own limit, well under Slurm's 1024 characters
 #: (sbatch fails beyond), so ``%x`` log file names stay usable.
 MAX_NAME_LEN = 128
 
 MPI_TYPES = ("none", "srun", "mpirun")
-PMI_TYPES = ("pmix", "pmi2")
 MPI_MODELS = ("hybrid", "bind")
 MPI_FLAVORS = ("openmpi", "mpich", "unknown")
 GPU_VENDORS = ("nvidia", "amd")
@@ -45,13 +46,19 @@ DEPENDENCY_TYPES = (
     "afterburstbuffer",
     "singleton",
 )
-#: Launcher/PMI pairings verified broken on the testbed (see docs/jobs.md).
+#: Launcher/PMI pairings verified broken on the testbed (see docs/jobs.md), by the
+#: PMI's family (``pmix_v4`` is ``pmix``): see :func:`bad_pairing`.
 BAD_PAIRINGS = {
     ("openmpi", "pmi2"): 'Open MPI fails in MPI_Init with srun --mpi=pmi2; use pmi = "pmix"',
     ("mpich", "pmix"): (
         'MPICH with srun --mpi=pmix runs every rank as its own 1-rank job; use pmi = "pmi2"'
     ),
 }
+
+
+def bad_pairing(flavor: str, pmi: Optional[str]) -> Optional[str]:
+    """Why the image's MPI ``flavor`` cannot work with ``srun --mpi=pmi`` (None: it can)."""
+    return None if pmi is None else BAD_PAIRINGS.get((flavor, pmi_family(pmi)))
 
 
 @dataclass(frozen=True)
@@ -91,12 +98,15 @@ class Resources:
 @dataclass(frozen=True)
 class Bind:
     """A bind mount.  ``src`` is an absolute host path (may hold placeholders when
-    ``per_task``), ``dst`` an absolute container path."""
+    ``per_task``, ``$VAR`` and per-rank placeholders when ``run_time``), ``dst`` an
+    absolute container path."""
 
     src: str
     dst: str
     mode: str = "rw"  # "ro" | "rw"
-    per_task: bool = False  # src holds {task}/{input...}: expanded and created per task
+    per_task: bool = False  # src/dst hold placeholders: expanded (and rw sources created) per task
+    options: tuple[str, ...] = ()  # Apptainer bind options besides ro/rw: image-src=..., id=N
+    run_time: bool = False  # src holds $VAR or {rank}/{local_rank}/{node}: resolved on the node
 
     @property
     def read_only(self) -> bool:
@@ -104,12 +114,38 @@ class Bind:
 
 
 @dataclass(frozen=True)
+class Overlay:
+    """``--overlay PATH[:ro]``: an ext3 image, a squashfs image or a directory."""
+
+    path: str  # absolute host path; placeholders/$VAR as for bind sources
+    mode: str = "rw"  # "ro" | "rw"
+    per_task: bool = False  # holds {task}/{input...}
+    run_time: bool = False  # holds $VAR or a per-rank placeholder: checked on the node
+
+    @property
+    def read_only(self) -> bool:
+        return self.mode == "ro"
+
+
+#: A value of a runtime flag from the job's ``[apptainer]`` table.
+FlagValue = Union[bool, int, str, tuple[str, ...]]
+
+
+class RuntimeFlag(NamedTuple):
+    """One ``[apptainer]`` entry: the flag's long name (``contain``) and its value."""
+
+    name: str
+    value: FlagValue
+
+
+@dataclass(frozen=True)
 class MpiSpec:
     type: str = "none"  # none | srun | mpirun
-    pmi: Optional[str] = None  # pmix | pmi2 (srun only); None: the partition/site default
+    pmi: Optional[str] = None  # srun --mpi= (pmix, pmi2, cray_shasta, none...); None: site default
     model: str = "hybrid"  # hybrid | bind
     host_mpi_dir: Optional[str] = None  # bind model: host MPI installation (absolute)
     flavor: str = "unknown"  # the image's MPI: openmpi | mpich | unknown
+    srun_options: tuple[str, ...] = ()  # "--cpu-bind=mask_cpu:0x1,0x2", ... (srun only)
 
     @property
     def enabled(self) -> bool:
@@ -140,13 +176,21 @@ class JobSpec:
     name: str
     image: str
     command: Optional[tuple[str, ...]] = None  # argv run in the container ...
-    script: Optional[str] = None  # ... or text run by /bin/sh in the container
-    workdir: Optional[str] = None  # container cwd; None: image WorkingDir, else submit cwd
+    script: Optional[str] = None  # ... or text run by /bin/sh in the container ...
+    run: Optional[tuple[str, ...]] = None  # ... or the runscript's arguments (apptainer run)
+    app: Optional[str] = None  # --app NAME
+    pwd: Optional[str] = None  # container cwd (--pwd); None: image WorkingDir, else submit cwd
+    pwd_key: str = "pwd"  # the key that set it: "pwd", or "workdir" (its old name)
     resources: Resources = field(default_factory=Resources)
     array: Optional[ArraySpec] = None
     inputs: tuple[str, ...] = ()  # absolute host paths; task i gets inputs[i] as {input}
     binds: tuple[Bind, ...] = ()
+    overlays: tuple[Overlay, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    host_env: tuple[str, ...] = ()  # host variables forwarded under their own name (NAME, PRE*)
+    env_command: Mapping[str, str] = field(default_factory=dict)  # NAME -> command, on the node
+    apptainer: tuple[RuntimeFlag, ...] = ()  # runtime flags ([apptainer] table)
+    apptainer_env: Mapping[str, str] = field(default_factory=dict)  # APPTAINER_* for the runtime
     mpi: MpiSpec = field(default_factory=MpiSpec)
     gpu: GpuSpec = field(default_factory=GpuSpec)
     modules: tuple[str, ...] = ()
@@ -160,6 +204,11 @@ class JobSpec:
     error: Optional[str] = None
     job_dir: str = "."  # directory of the job file (relative paths were resolved there)
     source: Optional[str] = None  # the job file path, when loaded from one
+
+    @property
+    def action(self) -> str:
+        """The runtime's subcommand: ``run`` (the image's runscript) or ``exec``."""
+        return "run" if self.run is not None else "exec"
 
     @property
     def is_array(self) -> bool:
@@ -197,6 +246,9 @@ class JobSpec:
         """JSON-able dict (time and memory in canonical Slurm text form)."""
         d = asdict(self)
         d["env"] = dict(self.env)
+        d["env_command"] = dict(self.env_command)
+        d["apptainer_env"] = dict(self.apptainer_env)
+        d["apptainer"] = {f.name: f.value for f in self.apptainer}
         d["resources"]["time"] = self.resources.time_str
         d["resources"]["mem"] = self.resources.mem_str
         d["resources"]["mem_per_cpu"] = self.resources.mem_per_cpu_str

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -68,10 +68,13 @@ def parse_signal(value: object, what: str = "signal") -> str:
 
 #: Per-task placeholders: ``{task}`` is the global array index (int); ``{input}``
 #: the task's input path, ``{input_name}`` its file name, ``{input_stem}`` the file
-#: name without its last suffix (strings).
+#: name without its last suffix (strings).  Per-rank placeholders, known only to
+#: each rank on its node: ``{rank}`` (``SLURM_PROCID``; the MPI rank under mpirun),
+#: ``{local_rank}`` (``SLURM_LOCALID``), ``{node}`` (``SLURMD_NODENAME``).
 TASK_FIELDS = ("task",)
 INPUT_FIELDS = ("input", "input_name", "input_stem")
-PLACEHOLDERS = TASK_FIELDS + INPUT_FIELDS
+RANK_FIELDS = ("rank", "local_rank", "node")
+PLACEHOLDERS = TASK_FIELDS + INPUT_FIELDS + RANK_FIELDS
 
 
 @dataclass(frozen=True)
@@ -82,22 +85,67 @@ class Field:
     spec: str = ""
 
 
-TemplatePart = Union[str, Field]
+@dataclass(frozen=True)
+class EnvRef:
+    """``$NAME`` or ``${NAME}`` in a host path: the variable's value on the node,
+    read by each task (rank) when it starts, never on the login node."""
+
+    name: str
+
+
+TemplatePart = Union[str, Field, EnvRef]
+
+_DOLLAR = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))?")
 
 
 def parse_template(
-    text: str, what: str, allowed: Sequence[str] = PLACEHOLDERS
+    text: str, what: str, allowed: Sequence[str] = PLACEHOLDERS, *, env_refs: bool = False
 ) -> tuple[TemplatePart, ...]:
-    """Split ``text`` into literal strings and :class:`Field` placeholders.
+    """Split ``text`` into literal strings, :class:`Field` placeholders and, with
+    ``env_refs``, :class:`EnvRef` variables (``$$`` is a literal ``$``).
 
     ``{{`` and ``}}`` are literal braces.  Unknown placeholders, conversions
     (``!r``), attribute/index access and invalid format specs are errors naming them.
     """
+    if not env_refs:
+        return _merge(_parse_fields(text, what, allowed))
+    parts: list[TemplatePart] = []
+    at = 0
+    for m in _DOLLAR.finditer(text):
+        parts.extend(_parse_fields(text[at : m.start()], what, allowed, whole=text))
+        at = m.end()
+        if m.group(1):
+            parts.append("$")
+        elif m.group(2) or m.group(3):
+            parts.append(EnvRef(m.group(2) or m.group(3)))
+        else:
+            raise JobSpecError(
+                f"{what} = {text!r}: '$' must start a variable, $NAME or ${{NAME}}",
+                "write $$ for a literal $",
+            )
+    parts.extend(_parse_fields(text[at:], what, allowed, whole=text))
+    return _merge(parts)
+
+
+def _merge(parts: Iterable[TemplatePart]) -> tuple[TemplatePart, ...]:
+    out: list[TemplatePart] = []
+    for part in parts:
+        if isinstance(part, str) and out and isinstance(out[-1], str):
+            out[-1] += part
+        elif part != "":
+            out.append(part)
+    return tuple(out)
+
+
+def _parse_fields(
+    text: str, what: str, allowed: Sequence[str], whole: Optional[str] = None
+) -> list[TemplatePart]:
+    shown = text if whole is None else whole
     escape = "write {{ and }} for literal braces"
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError as exc:
-        raise JobSpecError(f"{what} = {text!r}: {exc}", escape) from None
+        raise JobSpecError(f"{what} = {shown!r}: {exc}", escape) from None
     parts: list[TemplatePart] = []
     for literal, name, spec, conversion in parsed:
         if literal:
@@ -106,33 +154,50 @@ def parse_template(
             continue
         if name not in PLACEHOLDERS:
             raise JobSpecError(
-                f"{what} = {text!r}: unknown placeholder {{{name}}}",
+                f"{what} = {shown!r}: unknown placeholder {{{name}}}",
                 f"{unknown_hint(name, allowed, 'placeholders here')}; {escape}",
             )
         if name not in allowed:
             raise JobSpecError(
-                f"{what} = {text!r}: placeholder {{{name}}} is not available here",
+                f"{what} = {shown!r}: placeholder {{{name}}} is not available here",
                 (f"placeholders here: {', '.join(allowed)}" if allowed else "no placeholders")
                 + f"; {escape}",
             )
         if conversion:
             raise JobSpecError(
-                f"{what} = {text!r}: conversion !{conversion} in {{{name}}} is not supported",
+                f"{what} = {shown!r}: conversion !{conversion} in {{{name}}} is not supported",
                 f"write {{{name}}} or {{{name}:FORMAT}}",
             )
-        spec = spec or ""
-        if "{" in spec:
-            raise JobSpecError(f"{what} = {text!r}: nested placeholder in {{{name}}}", escape)
-        sample: object = 0 if name in TASK_FIELDS else "x"
-        try:
-            format(sample, spec)
-        except (ValueError, TypeError):
-            raise JobSpecError(
-                f"{what} = {text!r}: invalid format {spec!r} for {{{name}}}",
-                "e.g. {task:04d}" if name in TASK_FIELDS else f"write {{{name}}}",
-            ) from None
-        parts.append(Field(name, spec))
-    return tuple(parts)
+        parts.append(Field(name, _checked_spec(name, spec or "", shown, what)))
+    return parts
+
+
+def _checked_spec(name: str, spec: str, shown: str, what: str) -> str:
+    escape = "write {{ and }} for literal braces"
+    if "{" in spec:
+        raise JobSpecError(f"{what} = {shown!r}: nested placeholder in {{{name}}}", escape)
+    if spec and name in RANK_FIELDS:
+        raise JobSpecError(
+            f"{what} = {shown!r}: {{{name}:{spec}}} takes no format",
+            f"write {{{name}}}; only {{task}} takes a format",
+        )
+    sample: object = 0 if name in TASK_FIELDS else "x"
+    try:
+        format(sample, spec)
+    except (ValueError, TypeError):
+        raise JobSpecError(
+            f"{what} = {shown!r}: invalid format {spec!r} for {{{name}}}",
+            "e.g. {task:04d}" if name in TASK_FIELDS else f"write {{{name}}}",
+        ) from None
+    return spec
+
+
+def is_run_time(parts: Iterable[TemplatePart]) -> bool:
+    """Whether a template needs values only the task on its node knows (a ``$VAR`` or
+    a per-rank placeholder)."""
+    return any(
+        isinstance(p, EnvRef) or (isinstance(p, Field) and p.name in RANK_FIELDS) for p in parts
+    )
 
 
 def input_fields(path: str) -> dict[str, str]:
@@ -143,18 +208,31 @@ def input_fields(path: str) -> dict[str, str]:
     return {"input": path, "input_name": name, "input_stem": stem}
 
 
-def expand(text: str, task: int, input_path: Optional[str] = None) -> str:
-    """Expand the placeholders of ``text`` for one task: the meaning the rendered
-    script reproduces in bash (the tests compare the two)."""
+def expand(
+    text: str,
+    task: int,
+    input_path: Optional[str] = None,
+    *,
+    rank: Optional[Mapping[str, str]] = None,
+    environ: Optional[Mapping[str, str]] = None,
+) -> str:
+    """Expand the placeholders of ``text`` for one task (and, given ``rank`` values and
+    ``environ``, one rank): the meaning the rendered script reproduces in bash (the
+    tests compare the two)."""
     out: list[str] = []
-    for part in parse_template(text, "template"):
+    for part in parse_template(text, "template", env_refs=environ is not None):
         if isinstance(part, str):
             out.append(part)
-            continue
-        if part.name == "task":
+        elif isinstance(part, EnvRef):
+            out.append((environ or {})[part.name])
+        elif part.name == "task":
             out.append(format(task, part.spec))
-            continue
-        if input_path is None:
+        elif part.name in RANK_FIELDS:
+            if rank is None:
+                raise JobSpecError(f"{{{part.name}}} is known only on the node", "give rank")
+            out.append(rank[part.name])
+        elif input_path is None:
             raise JobSpecError(f"{{{part.name}}} used but the job has no inputs", "set inputs")
-        out.append(format(input_fields(input_path)[part.name], part.spec))
+        else:
+            out.append(format(input_fields(input_path)[part.name], part.spec))
     return "".join(out)

@@ -1,8 +1,11 @@
-"""Build ``apptainer exec`` / ``singularity exec`` argv lists (pure).
+"""Build ``apptainer exec|run`` / ``singularity exec|run`` argv lists (pure).
 
 The runtime's CLI stops parsing flags at the first positional argument, so the
 order is fixed: executable, global flags, subcommand, action flags, image,
-command.  Everything the container needs from the environment is passed by the
+command (or the runscript's arguments).  The builders take typed values
+(:class:`ContainerCall`, :class:`BindArg`, :class:`OverlayArg`, flag name and
+value for :func:`flag_args`), not job files: the job renderer and the pyxis
+entry share them.  Everything the container needs from the environment is passed by the
 per-task launcher (:mod:`hpcbridge.render.launcher`) as ``APPTAINERENV_*``
 variables, never as ``--env`` (whose comma/``=`` parsing would mangle values).
 
@@ -28,12 +31,27 @@ TASK_VAR_PREFIX = "hpcb_task"
 _UNSAFE_FOR_B = set(',:"\\^') | {chr(c) for c in range(32)} | {"\x7f"}
 
 
+#: Shell variables of run-time marks (``{rank}``, ``$VAR``): the launcher replaces them
+#: with values it checks are free of ``,`` and ``:`` (see render/runtime.py).
+MARK_VAR_PREFIXES = ("hpcb_at_", "hpcb_env_")
+
+
 @dataclass(frozen=True)
 class BindArg:
-    """One bind mount: host ``src`` to container ``dst`` (both absolute)."""
+    """One bind mount: host ``src`` to container ``dst`` (both absolute), read-only or
+    not, and Apptainer's other bind options (``image-src=/dir``, ``id=N``)."""
 
     src: Arg
     dst: Arg
+    readonly: bool = False
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OverlayArg:
+    """``--overlay PATH[:ro]``: an ext3 or squashfs image file or a directory."""
+
+    path: Arg
     readonly: bool = False
 
 
@@ -42,19 +60,21 @@ class ContainerCall:
     """Everything the argv builder needs; independent of the job model."""
 
     image: str
-    command: tuple[Arg, ...]
+    command: tuple[Arg, ...]  # exec: the argv; run: the runscript's arguments (may be empty)
     flavor: str = "apptainer"
     executable: str = "apptainer"
     version: Optional[str] = None
-    subcommand: str = "exec"
+    subcommand: str = "exec"  # exec | run
     binds: tuple[BindArg, ...] = ()
     pwd: Optional[Arg] = None
     cleanenv: bool = True
     gpu: Optional[str] = None  # "nvidia" | "amd" | None
     no_home: bool = False
     writable_tmpfs: bool = False
-    global_flags: tuple[str, ...] = ()
-    extra_options: tuple[str, ...] = ()
+    global_flags: tuple[Arg, ...] = ()  # before the subcommand: flag_args(...) of global flags
+    extra_options: tuple[Arg, ...] = ()  # before the image: flag_args(...) of action flags
+    overlays: tuple[OverlayArg, ...] = ()
+    app: Optional[str] = None  # --app NAME
 
 
 def env_prefix(flavor: str) -> str:
@@ -92,6 +112,10 @@ def build_argv(call: ContainerCall) -> list[Arg]:
         raise JobSpecError(f"gpu vendor {call.gpu!r} is not known", "use 'nvidia' or 'amd'")
     if call.writable_tmpfs:
         opts.append("--writable-tmpfs")
+    if call.app is not None:
+        opts.extend(["--app", call.app])
+    for overlay in call.overlays:
+        opts.extend(overlay_args(overlay))
     for bind in call.binds:
         opts.extend(bind_args(bind, call.flavor))
     if call.pwd is not None:
@@ -130,6 +154,50 @@ def group_argv(argv: Sequence[Arg], flavor: str) -> tuple[tuple[Arg, ...], ...]:
     return tuple(groups)
 
 
+def flag_args(name: str, value: object) -> list[Arg]:
+    """A runtime flag by its long name and value: ``True`` -> ``["--contain"]``, a
+    string/``Word`` -> ``["--workdir", value]``, an int -> ``["--pids-limit", "5"]``, a
+    list -> ``["--no-mount", "tmp,home"]`` (elements free of commas)."""
+    flag = "--" + name
+    if value is True:
+        return [flag]
+    if value is False or value is None:
+        return []
+    if isinstance(value, int):
+        return [flag, str(value)]
+    if isinstance(value, (str, Word)):
+        return [flag, value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        if any("," in v for v in value):
+            raise JobSpecError(f"{flag}: {list(value)!r} has a value containing ','")
+        return [flag, ",".join(value)]
+    raise TypeError(f"flag_args: cannot write {flag} = {value!r}")
+
+
+def overlay_args(overlay: OverlayArg) -> list[Arg]:
+    """``["--overlay", "PATH[:ro]"]``; the path must be free of ``,``, ``:`` and ``"``
+    (Apptainer CSV-splits the value and splits it on ``:``)."""
+    text = _literal_text(overlay.path)
+    if any(c in text for c in ',:"\n\r'):
+        raise JobSpecError(
+            f"overlay {display(overlay.path)!r} contains ',', ':', '\"' or a line break",
+            "Apptainer's --overlay cannot take such a path; rename it",
+        )
+    for part in _parts(overlay.path):
+        if isinstance(part, Var) and not part.name.startswith(
+            (TASK_VAR_PREFIX, *MARK_VAR_PREFIXES)
+        ):
+            raise JobSpecError(
+                f"overlay {display(overlay.path)!r}: an input path cannot name an overlay",
+                "use {task} or {rank} in overlay paths",
+            )
+    path = overlay.path
+    if overlay.readonly:
+        path = Word.of(*_parts(path), ":ro")
+        path = path.literal if path.is_literal else path
+    return ["--overlay", path]
+
+
 def check_argv(argv: Sequence[Arg], flavor: str, version: Optional[str]) -> None:
     """Refuse a flag the configured runtime/version does not have (render-time check)."""
     parse_command([display(a) for a in argv], flavor, version)
@@ -149,10 +217,11 @@ def bind_args(bind: BindArg, flavor: str) -> list[Arg]:
             raise JobSpecError(
                 f"bind {what} {text!r} contains a line break", "rename the directory"
             )
+    options = (("ro",) if bind.readonly else ()) + bind.options
     if all(_plain(v) for v in (bind.src, bind.dst)):
         parts: list[str | Var] = [*_parts(bind.src), ":", *_parts(bind.dst)]
-        if bind.readonly:
-            parts.append(":ro")
+        if options:
+            parts.append(":" + ",".join(options))
         spec = Word.of(*parts)
         return ["-B", spec.literal if spec.is_literal else spec]
     if flavor == "singularity":
@@ -166,8 +235,7 @@ def bind_args(bind: BindArg, flavor: str) -> list[Arg]:
         _csv_field("source=", bind.src),
         _csv_field("destination=", bind.dst),
     ]
-    if bind.readonly:
-        fields.append(Word.of("ro"))
+    fields.extend(Word.of(o) if o == "ro" else _csv_field("", o) for o in options)
     parts = []
     for n, f in enumerate(fields):
         if n:
@@ -186,7 +254,7 @@ def _plain(value: Arg) -> bool:
     per-task parts only from the task index (digits, maybe padded)."""
     for part in _parts(value):
         if isinstance(part, Var):
-            if not part.name.startswith(TASK_VAR_PREFIX):
+            if not part.name.startswith((TASK_VAR_PREFIX, *MARK_VAR_PREFIXES)):
                 return False
         elif set(part) & _UNSAFE_FOR_B:
             return False

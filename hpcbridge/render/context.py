@@ -82,6 +82,28 @@ class ContainerEnv(NamedTuple):
     value: Arg
 
 
+class RuntimeMark(NamedTuple):
+    """A run-time value's mark: ``printf -v VAR '\\037%s\\037' KEY`` (see render/runtime.py)."""
+
+    var: str  # hpcb_at_rank, hpcb_env_TMPDIR
+    key: str  # rank, local_rank, node, env:TMPDIR
+
+
+class RuntimeEnv(NamedTuple):
+    """A variable for the runtime process itself: ``export NAME=VALUE``."""
+
+    name: str  # APPTAINER_CONTAINLIBS
+    value: str
+
+
+class EnvCommand(NamedTuple):
+    """A container variable computed on the node: ``NAME`` = the output of ``command``."""
+
+    name: str  # APPTAINERENV_MASTER_ADDR: what is exported
+    label: str  # MASTER_ADDR: the job file's name for it
+    command: str  # shell text, passed to bash -c as one quoted argument
+
+
 @dataclass(frozen=True)
 class JobContext:
     """What ``job.sh.j2`` (and the partials it includes) sees."""
@@ -107,6 +129,10 @@ class JobContext:
     launcher: tuple[Arg, ...]  # the per-task launcher argv
     container: tuple[tuple[Arg, ...], ...]  # the runtime argv, one group per display line
     launch_prefix: tuple[Arg, ...]  # srun/mpirun argv before the launcher (MPI jobs)
+    runtime_marks: tuple[RuntimeMark, ...] = ()  # per-rank placeholders, $VAR in host paths
+    runtime_env: tuple[RuntimeEnv, ...] = ()  # [apptainer_env]: APPTAINER_* for the runtime
+    env_commands: tuple[EnvCommand, ...] = ()  # [env_command]: computed on the node
+    run_time_checks: bool = False  # a task may fail a run-time check: record its reason
 
     def __post_init__(self) -> None:
         _check_lines("sbatch", self.sbatch)
@@ -116,6 +142,10 @@ class JobContext:
         _check_names(e.name for e in self.task_exports)
         _check_names(e.var for e in self.task_exports)
         _check_names(e.name for e in self.container_env)
+        _check_names(m.var for m in self.runtime_marks)
+        _check_names(e.name for e in self.runtime_env)
+        _check_names(e.name for e in self.env_commands)
+        _check_lines("runtime_marks", (m.key for m in self.runtime_marks))
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,15 @@ class FlagInfo:
     name: str
     short: Optional[str]
     takes_value: bool
+    value_type: str  # bool | string | int | stringSlice | stringArray | stringToString
     scope: str  # "global" | "action"
     commands: tuple[str, ...]
     in_apptainer: bool
     in_singularityce: bool
     apptainer_since: Optional[str]
     deprecated: Optional[str]
+    env: tuple[str, ...] = ()  # APPTAINER_*/SINGULARITY_* variables Apptainer reads for it
+    env_singularityce: tuple[str, ...] = ()  # ... and SingularityCE
 
 
 @functools.lru_cache(maxsize=1)
@@ -47,15 +50,23 @@ def _table() -> tuple[FlagInfo, ...]:
             name=e["name"],
             short=e.get("short"),
             takes_value=bool(e["takes_value"]),
+            value_type=e["value_type"],
             scope=e["scope"],
             commands=tuple(e.get("commands") or ()),
             in_apptainer=bool(e["in_apptainer"]),
             in_singularityce=bool(e["in_singularityce"]),
             apptainer_since=e.get("apptainer_since"),
             deprecated=e.get("deprecated"),
+            env=tuple(e.get("env") or ()),
+            env_singularityce=tuple(e.get("env_singularityce") or ()),
         )
         for e in raw
     )
+
+
+def all_flags() -> tuple[FlagInfo, ...]:
+    """Every flag of the table (both runtimes, every scope)."""
+    return _table()
 
 
 def parse_version(text: Optional[str]) -> Optional[tuple[int, int, int]]:

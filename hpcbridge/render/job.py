@@ -14,33 +14,27 @@ from typing import NamedTuple, Optional
 from hpcbridge.config.schema import Config, Partition
 from hpcbridge.config.validate import check_time_limit, effective_gpu_vendor, resolve_partition
 from hpcbridge.errors import JobSpecError
-from hpcbridge.job.spec import Bind, JobSpec
+from hpcbridge.job.spec import JobSpec
 from hpcbridge.job.values import input_fields
 from hpcbridge.render import launcher
-from hpcbridge.render.apptainer import (
-    BindArg,
-    ContainerCall,
-    build_argv,
-    env_prefix,
-    group_argv,
-    has_flag,
-)
+from hpcbridge.render.apptainer import build_argv, env_prefix, group_argv
+from hpcbridge.render.container import container_call, container_env, env_commands, runtime_env
 from hpcbridge.render.context import (
     TRAPPED_SIGNALS,
-    ContainerEnv,
     InputArray,
     InputEntry,
     JobContext,
+    RuntimeMark,
     TaskExport,
     TaskFormat,
 )
 from hpcbridge.render.environment import render_template, site_template_dir
 from hpcbridge.render.header import dependency_value, sbatch_lines
-from hpcbridge.render.mpi import MpiPlan
 from hpcbridge.render.mpi import plan as mpi_plan
 from hpcbridge.render.placeholders import INPUT_VARS, TaskVars
+from hpcbridge.render.runtime import RunTime, run_time
 from hpcbridge.render.types import ArrayChunk, RenderedJob, ResolvedImage, TrackingContext
-from hpcbridge.render.words import Arg, Var, Word
+from hpcbridge.render.words import Arg
 from hpcbridge.slurm_syntax import parse_array
 
 TASK_EXPORTS = {
@@ -51,17 +45,6 @@ TASK_EXPORTS = {
 }
 #: sbatch refuses scripts larger than this by default (SchedulerParameters max_script_size).
 MAX_SCRIPT_BYTES = 4 * 1024 * 1024
-#: Variables the runtime's own action shell sets, overrides or cannot take (found by
-#: running Apptainer 1.4.5: APPTAINERENV_EUID even stops the container from starting).
-RUNTIME_ENV_REFUSED = {
-    "EUID": "it is read-only in Apptainer's action shell and stops the container",
-    "PWD": "the runtime sets it to the working directory; set workdir instead",
-    "SHLVL": "the runtime's shell sets it",
-    "PPID": "the runtime's shell sets it",
-    "OPTIND": "the runtime's shell sets it",
-    "IFS": "the runtime's shell resets it",
-    "PROMPT_COMMAND": "the runtime rewrites it",
-}
 
 
 class _Tasks(NamedTuple):
@@ -112,28 +95,18 @@ def _context(
 ) -> JobContext:
     part = resolve_partition(job, cfg)
     check_time_limit(job, cfg)
-    flavor = cfg.runtime.flavor
     tv = TaskVars()  # collects the placeholders in the order command, binds, env use them
-    if job.command is not None:
-        command: list[Arg] = tv.words(job.command, "command")
-    else:
-        command = ["/bin/sh", "-c", job.script or "", "hpcb-script"]
     gpu = _gpu_vendor(job, part, effective_gpu_vendor(job, cfg))
     mpi = mpi_plan(job, cfg)
-    binds, mkdirs = _binds(job, cfg, tv, mpi)
-    container_env = _container_env(job, cfg, tv, mpi)
-    call = ContainerCall(
-        image=image.sif_path,
-        command=tuple(command),
-        flavor=flavor,
-        executable=cfg.runtime.executable,
-        version=cfg.runtime.version,
-        binds=binds,
-        pwd=job.workdir or image.workdir or Word.of(Var("PWD")),
-        gpu=gpu,
-    )
-    argv = build_argv(call)
+    call = container_call(job, cfg, image, tv, mpi, gpu)
+    argv = build_argv(call.call)
+    env = container_env(job, cfg, tv, mpi)
+    computed = env_commands(job, cfg)
+    rt = run_time(tv.marks, call.checks)
     exports = _task_exports(job, tv)
+    prefix = mpi.prefix
+    if call.checks and prefix[:1] == ("srun",):
+        prefix = (*prefix, "--kill-on-bad-exit=1")  # one rank failing a check ends the step
     return JobContext(
         sbatch=tuple(
             sbatch_lines(
@@ -157,67 +130,18 @@ def _context(
         input_arrays=_input_arrays(job, tv, tasks.ids),
         task_exports=exports,
         modules=(*cfg.runtime.modules, *job.modules),
-        container_env=container_env,
+        container_env=env,
         pre=job.pre,
         post=job.post,
-        mkdirs=mkdirs,
-        launcher=_launcher(job, cfg, exports),
-        container=group_argv(argv, flavor),
-        launch_prefix=mpi.prefix,
+        mkdirs=call.mkdirs,
+        launcher=_launcher(job, cfg, exports, rt),
+        container=group_argv(argv, cfg.runtime.flavor),
+        launch_prefix=prefix,
+        runtime_marks=tuple(RuntimeMark(var, key) for key, var in rt.marks),
+        runtime_env=runtime_env(job, cfg),
+        env_commands=computed,
+        run_time_checks=bool(call.checks or computed or rt.env_names),
     )
-
-
-def _binds(
-    job: JobSpec, cfg: Config, tv: TaskVars, mpi: MpiPlan
-) -> tuple[tuple[BindArg, ...], tuple[Arg, ...]]:
-    """Site defaults, the job's own, then MPI's; and the per-task sources to create."""
-    binds: list[BindArg] = []
-    mkdirs: list[Arg] = []
-    all_binds: list[Bind] = [*cfg.binds.default, *job.binds]
-    if job.mpi.enabled:
-        all_binds.extend(cfg.mpi.binds)
-    input_in_binds = False
-    for i, b in enumerate(all_binds):
-        src = tv.word(b.src, f"binds[{i}].src")
-        dst = tv.word(b.dst, f"binds[{i}].dst")
-        for w in (src, dst):
-            if isinstance(w, Word) and set(w.variables()) & set(INPUT_VARS.values()):
-                input_in_binds = True
-        binds.append(BindArg(src, dst, b.read_only))
-        if b.per_task and not b.read_only:
-            mkdirs.append(src)
-    if mpi.bind_dir:
-        binds.append(BindArg(mpi.bind_dir, mpi.bind_dir, True))
-    if input_in_binds:
-        _check_input_chars(job)
-    return tuple(binds), tuple(mkdirs)
-
-
-def _container_env(
-    job: JobSpec, cfg: Config, tv: TaskVars, mpi: MpiPlan
-) -> tuple[ContainerEnv, ...]:
-    """The job's env, then MPI's settings, then the bind model's paths."""
-    flavor, version = cfg.runtime.flavor, cfg.runtime.version
-    prefix = env_prefix(flavor)
-    out: list[ContainerEnv] = []
-    no_eval = has_flag(flavor, version, "--no-eval")
-    for name, value in job.env.items():
-        _check_runtime_env(name, value)
-        if not no_eval and any(c in value for c in '$`\\"'):
-            raise JobSpecError(
-                f"env.{name} = {value!r}: {flavor} {version} would shell-evaluate "
-                "it in the container (--no-eval needs Apptainer >= 1.1)",
-                'upgrade the runtime (runtime.version) or avoid $ ` \\ " in the value',
-            )
-        out.append(ContainerEnv("", prefix + name, tv.word(value, f"env.{name}")))
-    for note, name, value in mpi.env:
-        out.append(ContainerEnv(note, prefix + name, value))
-    if mpi.bind_dir:
-        note = "MPI bind model: the host MPI comes first on PATH and LD_LIBRARY_PATH"
-        out.append(ContainerEnv(note, prefix + "PREPEND_PATH", f"{mpi.bind_dir}/bin"))
-        if "LD_LIBRARY_PATH" not in job.env:
-            out.append(ContainerEnv("", prefix + "LD_LIBRARY_PATH", f"{mpi.bind_dir}/lib"))
-    return tuple(out)
 
 
 def _task_exports(job: JobSpec, tv: TaskVars) -> tuple[TaskExport, ...]:
@@ -230,46 +154,38 @@ def _task_exports(job: JobSpec, tv: TaskVars) -> tuple[TaskExport, ...]:
     return tuple(exports)
 
 
-def _launcher(job: JobSpec, cfg: Config, exports: tuple[TaskExport, ...]) -> tuple[Arg, ...]:
-    """The per-task launcher: forwards Slurm/MPI/GPU variables, the site's env.allow
-    and the task exports into the container."""
+def _launcher(
+    job: JobSpec, cfg: Config, exports: tuple[TaskExport, ...], rt: RunTime
+) -> tuple[Arg, ...]:
+    """The per-task launcher: forwards Slurm/MPI/GPU variables, the site's env.allow,
+    the job's host_env and the task exports into the container; resolves run-time
+    values and checks (``rt``) on the node."""
     prefixes, names = launcher.split_allow(cfg.env.allow)
+    job_prefixes, job_names = launcher.split_allow(job.host_env, "host_env")
     argv = launcher.launcher_argv(
-        [*launcher.FORWARD_PREFIXES, *prefixes],
-        [*launcher.FORWARD_NAMES, *names, *(e.name for e in exports)],
+        [*launcher.FORWARD_PREFIXES, *prefixes, *job_prefixes],
+        [*launcher.FORWARD_NAMES, *names, *job_names, *(e.name for e in exports)],
         env_prefix(cfg.runtime.flavor),
         # MPI ranks need the PMIx server directory (in Slurm's spool) inside
         bind_dirs_from=("PMIX_SERVER_TMPDIR",) if job.mpi.enabled else (),
+        run_time=rt if rt.needed else None,
     )
     return tuple(argv)
 
 
 def _notes(job: JobSpec) -> tuple[str, ...]:
+    notes = []
     if job.mpi.enabled and job.mpi.flavor == "unknown":
-        return (
+        notes.append(
             "the image's MPI flavour is unknown; set mpi.flavor so hpcbridge can refuse "
-            "launcher/PMI pairings known not to work",
+            "launcher/PMI pairings known not to work"
         )
-    return ()
-
-
-def _check_runtime_env(name: str, value: str) -> None:
-    if name in RUNTIME_ENV_REFUSED:
-        raise JobSpecError(
-            f"env name {name!r} cannot be set in the container", RUNTIME_ENV_REFUSED[name]
+    if job.pwd_key == "workdir":
+        notes.append(
+            "workdir is the old name of pwd (the container's working directory, --pwd); "
+            "Apptainer's --workdir is [apptainer] workdir"
         )
-    odd = [c for c in value if c in "\x80\x81"]
-    if odd:
-        raise JobSpecError(
-            f"env.{name} = {value!r} contains U+{ord(odd[0]):04X}, which Apptainer's "
-            "environment injection drops or mangles (found on Apptainer 1.4.5)",
-            "remove the character from the value",
-        )
-    if name == "PATH" and not value:
-        raise JobSpecError(
-            "env.PATH is empty: Apptainer ignores an empty PATH and keeps its default",
-            "give directories, or remove env.PATH",
-        )
+    return tuple(notes)
 
 
 def _tasks(job: JobSpec, chunk: Optional[ArrayChunk]) -> _Tasks:

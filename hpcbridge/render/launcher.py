@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from typing import Optional
 
 from hpcbridge.errors import ConfigError
+from hpcbridge.render.runtime import RunTime, check_args, launcher_lines
+from hpcbridge.render.words import Arg
 
 #: Prefixes every task forwards (``PMI`` covers ``PMIX_`` and ``PMI_``).
 FORWARD_PREFIXES: tuple[str, ...] = ("SLURM_", "PMI", "OMPI_", "UCX_")
@@ -59,13 +62,15 @@ def launcher_code(
     names: Sequence[str],
     env_prefix: str,
     bind_dirs_from: Sequence[str] = (),
+    run_time: Optional[RunTime] = None,
 ) -> str:
     """The bash program of the launcher (passed to ``bash -c``).
 
     ``bind_dirs_from`` names variables holding a per-task directory the container
     must see (the PMIx server directory lives in Slurm's spool, usually not bound):
     the launcher appends it to ``APPTAINER_BIND`` when it is set, absolute, free of
-    ``,``/``:`` and exists.
+    ``,``/``:`` and exists.  ``run_time``: per-rank values and checks
+    (:mod:`hpcbridge.render.runtime`), resolved before the ``exec``.
     """
     pre = _dedupe(prefixes)
     nam = [n for n in _dedupe(names) if not any(n.startswith(p) for p in pre)]
@@ -82,7 +87,10 @@ def launcher_code(
             "for d in " + " ".join('"${' + v + '%/}"' for v in bind_dirs_from) + "; do "
             f'[[ $d == /* && $d != *[,:]* && -d $d ]] && export {bind}="${{{bind}:+${bind},}}$d"; done'
         )
-    lines.append('exec "$@"')
+    if run_time is None:
+        lines.append('exec "$@"')
+    else:
+        lines.extend(launcher_lines(run_time, env_prefix))
     return "; ".join(lines)
 
 
@@ -91,10 +99,12 @@ def launcher_argv(
     names: Sequence[str],
     env_prefix: str,
     bind_dirs_from: Sequence[str] = (),
-) -> list[str]:
-    """``["/bin/bash", "-c", CODE, "hpcb-launch"]``; the runtime argv follows it."""
-    code = launcher_code(prefixes, names, env_prefix, bind_dirs_from)
-    return ["/bin/bash", "-c", code, LAUNCHER_NAME]
+    run_time: Optional[RunTime] = None,
+) -> list[Arg]:
+    """``["/bin/bash", "-c", CODE, "hpcb-launch", *CHECKS]``; the runtime argv follows it."""
+    code = launcher_code(prefixes, names, env_prefix, bind_dirs_from, run_time)
+    tail = check_args(run_time) if run_time is not None else []
+    return ["/bin/bash", "-c", code, LAUNCHER_NAME, *tail]
 
 
 def _dedupe(items: Sequence[str]) -> list[str]:

@@ -19,13 +19,13 @@ from typing import Optional
 from hpcbridge.config.schema import Config
 from hpcbridge.config.validate import effective_pmi
 from hpcbridge.errors import JobSpecError
-from hpcbridge.job.spec import BAD_PAIRINGS, JobSpec
+from hpcbridge.job.spec import JobSpec, bad_pairing
 from hpcbridge.render.words import Arg, Var, Word
 
 
 @dataclass(frozen=True)
 class MpiPlan:
-    prefix: tuple[Arg, ...]  # argv before the per-task launcher ("srun", "--mpi=pmix"...)
+    prefix: tuple[Arg, ...]  # argv before the launcher ("srun", "--mpi=pmix", srun_options...)
     pmi: Optional[str]
     env: tuple[tuple[str, str, str], ...]  # (note, NAME, value) set inside every rank
     bind_dir: Optional[str]  # bind model: the host MPI installation
@@ -50,12 +50,13 @@ def plan(job: JobSpec, cfg: Config) -> MpiPlan:
     bind_dir = mpi.host_mpi_dir if mpi.model == "bind" else None
     if mpi.type == "srun":
         pmi = effective_pmi(job, cfg)
-        if pmi is not None and (mpi.flavor, pmi) in BAD_PAIRINGS:
+        problem = bad_pairing(mpi.flavor, pmi)
+        if problem:
             raise JobSpecError(
-                f"mpi.flavor = {mpi.flavor!r} with srun --mpi={pmi} does not work",
-                BAD_PAIRINGS[(mpi.flavor, pmi)],
+                f"mpi.flavor = {mpi.flavor!r} with srun --mpi={pmi} does not work", problem
             )
-        return MpiPlan(("srun", f"--mpi={pmi}"), pmi, tuple(env), bind_dir)
+        prefix = ("srun", f"--mpi={pmi}", *mpi.srun_options)
+        return MpiPlan(prefix, pmi, tuple(env), bind_dir)
     # mpirun inside the allocation: one rank per Slurm task
     mpirun = f"{bind_dir}/bin/mpirun" if bind_dir else "mpirun"
     ntasks = Word.of(Var("SLURM_NTASKS"))

@@ -5,7 +5,9 @@ Contract (written by the rendered script, each via a temp name + ``mv``):
 * ``<T>.start``: ``<epoch> <SLURM_JOB_ID> <SLURM_ARRAY_JOB_ID|-> <hostname>``
 * ``<T>.end``:   ``<epoch> <exit_code> <how>`` with ``how`` = ``exit`` or ``signal:<NAME>``,
   then optionally ``mem_peak=<bytes>`` and ``cpu_usec=<microseconds>``: the job's own
-  cgroup's peak memory and CPU time, when the script could read them (hpcbridge report)
+  cgroup's peak memory and CPU time, when the script could read them (hpcbridge report),
+  then optionally ``reason=<text to the end of the line>``: why a run-time check
+  failed the task (a missing node-local bind source...), written last
 
 where ``T`` is the task's GLOBAL index.  They tell outcomes without slurmdbd and
 after squeue has forgotten the job (MinJobAge).  Parsing is pure; only
@@ -38,6 +40,7 @@ class Outcome:
     how: Optional[str] = None  # "exit" | "signal:TERM" ...
     mem_peak: Optional[int] = None  # bytes, the job's cgroup peak (mem_peak=)
     cpu_time: Optional[float] = None  # seconds, the job's cgroup CPU time (cpu_usec=)
+    reason: Optional[str] = None  # why a run-time check failed the task (reason=)
 
     @property
     def finished(self) -> bool:
@@ -91,6 +94,13 @@ def parse_usage(text: str) -> tuple[Optional[int], Optional[float]]:
     return (int(mem) if mem.isdigit() else None), (int(cpu) / 1e6 if cpu.isdigit() else None)
 
 
+def parse_reason(text: str) -> Optional[str]:
+    """The optional ``reason=<text>`` of an end file (the rest of its first line)."""
+    line = text.splitlines()[0] if text else ""
+    _, sep, reason = line.partition(" reason=")
+    return (reason.strip() or None) if sep else None
+
+
 def combine(task: int, start_text: Optional[str], end_text: Optional[str]) -> Optional[Outcome]:
     """One task's Outcome from the texts of its files (either may be missing or malformed)."""
     start = parse_start(task, start_text) if start_text is not None else None
@@ -113,6 +123,7 @@ def combine(task: int, start_text: Optional[str], end_text: Optional[str]) -> Op
         how=how,
         mem_peak=mem_peak,
         cpu_time=cpu_time,
+        reason=parse_reason(end_text or ""),
     )
 
 

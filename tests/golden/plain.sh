@@ -12,6 +12,7 @@
 # Image: docker://ghcr.io/example/tools:1.2
 #   digest sha256:3333333333333333333333333333333333333333333333333333333333333333, SIF sha256 7777777777777777777777777777777777777777777777777777777777777777
 # Submission: hpcb-20261122-0001
+# Note: workdir is the old name of pwd (the container's working directory, --pwd); Apptainer's --workdir is [apptainer] workdir
 
 set -euo pipefail
 # A clean container environment: drop container variables inherited from the
@@ -90,8 +91,10 @@ module load apptainer/1.4.5 gcc/12
 export APPTAINERENV_OMP_NUM_THREADS=4
 export APPTAINERENV_GREETING='hello, world = '"'"'x'"'"' $HOME `id`'
 
-# ---- pre (from the job file)
+# ---- pre (from the job file; an unset variable expands to nothing here)
+set +u
 echo starting on "$(hostname)"
+set -u
 
 # ---- launch: each task forwards its own per-task variables, then runs the container
 hpcb_launch=(/bin/bash -c 'for n in ${!SLURM_@} ${!PMI@} ${!OMPI_@} ${!UCX_@} ${!MYSITE_@}; do v=APPTAINERENV_$n; [ -n "${!v+x}" ] || export "$v=${!n}"; done; for n in CUDA_VISIBLE_DEVICES SLURMD_NODENAME ROCR_VISIBLE_DEVICES HIP_VISIBLE_DEVICES GPU_DEVICE_ORDINAL OMP_NUM_THREADS HPCBRIDGE_TASK; do [ -z "${!n+x}" ] || { v=APPTAINERENV_$n; [ -n "${!v+x}" ] || export "$v=${!n}"; }; done; exec "$@"' hpcb-launch)
@@ -111,6 +114,8 @@ hpcb_rc=0
 wait "$hpcb_child" || hpcb_rc=$?
 hpcb_child=
 
-# ---- post (from the job file)
+# ---- post (from the job file; an unset variable expands to nothing here)
+set +u
 echo done
+set -u
 exit "$hpcb_rc"

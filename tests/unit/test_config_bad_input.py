@@ -38,7 +38,7 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("deny-not-list", "[binds]\ndeny = '/'\n", ("binds.deny = '/' is not a list of strings",)),
     ("default-bind-relative-dst", "[binds]\ndefault = ['/scratch:scratch']\n",
      ("binds.default", "is not an absolute container path")),
-    ("default-bind-bad-mode", "[binds]\ndefault = ['/a:/a:rox']\n", ("binds.default", "mode = 'rox'")),
+    ("default-bind-bad-mode", "[binds]\ndefault = ['/a:/a:rox']\n", ("binds.default", "'rox' is not a bind option")),
     ("env-allow-bad-name", "[env]\nallow = ['OMP-*']\n", ("env.allow = 'OMP-*'",)),
     ("mpi-env-not-strings", "[mpi]\nenv = { UCX_TLS = 1 }\n", ("mpi.env", "is not a table of strings")),
     ("mpi-env-bad-name", "[mpi]\nenv = { '1X' = 'a' }\n", ("mpi.env = '1X' is not a variable name",)),

@@ -90,7 +90,7 @@ vendor = "nvidia"
     spec = load_job(write(tmp_path, text))
     assert spec.name == "align-run.1"
     assert spec.image == str(tmp_path / "images" / "tool.sif")
-    assert spec.workdir == "/work"
+    assert spec.pwd == "/work" and spec.pwd_key == "workdir"  # the old name of pwd
     assert spec.inputs == tuple(str(tmp_path / "data" / n) for n in ("a.csv", "b.csv", "c.csv"))
     assert spec.array is not None and spec.array.indices == (0, 1, 2)
     assert spec.binds[0] == Bind(str(tmp_path / "out" / "{task}"), "/output", "rw", per_task=True)

@@ -21,10 +21,13 @@ from hpcbridge import runner
 from hpcbridge.render.context import (
     TRAPPED_SIGNALS,
     ContainerEnv,
+    EnvCommand,
     InputArray,
     InputEntry,
     JobContext,
     PyxisContext,
+    RuntimeEnv,
+    RuntimeMark,
     Signal,
     TaskExport,
     TaskFormat,
@@ -204,6 +207,9 @@ def test_render_job_prints_the_context(tmp_path: Path) -> None:
         {"sbatch": ("--job-name=a\nrm -rf ~",)},
         {"pre": ("echo a\necho b",)},
         {"post": ("x\x00",)},
+        {"runtime_marks": (RuntimeMark("a;b", "rank"),)},
+        {"runtime_env": (RuntimeEnv("A=B", "v"),)},
+        {"env_commands": (EnvCommand("X;rm", "X", "true"),)},
     ],
 )
 def test_context_refuses_what_would_print_unquoted(tmp_path: Path, change: dict[str, Any]) -> None:
@@ -239,7 +245,8 @@ def test_docs_list_every_attribute(title: str, cls: type) -> None:
 
 def test_docs_list_every_row_field() -> None:
     part = SECTION.split("#### Rows", 1)[1]
-    for row in (Signal, TaskFormat, InputArray, InputEntry, TaskExport, ContainerEnv):
+    rows = (Signal, TaskFormat, InputArray, InputEntry, TaskExport, ContainerEnv)
+    for row in (*rows, RuntimeMark, RuntimeEnv, EnvCommand):
         m = re.search(rf"^\| `{row.__name__}` \| (.*) \|$", part, re.M)
         assert m, f"docs/site-admin.md does not describe the row {row.__name__}"
         assert re.findall(r"`([a-z0-9_]+): ", m.group(1)) == list(row._fields)

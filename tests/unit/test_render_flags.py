@@ -18,6 +18,7 @@ from tests.golden.support import (
     container_argvs,
     golden_config,
     golden_path,
+    load_case,
     render_case,
 )
 
@@ -34,10 +35,12 @@ def test_golden_runtime_flags_exist_and_are_placed_right(name: str, tmp_path: Pa
     script = golden_path(name).read_text(encoding="utf-8")
     argvs = container_argvs(script)
     assert argvs, f"{name}.sh has no runtime command line"
+    job = load_case(name) if name in case_names() else None
+    asked = {f.name for f in job.apptainer} if job is not None else set()
     for argv in argvs:
         parsed = parse_command(argv, cfg.runtime.flavor, cfg.runtime.version)
         assert parsed.executable == cfg.runtime.executable
-        assert parsed.subcommand == "exec"
+        assert parsed.subcommand == (job.action if job is not None else "exec")
         # the job runs the cached SIF pinned to the digest, never a registry ref
         assert parsed.image.endswith(".sif") and "://" not in parsed.image
         names = [n for n, _ in parsed.options]
@@ -45,8 +48,10 @@ def test_golden_runtime_flags_exist_and_are_placed_right(name: str, tmp_path: Pa
         assert ("--cleanenv" in names) != name.startswith("pyxis")
         assert "--no-eval" in names  # APPTAINERENV_ values byte-exact
         assert "--pwd" in names
-        assert "--contain" not in names and "--containall" not in names
-        table = flags_for(cfg.runtime.flavor, "action", "exec")
+        # hpcbridge never adds --contain/--containall itself (MPI shared memory, /dev)
+        assert ("--contain" in names) == ("contain" in asked)
+        assert ("--containall" in names) == ("containall" in asked)
+        table = flags_for(cfg.runtime.flavor, "action", parsed.subcommand)
         for option, _ in parsed.options:
             assert table[option].scope == "action"
 

@@ -37,6 +37,15 @@ from hpcbridge.slurm_syntax import (
         ("1-12:30", 86400 + 12 * 3600 + 30 * 60),
         ("3-00:00:00", 3 * 86400),
         (" 10:00 ", 600),
+        # no field has an upper bound (sbatch 22.05 on the testbed took every one of these)
+        ("0-47:00:00", 47 * 3600),
+        ("0-47", 47 * 3600),
+        ("47:00:00", 47 * 3600),
+        ("1-30:00:00", 54 * 3600),
+        ("1:90:00", 150 * 60),
+        ("90:30", 90 * 60 + 30),
+        ("0:75", 75),
+        ("2-3:75", 2 * 86400 + 3 * 3600 + 75 * 60),
     ],
 )
 def test_parse_time_accepts_every_slurm_form(text: str, seconds: int) -> None:
@@ -49,7 +58,7 @@ def test_parse_time_integer_minutes_and_toml_time() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "abc", "1:2:3:4", "1-25:00:00", "1:61:00", "10:99", "-5", "0", "0:00:00", "1.5h"]
+    "bad", ["", "abc", "1:2:3:4", "1-2:3:4:5", "1--2", "-5", "0", "0:00:00", "1.5h", "1-"]
 )
 def test_parse_time_refuses_nonsense_naming_value_and_forms(bad: str) -> None:
     with pytest.raises(JobSpecError) as info:
