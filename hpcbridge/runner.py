@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Optional, Union
+from typing import IO, NoReturn, Optional, Union
 
 from hpcbridge.errors import CommandError, CommandNotFound, CommandTimeout
 
@@ -197,3 +197,15 @@ def spawn(
 def which(name: str, path: Optional[str] = None) -> Optional[str]:
     """Full path of an executable on ``path`` (default ``$PATH``), or None."""
     return shutil.which(name, path=path)
+
+
+def replace_process(argv: Sequence[str], *, extra_env: Env = None) -> NoReturn:
+    """Become ``argv`` (``execvpe``): for interactive commands that need this terminal
+    (``hpcbridge srun --pty``).  Never returns; a missing program raises CommandNotFound."""
+    args = _check_argv(argv)
+    log.debug("exec: %s", args)
+    env = _environment(None, extra_env) or dict(os.environ)
+    try:
+        os.execvpe(args[0], list(args), env)
+    except FileNotFoundError as exc:
+        raise _not_found(args) from exc

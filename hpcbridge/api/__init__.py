@@ -37,6 +37,9 @@ from hpcbridge.api.jobs import (
     rerun_bundle,
     resubmit,
     resubmit_script,
+    srun_dry_run,
+    srun_exec,
+    srun_plan,
     submit,
 )
 from hpcbridge.api.tools import (
@@ -107,3 +110,6 @@ __all__ = [
     "watch",
     "wrap",
 ]
+    "srun_dry_run",
+    "srun_exec",
+    "srun_plan",

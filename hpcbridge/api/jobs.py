@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import IO, TYPE_CHECKING, NoReturn, Optional
 
 from hpcbridge.api._common import config, session
 from hpcbridge.errors import InputError
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from hpcbridge.scheduler.base import TrialRun
     from hpcbridge.submit.bundle import Export
     from hpcbridge.submit.pyxis import PyxisPlan
+    from hpcbridge.submit.pyxis_srun import SrunPlan
     from hpcbridge.submit.results import Cancellation, Submission
 
 
@@ -114,13 +115,18 @@ def export(sub_ref: str, output: Path) -> Export:
 
 
 def pyxis_plan(
-    argv: Sequence[str], *, environ: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None
+    argv: Sequence[str],
+    *,
+    environ: Optional[Mapping[str, str]] = None,
+    cwd: Optional[str] = None,
+    stdin: Optional[IO[str]] = None,
 ) -> PyxisPlan:
-    """Parse a pyxis-style sbatch command line, check its mounts, convert its image."""
+    """Parse a pyxis-style sbatch command line and script (from ``stdin`` when the command
+    line names none), check it against the site, convert its images (preview: --dry-run)."""
     from hpcbridge.submit.pyxis import plan_pyxis
 
     env = os.environ if environ is None else environ
-    return plan_pyxis(tuple(argv), config(), environ=env, cwd=cwd or os.getcwd())
+    return plan_pyxis(tuple(argv), config(), environ=env, cwd=cwd or os.getcwd(), stdin=stdin)
 
 
 def pyxis_script(plan: PyxisPlan) -> str:
@@ -145,3 +151,30 @@ def pyxis_trial(plan: PyxisPlan) -> TrialRun:
     from hpcbridge.submit.pyxis import trial_pyxis
 
     return trial_pyxis(session(), plan)
+
+
+def srun_plan(
+    argv: Sequence[str],
+    *,
+    environ: Optional[Mapping[str, str]] = None,
+    cwd: Optional[str] = None,
+) -> SrunPlan:
+    """``hpcbridge srun``: check srun's pyxis options, convert the image (preview: --dry-run)."""
+    from hpcbridge.submit.pyxis_srun import plan_srun
+
+    env = os.environ if environ is None else environ
+    return plan_srun(tuple(argv), config(), environ=env, cwd=cwd or os.getcwd())
+
+
+def srun_dry_run(plan: SrunPlan) -> str:
+    """The srun command line ``hpcbridge srun`` would run; nothing is started."""
+    from hpcbridge.submit.pyxis_srun import srun_dry_run as dry
+
+    return dry(plan)
+
+
+def srun_exec(plan: SrunPlan) -> NoReturn:
+    """Run the step: this process becomes srun (through the shim); never returns."""
+    from hpcbridge.submit.pyxis_srun import srun_exec as run
+
+    run(plan)

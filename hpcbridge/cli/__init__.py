@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "hpcbridge.cli.sbatch:sbatch",
         "pyxis-style sbatch: run a batch script in a container.",
     ),
+    "srun": (
+        "hpcbridge.cli.srun:srun",
+        "pyxis-style srun: an interactive step in a container.",
+    ),
     "config": ("hpcbridge.cli.config:config", "Show or check the layered configuration."),
     "submit": ("hpcbridge.cli.submit:submit", "Convert, render and submit a job; record it."),
     "status": ("hpcbridge.cli.track:status", "Show the state of submissions and their tasks."),

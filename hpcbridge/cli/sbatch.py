@@ -1,26 +1,34 @@
-"""``hpcbridge sbatch``: pyxis-style sbatch that runs a batch script in a container."""
+"""``hpcbridge sbatch``: pyxis-style sbatch: srun --container-* steps (or the whole script) in containers."""
 
 from __future__ import annotations
+
+import sys
 
 import click
 
 from hpcbridge import api
 
-_HELP = """Run an existing batch script inside a container, with pyxis' flags.
+_HELP = """Submit a batch script written for pyxis: its containers run through Apptainer.
 
 \b
-  hpcbridge sbatch [sbatch options] --container-image=REF
-      [--container-mounts=SRC:DST[:ro],...] [--container-workdir=DIR]
-      [--container-env=NAME,...] [--[no-]container-mount-home]
-      [--container-writable|--container-readonly] [--container-remap-root]
-      [--dry-run] script.sh [args...]
+  hpcbridge sbatch [sbatch options] [--container-* options] [--dry-run]
+      [script.sh [args...] | --wrap=CMD]     (no script: read from standard input)
 
-The image (REGISTRY#IMAGE:TAG, IMAGE:TAG, docker://..., or a .sif path) is
-converted once to a cached SIF; the script's #SBATCH lines are kept, sbatch
-options pass through to sbatch, PYXIS_CONTAINER_* variables give defaults.
---dry-run prints the generated script and submits nothing.  The submission is
-recorded like any other: `hpcbridge status`, `watch`, `logs`, `cancel` and
-`list` know it (see docs/tracking.md).
+Steps `srun --container-image=REF ... cmd` of the script run cmd in a
+container: the options may come from arrays, strings or variables; other srun
+options (--mpi, --ntasks, --overlap, --export) and the script's other lines
+are kept as written and run on the host.  With --container-image (or
+--container-name) for the whole script (here, in #SBATCH lines or as
+PYXIS_CONTAINER_IMAGE) the script itself runs in the container, as pyxis does.
+
+Every image named (REGISTRY#IMAGE:TAG, IMAGE:TAG, docker://..., an enroot
+.sqsh, a .sif) is converted once to a cached SIF before the job is submitted.
+GPU jobs (--gres=gpu:N, --gpus*, a GPU partition) get --nv/--rocm.  Named
+containers (--container-name) keep their state across the steps of the job.
+--dry-run prints the generated script without converting or submitting
+(images are previewed: manifest and config at most).  The submission is
+recorded: `hpcbridge status`, `watch`, `logs`, `cancel`, `list` know it.
+See docs/pyxis.md.
 """
 
 
@@ -35,7 +43,9 @@ recorded like any other: `hpcbridge status`, `watch`, `logs`, `cancel` and
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def sbatch(ctx: click.Context, args: tuple[str, ...]) -> None:
-    plan = api.pyxis_plan(args)
+    plan = api.pyxis_plan(args, stdin=sys.stdin)
+    for note in plan.notes:
+        click.echo(f"hpcbridge: note: {note}", err=True)
     if plan.dry_run:
         click.echo(api.pyxis_script(plan), nl=False)
         return

@@ -43,6 +43,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "insecure_registries": "strlist",
         "mksquashfs_mem": "optmem",
         "mksquashfs_procs": "optint",
+        "rewrite": "strlist",
     },
     "env": {"allow": "envlist"},
     "polling": {"min_interval": "float", "max_backoff": "float"},
@@ -117,6 +118,7 @@ class ConvertConfig:
     insecure_registries: tuple[str, ...]
     mksquashfs_mem: Optional[int] = None  # MiB for mksquashfs -mem; None: 256
     mksquashfs_procs: Optional[int] = None  # mksquashfs -processors; None: this process's CPUs
+    rewrite: tuple[str, ...] = ()  # "FROM=TO" prefix rules for pyxis-style image references
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,22 @@
-"""Render a pyxis-style batch script: the user's script body runs in the container.
+"""Render a pyxis-style batch script (pure: reads templates only).
 
-The generated script keeps the user's ``#SBATCH`` lines (``--container-*`` ones
-become comments, since sbatch itself does not know them), records the outcome
-like every hpcbridge job, writes the original script byte-exact to a private
-temporary directory at run time, bind-mounts that directory and runs the script
-there through ``apptainer exec`` on the cached SIF.
+The generated script keeps the user's ``#SBATCH`` lines (pyxis options become
+comments; a line mixing Slurm and pyxis options keeps its Slurm options),
+records the outcome like every hpcbridge job and, at run time, writes the
+user's script byte-exact and the ``srun`` shim (:mod:`hpcbridge.pyxis.shim`)
+to a private directory.  Then either
+
+* the script runs on the host with the shim first on ``PATH`` (and as an
+  exported ``srun`` function, which survives a login shell resetting ``PATH``):
+  its ``srun --container-*`` steps run in containers, other steps and lines on
+  the host, exactly as written; or
+* (``--container-image``/``--container-name`` for the whole script, from the
+  command line, ``#SBATCH`` lines or ``PYXIS_CONTAINER_*``) the script itself
+  runs in the container, through the same shim without srun, as pyxis runs it.
 
 Environment, as with pyxis: the job's variables are visible in the container
-(no ``--cleanenv``) and the image's own variables win; names listed in
-``--container-env`` keep the host value.  Pure (reads templates only).
+(no ``--cleanenv``), the image's own variables win, ``--container-env`` names
+keep the host value.
 """
 
 from __future__ import annotations
@@ -19,84 +27,63 @@ from typing import Optional
 
 from hpcbridge.config.schema import Config
 from hpcbridge.errors import InputError
-from hpcbridge.pyxis.args import ContainerOptions
-from hpcbridge.render.apptainer import BindArg, ContainerCall, build_argv, env_prefix, group_argv
-from hpcbridge.render.context import TRAPPED_SIGNALS, PyxisContext
+from hpcbridge.pyxis.args import PyxisRequest, rewrite_header_line
+from hpcbridge.pyxis.shim import ShimImage, render_shim, shim_context
+from hpcbridge.render.context import TRAPPED_SIGNALS, PyxisContext, PyxisImage
 from hpcbridge.render.environment import render_template, site_template_dir
-from hpcbridge.render.launcher import launcher_argv
-from hpcbridge.render.types import RenderedJob, ResolvedImage, TrackingContext
-from hpcbridge.render.words import Arg, Var, Word
+from hpcbridge.render.types import RenderedJob, TrackingContext
 
-SCRIPT_DIR_VAR = "hpcb_script_dir"
+#: sbatch refuses scripts larger than this by default (SchedulerParameters max_script_size).
+MAX_SCRIPT_BYTES = 4 * 1024 * 1024
 
 
 def render_pyxis(
-    script_text: str,
-    script_name: str,
-    script_args: Sequence[str],
-    opts: ContainerOptions,
+    request: PyxisRequest,
     cfg: Config,
     *,
-    image: ResolvedImage,
-    comment_lines: set[int],
-    sbatch_options: Sequence[str] = (),
+    images: Sequence[tuple[PyxisImage, ShimImage]],
+    gpu_vendor: Optional[str],
+    notes: Sequence[str] = (),
     tracking: Optional[TrackingContext] = None,
 ) -> RenderedJob:
-    """The sbatch script running ``script_text`` inside ``image``."""
-    if "\x00" in script_text:
-        raise InputError(f"{script_name} contains a NUL byte", "is it a text file?")
-    lines = script_text.splitlines()
+    """The sbatch script for ``request`` (see the module docstring)."""
+    if "\x00" in request.text:
+        raise InputError(f"{request.script} contains a NUL byte", "is it a text file?")
     header: list[str] = []
-    for n, line in enumerate(lines):
-        stripped = line.strip()
-        if n == 0 and stripped.startswith("#!"):
-            continue
-        if stripped.startswith("#SBATCH"):
-            header.append(
-                ("# (pyxis option, handled by hpcbridge) " + line) if n in comment_lines else line
-            )
-            continue
-        if stripped and not stripped.startswith("#"):
-            break
-    base = os.path.basename(script_name) or "script.sh"
-    inside = Word.of(Var(SCRIPT_DIR_VAR), "/" + base)
-    flavor = cfg.runtime.flavor
-    binds = [BindArg(m.src, m.dst, m.readonly) for m in opts.mounts]
-    binds.append(BindArg(Word.of(Var(SCRIPT_DIR_VAR)), Word.of(Var(SCRIPT_DIR_VAR)), True))
-    workdir: Arg = opts.workdir or image.workdir or Word.of(Var("PWD"))
-    extra: list[str] = []
-    if opts.remap_root:
-        extra.append("--fakeroot")
-    call = ContainerCall(
-        image=image.sif_path,
-        command=(inside, *script_args),
-        flavor=flavor,
-        executable=cfg.runtime.executable,
-        version=cfg.runtime.version,
-        binds=tuple(binds),
-        pwd=workdir,
-        cleanenv=False,
-        no_home=opts.mount_home is False,
-        writable_tmpfs=bool(opts.writable),
-        extra_options=tuple(extra),
-    )
-    argv = build_argv(call)
+    for line in request.header:
+        header.extend(rewrite_header_line(line))
+    base = _body_name(request.script)
+    shim = render_shim(shim_context(cfg, [s for _, s in images], gpu_vendor), cfg)
     context = PyxisContext(
         header=tuple(header),
-        script_name=script_name,
-        sbatch_options=tuple(sbatch_options),
-        image_ref=image.ref,
-        image_digest=image.digest,
-        image_sha256=image.sif_sha256,
+        script_name=request.script,
+        sbatch_options=request.sbatch_options,
+        notes=tuple(notes),
+        images=tuple(p for p, _ in images),
         submission_id=tracking.submission_id if tracking else None,
         task_offset=0,
         outcomes_dir=tracking.outcomes_dir if tracking else None,
         signals=TRAPPED_SIGNALS,
         modules=cfg.runtime.modules,
-        body=script_text,
+        body=request.text,
         body_name=base,
-        launcher=tuple(launcher_argv([], list(opts.env), env_prefix(flavor))),
-        container=group_argv(argv, flavor),
+        script_args=request.script_args,
+        shim=shim,
+        whole=tuple(request.whole.words()),
     )
     text = render_template("pyxis.sh.j2", context, site_template_dir(cfg))
+    if len(text.encode()) > MAX_SCRIPT_BYTES:
+        raise InputError(
+            f"the generated script is {len(text.encode()) // 1024} KiB, above sbatch's "
+            "4 MiB default limit",
+            "keep large data out of the batch script",
+        )
     return RenderedJob(text, base, None, (0,), {})
+
+
+def _body_name(script: str) -> str:
+    if script == "--wrap":
+        return "wrap.sh"
+    if script == "-":
+        return "stdin.sh"
+    return os.path.basename(script) or "script.sh"

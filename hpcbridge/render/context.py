@@ -148,16 +148,25 @@ class JobContext:
         _check_lines("runtime_marks", (m.key for m in self.runtime_marks))
 
 
+class PyxisImage(NamedTuple):
+    """An image a pyxis-style job runs, as converted (or previewed) at submit time."""
+
+    value: str  # as the script or command line gives it: nvcr.io#nvidia/pytorch:24.01-py3
+    ref: str  # what hpcbridge converted: docker://nvcr.io/nvidia/pytorch:24.01-py3
+    digest: str  # "" when a dry run could not resolve it
+    sif: str  # the cached SIF ("" when not converted)
+    note: str  # "" or what is special (unresolved, converted from an enroot squashfs ...)
+
+
 @dataclass(frozen=True)
 class PyxisContext:
     """What ``pyxis.sh.j2`` (``hpcbridge sbatch``) sees."""
 
-    header: tuple[str, ...]  # the script's own #SBATCH lines, pyxis ones commented out
+    header: tuple[str, ...]  # the script's own #SBATCH lines, pyxis options commented out
     script_name: str
     sbatch_options: tuple[str, ...]  # sbatch options given on the command line
-    image_ref: str
-    image_digest: str
-    image_sha256: str
+    notes: tuple[str, ...]  # "# Note: ..." lines of the header
+    images: tuple[PyxisImage, ...]
     submission_id: Optional[str]
     task_offset: int  # always 0: a pyxis script is one task
     outcomes_dir: Optional[str]
@@ -165,8 +174,9 @@ class PyxisContext:
     modules: tuple[str, ...]  # runtime.modules
     body: str  # the script, byte-exact, written to a private directory at run time
     body_name: str  # its file name there
-    launcher: tuple[Arg, ...]
-    container: tuple[tuple[Arg, ...], ...]
+    script_args: tuple[str, ...]  # the script's arguments
+    shim: str  # the srun shim (bash), written next to it as bin/srun at run time
+    whole: tuple[str, ...]  # pyxis options of the whole script: it runs in the container
 
     def __post_init__(self) -> None:
         _check_lines("header", self.header)

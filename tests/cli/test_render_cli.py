@@ -107,17 +107,17 @@ def test_sbatch_dry_run_prints_the_script(tmp_path: Path) -> None:
     text = done.stdout
     assert text.startswith("#!/bin/bash\n#SBATCH --time=5\n")
     assert "# sbatch options given on the command line: -p cpu" in text
-    assert f"-B {tmp_path}/data:/data:ro" in text
-    assert "\"${hpcb_script_dir}\"/run.sh 'x y'" in text
+    assert "--container-mounts=./data:/data:ro" in text  # read by the shim in the job
+    assert "\"$hpcb_script_dir\"/run.sh 'x y' &" in text
     runner.run(["bash", "-n", "-c", text])
 
 
 SBATCH_BAD = [
     (["--container-image=127.0.0.1:9#x:1", "--container-mounts=tmpfs:/t", "run.sh"], "tmpfs"),
-    (["--container-image=./u.sqsh", "run.sh"], "squashfs"),
+    (["--container-image=./u.sqsh", "run.sh"], "u.sqsh does not exist"),
     (["--container-image=127.0.0.1:9#x:1", "missing.sh"], "missing.sh"),
-    (["run.sh"], "no container image"),
-    (["--container-image=127.0.0.1:9#x:1", "--container-name=foo", "run.sh"], "--container-name"),
+    (["--container-image=dockerd://x:1", "run.sh"], "docker save"),
+    (["--container-image=127.0.0.1:9#x:1", "--container-name=a/b", "run.sh"], "--container-name"),
     (
         ["--container-image=127.0.0.1:9#x:1", "--container-mounts=/nonexistent/m:/m", "run.sh"],
         "/nonexistent/m",

@@ -110,23 +110,41 @@ PYXIS_ARGV = [
 ]
 
 
-def render_pyxis_case(tmp: Path, argv: Optional[list[str]] = None, **overrides: Any) -> RenderedJob:
+def render_pyxis_case(
+    tmp: Path,
+    argv: Optional[list[str]] = None,
+    script: str = "pyxis-train.sh",
+    **overrides: Any,
+) -> RenderedJob:
+    """``hpcbridge sbatch ARGV`` of ``inputs/<script>`` rendered as if run in JOB_DIR, every
+    image it names converted to :data:`IMAGE`'s SIF (the unit tests' stand-in)."""
     from hpcbridge.pyxis.args import plan_request
+    from hpcbridge.pyxis.resources import job_resources, job_words
+    from hpcbridge.pyxis.scan import scan_script
     from hpcbridge.pyxis.script import render_pyxis
+    from hpcbridge.pyxis.shim import ShimImage, shim_key
+    from hpcbridge.pyxis.steps import find_steps
     from hpcbridge.pyxis.values import image_reference
+    from hpcbridge.render.context import PyxisImage
 
-    text = (HERE / "inputs" / "pyxis-train.sh").read_text(encoding="utf-8")
-    request, body, lines = plan_request(argv or PYXIS_ARGV, lambda _p: text, {}, JOB_DIR)
+    text = (HERE / "inputs" / script).read_text(encoding="utf-8")
+    request = plan_request(
+        argv or [*PYXIS_ARGV[:-3], script, *PYXIS_ARGV[-2:]], lambda _p: text, {}, JOB_DIR
+    )
     cfg = golden_config(tmp, **overrides)
-    ref = image_reference(request.container.image or "")
-    image = ResolvedImage(ref, IMAGE.digest, IMAGE.sif_path, IMAGE.sif_sha256)
+    if request.whole.image:
+        values = [request.whole.image]
+    else:
+        scan = scan_script(text, environ={}, cwd=JOB_DIR, args=request.script_args)
+        values = [u.value for u in find_steps(scan, {}).images]
+    images = [
+        (
+            PyxisImage(v, image_reference(v), IMAGE.digest, IMAGE.sif_path, ""),
+            ShimImage(shim_key(v, JOB_DIR), IMAGE.sif_path, "/workspace", ""),
+        )
+        for v in values
+    ]
+    words = job_words([h.slurm for h in request.header], {}, request.sbatch_options)
     return render_pyxis(
-        body,
-        request.script,
-        request.script_args,
-        request.container,
-        cfg,
-        image=image,
-        comment_lines=lines,
-        sbatch_options=request.sbatch_options,
+        request, cfg, images=images, gpu_vendor=job_resources(words, cfg).gpu_vendor
     )

@@ -26,6 +26,7 @@ from hpcbridge.render.context import (
     InputEntry,
     JobContext,
     PyxisContext,
+    PyxisImage,
     RuntimeEnv,
     RuntimeMark,
     Signal,
@@ -110,19 +111,18 @@ def _header(script: str) -> list[str]:
 
 
 def test_pyxis_comment_values_cannot_start_a_script_line(tmp_path: Path) -> None:
-    from hpcbridge.pyxis.args import ContainerOptions
+    from hpcbridge.pyxis.args import plan_request
     from hpcbridge.pyxis.script import render_pyxis
 
-    rendered = render_pyxis(
-        "#!/bin/sh\necho hi\n",
+    argv = [
+        "-p",
+        "gpu",
+        f"--job-name={EVIL}",
+        "--container-image=alpine:3.19",
         "dir/pyxis\n$(id).sh",
-        (),
-        ContainerOptions(image="docker://alpine:3.19"),
-        golden_config(tmp_path),
-        image=IMAGE,
-        comment_lines=set(),
-        sbatch_options=("-p", "gpu", f"--job-name={EVIL}"),
-    )
+    ]
+    request = plan_request(argv, lambda _p: "#!/bin/sh\necho hi\n", {}, "")
+    rendered = render_pyxis(request, golden_config(tmp_path), images=[], gpu_vendor=None)
     head = _header(rendered.script)
     assert all(line.startswith("#") for line in head), head
     assert (
@@ -246,7 +246,7 @@ def test_docs_list_every_attribute(title: str, cls: type) -> None:
 def test_docs_list_every_row_field() -> None:
     part = SECTION.split("#### Rows", 1)[1]
     rows = (Signal, TaskFormat, InputArray, InputEntry, TaskExport, ContainerEnv)
-    for row in (*rows, RuntimeMark, RuntimeEnv, EnvCommand):
+    for row in (*rows, RuntimeMark, RuntimeEnv, EnvCommand, PyxisImage):
         m = re.search(rf"^\| `{row.__name__}` \| (.*) \|$", part, re.M)
         assert m, f"docs/site-admin.md does not describe the row {row.__name__}"
         assert re.findall(r"`([a-z0-9_]+): ", m.group(1)) == list(row._fields)
