@@ -32,15 +32,18 @@ class DoctorReport:
         return report_dict(self.findings)
 
 
-def doctor(job_file: Optional[str] = None, sets: Sequence[str] = ()) -> DoctorReport:
-    """Preflight checks of this machine and, with a job file, of the job."""
+def doctor(
+    job_file: Optional[str] = None, sets: Sequence[str] = (), *, compute: bool = False
+) -> DoctorReport:
+    """Preflight checks of this machine and, with a job file, of the job; ``compute``: run
+    the zstd probe on a compute node too (one ``srun`` step)."""
     from hpcbridge.doctor import diagnose, worst
     from hpcbridge.doctor.probe import gather
     from hpcbridge.job.load import load_job
 
     cfg = config()
     job = load_job(job_file, sets) if job_file else None
-    findings = diagnose(gather(cfg, job), cfg, job)
+    findings = diagnose(gather(cfg, job, compute=compute), cfg, job)
     return DoctorReport(tuple(findings), worst(findings))
 
 

@@ -11,7 +11,7 @@ from typing import Optional
 import click
 
 from hpcbridge import api
-from hpcbridge.images.sif.compression import COMPRESSORS
+from hpcbridge.images.sif.compression import SETTINGS
 
 
 class TermProgress:
@@ -86,8 +86,9 @@ class TermProgress:
 )
 @click.option(
     "--compression",
-    type=click.Choice(COMPRESSORS),
-    help="squashfs compression [config convert.compression, default gzip].",
+    type=click.Choice(SETTINGS),
+    help="squashfs compression; auto: zstd where `hpcbridge doctor --compute` proved the "
+    "runtime reads it, else gzip [config convert.compression, default auto].",
 )
 @click.option("--level", type=int, help="Compression level [config convert.level, default 9].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")

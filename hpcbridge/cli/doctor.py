@@ -21,10 +21,19 @@ _COLORS = {"ok": "green", "warn": "yellow", "fail": "red"}
     metavar="KEY=VALUE",
     help="Override a job-file value (as in submit).",
 )
+@click.option(
+    "--compute",
+    is_flag=True,
+    help="Also probe a compute node (one srun step): does the runtime read zstd SIFs there?",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.pass_context
 def doctor(
-    ctx: click.Context, job_file: Optional[str], sets: tuple[str, ...], as_json: bool
+    ctx: click.Context,
+    job_file: Optional[str],
+    sets: tuple[str, ...],
+    compute: bool,
+    as_json: bool,
 ) -> None:
     """Check that jobs can run here before submitting thousands of tasks.
 
@@ -33,9 +42,11 @@ def doctor(
     (filesystem, free space, quota, O_EXCL and atomic rename), and with a
     JOB_FILE: bind sources, the site's rules, GPU vendor, MPI launcher and
     Slurm's array limits.  Each finding is ok, warn or fail with one line of
-    fix.  Exit status: 0 when all is ok, 1 with warnings, 2 with failures.
+    fix.  The zstd probe runs a tiny gzip and zstd SIF with the runtime here (and
+    with --compute on a compute node): conversions use zstd once both read it.
+    Exit status: 0 when all is ok, 1 with warnings, 2 with failures.
     """
-    report = api.doctor(job_file, sets)
+    report = api.doctor(job_file, sets, compute=compute)
     findings = report.findings
     if as_json:
         echo_json(report.to_dict())

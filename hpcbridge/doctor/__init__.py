@@ -16,6 +16,7 @@ from hpcbridge.doctor.findings import Finding, Status, report_dict, worst
 from hpcbridge.doctor.host import check_dirs, check_fuse, check_runtime, check_userns
 from hpcbridge.doctor.image import check_image
 from hpcbridge.doctor.job import check_binds, check_gpu, check_job_rules, check_mpi, check_slurm
+from hpcbridge.doctor.readable import check_zstd
 from hpcbridge.job.spec import JobSpec
 
 __all__ = ["Finding", "Status", "diagnose", "report_dict", "worst"]
@@ -26,6 +27,7 @@ def diagnose(facts: Facts, cfg: Config, job: Optional[JobSpec] = None) -> list[F
     findings = check_runtime(facts.runtime)
     findings += check_userns(facts.kernel, facts.runtime)
     findings += check_fuse(facts.fuse, facts.runtime)
+    findings += check_zstd(facts.zstd)
     findings += check_dirs(facts.dirs)
     findings += check_binds(facts.binds)
     if job is not None:

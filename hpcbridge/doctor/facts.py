@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from hpcbridge.doctor.readable import ZstdFacts
 from hpcbridge.scheduler.base import ClusterLimits
 
 
@@ -115,6 +116,7 @@ class Facts:
     gpu: GpuHostFacts = field(default_factory=GpuHostFacts)
     binds: tuple[BindFacts, ...] = ()
     image: Optional[ImageFacts] = None
+    zstd: Optional[ZstdFacts] = None  # the zstd probe (hpcbridge/doctor/zstd.py)
 
 
 @dataclass(frozen=True)

@@ -343,9 +343,12 @@ def _libexec_tool(runtime_path: str, names: Sequence[str]) -> Optional[str]:
     return None
 
 
-def gather(cfg: Config, job: Optional[JobSpec], probe: Optional[Probe] = None) -> Facts:
-    """Collect every fact the checks need."""
+def gather(
+    cfg: Config, job: Optional[JobSpec], probe: Optional[Probe] = None, *, compute: bool = False
+) -> Facts:
+    """Collect every fact the checks need; ``compute``: run the zstd probe on a compute node too."""
     from hpcbridge.config.validate import effective_gpu_vendor
+    from hpcbridge.doctor.zstd import gather_zstd
 
     p = probe or Probe()
     rt = p.runtime(cfg)
@@ -373,4 +376,5 @@ def gather(cfg: Config, job: Optional[JobSpec], probe: Optional[Probe] = None) -
         gpu=p.gpu(vendor) if vendor else GpuHostFacts(),
         binds=p.binds(job, cfg),
         image=p.image(job, cfg, rt.path) if job is not None else None,
+        zstd=gather_zstd(cfg, rt.path, rt.version_output, compute=compute),
     )

@@ -8,6 +8,8 @@ inventory  the cache as ``images list|inspect|prune`` see it
 prune      which entries ``images prune`` removes (pure)
 lock       a lock file that works across hosts (one conversion per digest)
 refs       parse image references and platforms (pure)
+readable   the runtime probe record: which compressions the runtime reads; ``auto``
+progress   the progress hook: stages and per-layer byte counts
 protocols  Layer and BinaryReader, the shapes fetch/ hands to layers/
 fetch/     getting an image: HTTP, auth, registry, manifests, local image forms
 layers/    decompress and apply layers to a tree, stream the tree as tar

@@ -66,7 +66,7 @@ def convert(
     offline: bool = False,
     insecure: bool = False,
     output: Optional[Path] = None,
-    compression: str = squashfs_compression.AUTO,
+    compression: str = squashfs_compression.DEFAULT_SETTING,
     level: Optional[int] = None,
     apptainer_exe: str = "apptainer",
     progress: Optional[Progress] = None,

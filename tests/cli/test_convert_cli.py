@@ -159,7 +159,7 @@ def test_kill_9_then_convert_again(tmp_path: Path, point: str) -> None:
                     any((cache / "locks").glob("*.lock")) if (cache / "locks").is_dir() else False
                 ),
                 "downloading": lambda: (
-                    any((cache / "blobs" / "sha256").glob(".*.part"))
+                    any((cache / "blobs" / "sha256").glob(".*.part*"))  # .part or .partial
                     if (cache / "blobs" / "sha256").is_dir()
                     else False
                 ),

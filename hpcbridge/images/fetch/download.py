@@ -36,19 +36,26 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.fetch.transport import Response, TransportError
-
-if TYPE_CHECKING:
-    from hpcbridge.images.fetch.registry import RegistryClient
+from hpcbridge.images.fetch.transport import Response, Transport, TransportError
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 SYNC_EVERY = 64 << 20
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+class BlobSource(Protocol):
+    """What a download needs of the registry client (:class:`.registry.RegistryClient`)."""
+
+    transport: Transport
+
+    def blob_response(
+        self, repository: str, digest: str, offset: int = 0
+    ) -> Optional[Response]: ...
 
 
 class DigestMismatch(ImageError):
@@ -189,7 +196,7 @@ def _offset_of(resp: Response) -> int:
 
 
 def fetch_blob(
-    client: RegistryClient,
+    client: BlobSource,
     repository: str,
     digest: str,
     dest: Path,
@@ -245,7 +252,7 @@ def fetch_blob(
 
 
 def _stream(
-    client: RegistryClient,
+    client: BlobSource,
     repository: str,
     digest: str,
     partial: Partial,
@@ -282,7 +289,7 @@ def _stream(
 
 
 def _fetch_private(
-    client: RegistryClient,
+    client: BlobSource,
     repository: str,
     digest: str,
     dest: Path,

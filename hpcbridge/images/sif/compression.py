@@ -28,8 +28,9 @@ COMPRESSORS = tuple(LEVELS)
 #: What ``auto`` becomes where zstd is not proven, and the compressor of the library default.
 DEFAULT_COMPRESSOR = "gzip"
 AUTO = "auto"
-#: What ``convert.compression`` and ``--compression`` accept.
+#: What ``convert.compression`` and ``--compression`` accept, and their default.
 SETTINGS = (AUTO, *COMPRESSORS)
+DEFAULT_SETTING = AUTO
 #: ``auto`` becomes gzip or zstd: a level must suit both.
 AUTO_LEVELS = (1, 9)
 #: The level used when none is given, for every compressor that takes one.
