@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, NoReturn, Optional
@@ -56,13 +56,20 @@ def render_script(
 
 
 def submit(
-    job_file: str, sets: Sequence[str] = (), *, retries: int = 0, cwd: Optional[str] = None
+    job_file: str,
+    sets: Sequence[str] = (),
+    *,
+    retries: int = 0,
+    cwd: Optional[str] = None,
+    progress: Optional[Callable[[str, int, int], None]] = None,
 ) -> Submission:
-    """Convert the image (once), render, sbatch and record ``job_file``."""
+    """Convert the image (once), render, sbatch and record ``job_file``; ``progress``
+    hears the conversion (see :mod:`hpcbridge.images.progress`)."""
     from hpcbridge.submit.actions import submit_job
 
     sess = session()
-    return submit_job(sess, job_file, sets, retries=retries, cwd=cwd or os.getcwd())
+    cwd = cwd or os.getcwd()
+    return submit_job(sess, job_file, sets, retries=retries, cwd=cwd, progress=progress)
 
 
 def rerun(sub_ref: str, *, retries: int = 0) -> Submission:

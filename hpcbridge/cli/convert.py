@@ -3,51 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
-import time
 from pathlib import Path
 from typing import Optional
 
 import click
 
 from hpcbridge import api
+from hpcbridge.cli._progress import progress_for
 from hpcbridge.images.sif.compression import SETTINGS
 
-
-class TermProgress:
-    """One self-overwriting status line on a terminal (stderr)."""
-
-    def __init__(self) -> None:
-        self.last = 0.0
-        self.stage = ""
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if stage == self.stage and stage == "download" and now - self.last < 0.2:
-            return
-        self.last, self.stage = now, stage
-        if stage == "download":
-            mib = done / 1048576
-            text = f"downloading {mib:.1f} MiB" + (
-                f" of {total / 1048576:.1f} MiB" if total else ""
-            )
-        elif stage == "extract":
-            text = f"extracting layers {done}/{total}"
-        elif stage == "squash":
-            text = "squashing" if done < total else "squashed"
-        elif stage == "wait":
-            text = "waiting for another process converting the same image"
-        elif stage == "apptainer":
-            text = "apptainer build running" if done < total else "apptainer build done"
-        else:
-            text = f"{stage} {done}/{total}"
-        sys.stderr.write(f"\r\033[K{text}")
-        sys.stderr.flush()
-
-    def finish(self) -> None:
-        if self.stage:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="No progress display (it is drawn only on a terminal)."
+)
 
 
 @click.command("convert")
@@ -92,6 +59,7 @@ class TermProgress:
 )
 @click.option("--level", type=int, help="Compression level [config convert.level, default 9].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@quiet_option
 def convert(
     ref: str,
     output: Optional[Path],
@@ -105,6 +73,7 @@ def convert(
     compression: Optional[str],
     level: Optional[int],
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Convert a Docker/OCI image to a SIF in the cache and print its path.
 
@@ -113,7 +82,8 @@ def convert(
     file (passed through).  A cached digest returns at once; concurrent
     converts of one digest convert it once and all print the same path.
     """
-    progress = TermProgress() if sys.stderr.isatty() and not as_json else None
+    progress = progress_for(quiet, as_json)
+    ok = False
     try:
         result = api.convert(
             ref,
@@ -129,9 +99,10 @@ def convert(
             level=level,
             progress=progress,
         )
+        ok = True
     finally:
         if progress is not None:
-            progress.finish()
+            progress.finish(ok)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:

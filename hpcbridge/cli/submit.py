@@ -9,6 +9,8 @@ import click
 
 from hpcbridge import api
 from hpcbridge.cli._output import echo_json
+from hpcbridge.cli._progress import progress_for
+from hpcbridge.cli.convert import quiet_option
 from hpcbridge.cli.render import offline_option, unresolved_note
 
 
@@ -51,8 +53,15 @@ def _report(out: api.Submission, as_json: bool) -> None:
     default=0,
     help="Retries (with backoff) while the controller is unreachable.",
 )
+@quiet_option
 def submit(
-    job_file: str, sets: tuple[str, ...], dry_run: bool, offline: bool, as_json: bool, retry: int
+    job_file: str,
+    sets: tuple[str, ...],
+    dry_run: bool,
+    offline: bool,
+    as_json: bool,
+    retry: int,
+    quiet: bool,
 ) -> None:
     """Convert the image (once), render, sbatch and record JOB_FILE.
 
@@ -66,7 +75,15 @@ def submit(
         unresolved_note(done)
         click.echo(done.text, nl=False)
         return
-    _report(api.submit(job_file, sets, retries=retry), as_json)
+    progress = progress_for(quiet, as_json)
+    ok = False
+    try:
+        out = api.submit(job_file, sets, retries=retry, progress=progress)
+        ok = True
+    finally:
+        if progress is not None:
+            progress.finish(ok)
+    _report(out, as_json)
 
 
 @click.command()

@@ -9,6 +9,8 @@ import click
 
 from hpcbridge import api
 from hpcbridge.cli._output import echo_json
+from hpcbridge.cli._progress import progress_for
+from hpcbridge.cli.convert import quiet_option
 
 
 @click.command("wrap")
@@ -34,6 +36,7 @@ from hpcbridge.cli._output import echo_json
 )
 @click.option("--force", is_flag=True, help="Overwrite files not written by hpcbridge wrap.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+@quiet_option
 def wrap(
     image: str,
     commands: tuple[str, ...],
@@ -44,28 +47,39 @@ def wrap(
     gpu: Optional[str],
     force: bool,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Write executables that run COMMANDS of IMAGE like local programs.
 
     IMAGE is converted once (or found in the cache) and every wrapper pins that
     SIF by its manifest digest; it runs the command with the site's default
-    binds, your working directory and your arguments unchanged.
+    binds, your working directory (wrapped commands take your relative paths,
+    like local programs: the image's WorkingDir does not apply) and your
+    arguments unchanged.
 
     \b
     Example:
       hpcbridge wrap docker://python:3.12-slim python3 pip --dir ~/bin
       ~/bin/python3 -c 'import sys; print(sys.version)'
     """
-    done = api.wrap(
-        image,
-        commands,
-        bin_dir,
-        module=module,
-        binds=binds,
-        cleanenv=cleanenv,
-        gpu=gpu,
-        force=force,
-    )
+    progress = progress_for(quiet, as_json)
+    ok = False
+    try:
+        done = api.wrap(
+            image,
+            commands,
+            bin_dir,
+            module=module,
+            binds=binds,
+            cleanenv=cleanenv,
+            gpu=gpu,
+            force=force,
+            progress=progress,
+        )
+        ok = True
+    finally:
+        if progress is not None:
+            progress.finish(ok)
     if as_json:
         echo_json(done.to_dict())
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time as _time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -69,12 +69,19 @@ def load_for_submit(sess: Session, job_path: str, sets: Sequence[str]) -> tuple[
 
 
 def submit_job(
-    sess: Session, job_path: str, sets: Sequence[str], *, retries: int = 0, cwd: str
+    sess: Session,
+    job_path: str,
+    sets: Sequence[str],
+    *,
+    retries: int = 0,
+    cwd: str,
+    progress: Optional[Callable[[str, int, int], None]] = None,
 ) -> Submission:
-    """Convert, render, sbatch and record one job file (see :mod:`.submitter`)."""
+    """Convert, render, sbatch and record one job file (see :mod:`.submitter`);
+    ``progress`` hears the conversion (see :mod:`hpcbridge.images.progress`)."""
     job, text = load_for_submit(sess, job_path, sets)
     job = resolve_dependencies(job, sess)
-    image = resolve_image(job.image, sess.cfg)
+    image = resolve_image(job.image, sess.cfg, progress)
     with_retry("scontrol show config", retries, sess.poller.limits)
     source = JobSource(job.source, job.job_dir, list(sets), text)
     record = prepare(sess, job, image, kind="submit", source=source, cwd=cwd)

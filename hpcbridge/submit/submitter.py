@@ -44,12 +44,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def resolve_image(ref: str, cfg: Config) -> ResolvedImage:
+def resolve_image(
+    ref: str, cfg: Config, progress: Optional[Callable[[str, int, int], None]] = None
+) -> ResolvedImage:
     """Convert an image once, on this (login) node; a cached digest returns at once."""
     from hpcbridge.images.convert import convert_with_config
     from hpcbridge.render.types import ResolvedImage
 
-    res = convert_with_config(ref, cfg)
+    res = convert_with_config(ref, cfg, progress=progress)
     return ResolvedImage(ref, res.digest, str(res.path), res.sif_sha256, res.workdir)
 
 
@@ -101,19 +103,23 @@ def chunk_plan(job: JobSpec, sess: Session, tasks: Sequence[int]) -> list[Option
 def render_chunk(
     job: JobSpec, sess: Session, image: ResolvedImage, sub_id: str, chunk: Optional[Chunk]
 ) -> ChunkScript:
-    """The script of one chunk; hpcbridge's own log directory unless the job names a log."""
+    """The script of one chunk; hpcbridge's own log directory unless the job names a log.
+
+    The log directory is written into the script's ``#SBATCH --output`` line, so
+    the recorded script says where its logs are."""
+    import dataclasses
+
     from hpcbridge.render.job import render_job
     from hpcbridge.render.types import ArrayChunk, TrackingContext
 
     sub_dir = sess.store.path(sub_id)
     tracking = TrackingContext(sub_id, str(sub_dir / "outcomes"))
     array_chunk = None if chunk is None else ArrayChunk(chunk.offset, chunk.spec)
-    rendered = render_job(job, sess.cfg, image=image, tracking=tracking, chunk=array_chunk)
-    args = []
     if job.output is None:
         pattern = "%x_%A_%a.out" if job.array is not None else "%x_%j.out"
-        args.append(f"--output={sub_dir / 'logs' / pattern}")
-    return ChunkScript(rendered.script, args, rendered.job_name, dict(rendered.files))
+        job = dataclasses.replace(job, output=str(sub_dir / "logs" / pattern))
+    rendered = render_job(job, sess.cfg, image=image, tracking=tracking, chunk=array_chunk)
+    return ChunkScript(rendered.script, [], rendered.job_name, dict(rendered.files))
 
 
 def prepare(
