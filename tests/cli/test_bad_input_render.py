@@ -95,6 +95,89 @@ CASES: list[tuple[str, str, list[str], str]] = [
     ("bad-bind-mode", 'binds = ["/tmp:/d:rx"]\n' + GOOD, [], "'rx'"),
     ("relative-workdir", 'workdir = "work"\n' + GOOD, [], "'work'"),
     ("gpu-count-zero", GOOD + 'partition = "gpu"\n[gpu]\ncount = 0\n', [], "gpu.count"),
+    # issue 11: what real scripts say, and what breaks them
+    ("bind-dst-root", 'binds = ["/tmp:/"]\n' + GOOD, [], "container's own /"),
+    ("bind-dst-proc", 'binds = ["/tmp:/proc"]\n' + GOOD, [], "container's own /proc"),
+    ("bind-dst-dev", 'binds = ["/tmp:/dev"]\n' + GOOD, [], "container's own /dev"),
+    ("bind-dst-sys", 'binds = ["/tmp:/sys"]\n' + GOOD, [], "container's own /sys"),
+    ("bind-dst-singularity", 'binds = ["/tmp:/.singularity.d/env"]\n' + GOOD, [], ".singularity.d"),
+    ("bind-option-unknown", 'binds = ["/tmp:/d:nosuid"]\n' + GOOD, [], "'nosuid'"),
+    (
+        "image-src-relative",
+        'binds = [{src="/tmp", dst="/d", image-src="sub"}]\n' + GOOD,
+        [],
+        "image-src",
+    ),
+    ("bind-lone-dollar", 'binds = ["/tmp/a$:/x"]\n' + GOOD, [], "write $$"),
+    ("input-typo", 'inputs = ["typo.txt"]\n' + GOOD, [], "typo.txt' does not exist"),
+    (
+        "overlay-missing",
+        'overlays = ["missing.ext3:ro"]\n' + GOOD,
+        [],
+        "missing.ext3' does not exist",
+    ),
+    ("overlay-two-writable", 'overlays = ["a.ext3", "b.ext3"]\n' + GOOD, [], "both writable"),
+    ("overlay-comma", 'overlays = ["a,b.ext3:ro"]\n' + GOOD, [], "'a,b.ext3'"),
+    (
+        "writable-tmpfs-and-overlay",
+        'overlays = ["a.ext3"]\n' + GOOD + "[apptainer]\nwritable-tmpfs = true\n",
+        [],
+        "writable-tmpfs",
+    ),
+    ("apptainer-flag-typo", GOOD + "[apptainer]\nno_home = true\n", [], "'no-home'"),
+    ("apptainer-flag-managed", GOOD + '[apptainer]\nbind = "/a"\n', [], "use binds"),
+    (
+        "apptainer-flag-denied",
+        GOOD + "[apptainer]\nfakeroot = true\n",
+        [],
+        "does not allow --fakeroot",
+    ),
+    ("apptainer-flag-too-new", GOOD + '[apptainer]\ndevice = ["x.com/gpu=all"]\n', [], "1.5"),
+    (
+        "apptainer-env-unknown",
+        GOOD + '[apptainer_env]\nAPPTAINER_CONTAINLIB = "/l.so"\n',
+        [],
+        "CONTAINLIBS",
+    ),
+    (
+        "apptainer-env-in-env",
+        GOOD + '[env]\nAPPTAINER_CONTAINLIBS = "/l.so"\n',
+        [],
+        "[apptainer_env]",
+    ),
+    (
+        "env-command-twice",
+        GOOD + '[env]\nA = "1"\n[env_command]\nA = "echo 2"\n',
+        [],
+        "also set in [env]",
+    ),
+    ("host-env-home", 'host_env = ["HOME"]\n' + GOOD, [], "'HOME'"),
+    ("pmi-unknown", GOOD + '[mpi]\ntype = "srun"\npmi = "pmi3"\n', [], "'pmi3'"),
+    (
+        "pmi-not-offered",
+        GOOD + '[mpi]\ntype = "srun"\npmi = "pmix_v5"\n',
+        [],
+        "not a PMI type this site offers",
+    ),
+    (
+        "srun-option-owned",
+        GOOD + '[mpi]\ntype = "srun"\nsrun_options = ["--mpi=pmi2"]\n',
+        [],
+        "--mpi=pmi2",
+    ),
+    ("srun-option-short", GOOD + '[mpi]\ntype = "srun"\nsrun_options = ["-m"]\n', [], "'-m'"),
+    (
+        "srun-option-not-allowed",
+        GOOD + '[mpi]\ntype = "srun"\nsrun_options = ["--propagate=ALL"]\n',
+        [],
+        "srun --propagate",
+    ),
+    ("run-and-command", 'run = ["a"]\n' + GOOD, [], "both command and run"),
+    ("rank-with-format", GOOD.replace('["true"]', '["echo", "{rank:03d}"]'), [], "{rank:03d}"),
+    ("pwd-and-workdir", 'pwd = "/a"\nworkdir = "/b"\n' + GOOD, [], "old name of pwd"),
+    ("tarball-as-image", GOOD.replace("img.sif", "./image.tar"), [], "docker-archive:PATH"),
+    ("ext3-as-image", GOOD.replace("img.sif", "data.img"), [], "data.img"),
+    ("time-four-fields", GOOD.replace('"00:10:00"', '"1-2:3:4:5"'), [], "1-2:3:4:5"),
 ]
 
 
@@ -109,6 +192,7 @@ def run_render(tmp_path: Path, text: str, args: list[str]) -> runner.Completed:
     job.write_text(text, encoding="utf-8")
     _write_sif(tmp_path / "img.sif")
     (tmp_path / "notsif.sif").write_bytes(b"not a sif at all" * 8)
+    (tmp_path / "data.img").write_bytes(b"\x00" * 1024 + b"\x53\xef" * 32)  # no SIF/squashfs
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path / "home"),
@@ -126,7 +210,7 @@ def run_render(tmp_path: Path, text: str, args: list[str]) -> runner.Completed:
 
 
 def test_corpus_is_big_enough() -> None:
-    assert len(CASES) >= 30
+    assert len(CASES) >= 60
     assert len({c[0] for c in CASES}) == len(CASES)
 
 
