@@ -127,7 +127,8 @@ def _from_outcome(
             reason = f"signal {sig} after {elapsed:.0f} s, at the time limit ({time_limit:.0f} s)"
             return TaskStatus(task, JobState.TIMEOUT, code, sig, reason, job_id)
         return TaskStatus(task, JobState.FAILED, code, sig, f"killed by signal {sig}", job_id)
-    return TaskStatus(task, JobState.FAILED, code, None, f"exit code {code}", job_id)
+    # a failed run-time check (a node-local bind source missing...) says why
+    return TaskStatus(task, JobState.FAILED, code, None, out.reason or f"exit code {code}", job_id)
 
 
 def started_since(outcome: Optional[Outcome], answered_at: Optional[float]) -> bool:

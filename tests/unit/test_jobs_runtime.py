@@ -226,3 +226,24 @@ def test_a_job_file_named_hpcbridge_toml_is_a_job_not_the_project_config(tmp_pat
     assert any("is a job file" in w for w in cfg.warnings)
     spec = load_job(tmp_path / "hpcbridge.toml")
     assert spec.name == "hpcbridge" and spec.command == ("true",)
+
+
+# ------------------------------------------------------------- status shows the reason
+
+
+def test_status_shows_the_recorded_reason() -> None:
+    from hpcbridge.tracking.outcomes import combine
+    from hpcbridge.tracking.summary import task_status
+    from hpcbridge.tracking.text import failure_text
+
+    why = "task 3 rank 0 on n2: binds[0].src = $TMPDIR/stage: /tmp/j/stage does not exist"
+    out = combine(3, "100 7 6 n2\n", f"101 66 exit mem_peak=4096 reason={why}\n")
+    assert out is not None and out.reason == why and out.mem_peak == 4096
+    st = task_status(
+        3, 3, "6", is_array=True, outcome=out, info=None, query_ok=True,
+        cancelled=False, time_limit=None,
+    )  # fmt: skip
+    assert st.reason == why
+    assert failure_text(st) == f"task 3: failed, exit code 66, {why}, job 6_3"
+    old = combine(4, "100 7 6 n2\n", "101 3 exit\n")  # an end file without a reason
+    assert old is not None and old.reason is None
