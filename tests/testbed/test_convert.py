@@ -261,7 +261,7 @@ def _part_bigger(d: Path, size: int) -> bool:
 
 POINTS: dict[str, Callable[[Path], bool]] = {
     "locked": lambda c: _any(c / "locks", "*.lock"),
-    "downloading": lambda c: _any(c / "blobs" / "sha256", ".*.part"),
+    "downloading": lambda c: _any(c / "blobs" / "sha256", ".*.partial"),
     "squashing": lambda c: _any(c / "sif", ".*.part"),
     "half-written": lambda c: _part_bigger(c / "sif", 8 << 20),
 }

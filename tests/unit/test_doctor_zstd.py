@@ -13,10 +13,10 @@ import pytest
 
 from hpcbridge import runner
 from hpcbridge.config import load_config
-from hpcbridge.images.sif import elf
 from hpcbridge.doctor.findings import Status
 from hpcbridge.doctor.readable import PlaceProbe, ZstdFacts, check_zstd
 from hpcbridge.doctor.zstd import compute_argv, gather_zstd, parse_compute, probe_sifs
+from hpcbridge.images.sif import elf
 from hpcbridge.images.sif import format as sif
 
 needs_mksquashfs = pytest.mark.skipif(
@@ -92,9 +92,13 @@ def test_findings() -> None:
     assert found[2].message.startswith("conversions use gzip by default")
     only_login = check_zstd(ZstdFacts("apptainer", (login,), None, "/s/r.json", False))
     assert "run hpcbridge doctor --compute" in only_login[-1].message
-    both = check_zstd(ZstdFacts("apptainer", (login, PlaceProbe("compute", "n1", True, True)), True))
+    both = check_zstd(
+        ZstdFacts("apptainer", (login, PlaceProbe("compute", "n1", True, True)), True)
+    )
     assert both[-1].message.startswith("conversions use zstd by default")
-    broken = check_zstd(ZstdFacts("apptainer", (PlaceProbe("login", "l1", False, None, "no fuse"),), None))
+    broken = check_zstd(
+        ZstdFacts("apptainer", (PlaceProbe("login", "l1", False, None, "no fuse"),), None)
+    )
     assert broken[0].status == Status.WARN and "even a gzip SIF" in broken[0].message
     forced = check_zstd(ZstdFacts("apptainer", (login,), None, setting="gzip"))
     assert "convert.compression = gzip is set" in forced[-1].message
@@ -140,7 +144,9 @@ def test_gather_records_what_the_login_node_says(tmp_path: Path) -> None:
     }
     cfg = load_config(environ=env, cwd=str(tmp_path))
     facts = gather_zstd(cfg, str(fake), "fake 1.0", compute=False)
-    assert facts.places == (PlaceProbe("login", facts.places[0].host, True, False, facts.places[0].detail),)
+    assert facts.places == (
+        PlaceProbe("login", facts.places[0].host, True, False, facts.places[0].detail),
+    )
     assert "zstd is not supported" in facts.places[0].detail
     assert facts.verdict is False
     record = json.loads((tmp_path / "state" / "runtime-probes.json").read_text())

@@ -103,8 +103,9 @@ def test_plain_head_reads_the_digest() -> None:
         reg.push("tiny", "v1", IMG)
         assert plain_head(reg.host, "tiny", "v1") == (IMG.digest, IMG.media_type)
         assert plain_head(reg.host, "tiny", "nope") is None  # 404: the full client says why
-        assert reg.log[0][0] == "HEAD" and "application/vnd.oci.image.index.v1+json" in (
-            reg.log[0][2]["Accept"]
+        assert (
+            reg.log[0][0] == "HEAD"
+            and "application/vnd.oci.image.index.v1+json" in (reg.log[0][2]["Accept"])
         )
 
 
