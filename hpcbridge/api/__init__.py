@@ -11,7 +11,7 @@ here; the others live beside the code that makes them (``ConvertResult`` in
 :mod:`hpcbridge.images.inventory`, ``Wrapped`` in :mod:`hpcbridge.wrap`,
 ``Export`` in :mod:`hpcbridge.submit.bundle`, ``PyxisPlan`` in
 :mod:`hpcbridge.submit.pyxis`, ``TrialRun`` in :mod:`hpcbridge.scheduler.base`,
-``Translation`` in :mod:`hpcbridge.recipe`).
+``Translation`` in :mod:`hpcbridge.recipe`, ``Report`` in :mod:`hpcbridge.report.build`).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from hpcbridge.api.jobs import (
     srun_plan,
     submit,
 )
+from hpcbridge.api.report import HtmlReport, report, report_html, rerun_right_size
 from hpcbridge.api.tools import (
     ConfigView,
     DoctorReport,
@@ -71,6 +72,7 @@ __all__ = [
     "Cancellation",
     "ConfigView",
     "DoctorReport",
+    "HtmlReport",
     "Progress",
     "Record",
     "Rendered",
@@ -101,15 +103,18 @@ __all__ = [
     "pyxis_trial",
     "recipe",
     "render_script",
+    "report",
+    "report_html",
     "rerun",
     "rerun_bundle",
+    "rerun_right_size",
     "resubmit",
     "resubmit_script",
+    "srun_dry_run",
+    "srun_exec",
+    "srun_plan",
     "status",
     "submit",
     "watch",
     "wrap",
 ]
-    "srun_dry_run",
-    "srun_exec",
-    "srun_plan",

@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logs": ("hpcbridge.cli.track:logs", "Print or follow the log of a task."),
     "list": ("hpcbridge.cli.track:list_", "List recent submissions."),
     "rerun": ("hpcbridge.cli.submit:rerun", "Submit a recorded submission again, identically."),
+    "report": (
+        "hpcbridge.cli.report:report",
+        "Efficiency report of a submission and its resubmissions.",
+    ),
     "doctor": ("hpcbridge.cli.doctor:doctor", "Preflight checks of this machine and a job."),
     "recipe": (
         "hpcbridge.cli.recipe:recipe",

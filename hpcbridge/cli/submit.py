@@ -101,17 +101,33 @@ def submit(
     default=0,
     help="Retries while the controller is unreachable.",
 )
-def rerun(sub_id: Optional[str], bundle: Optional[Path], as_json: bool, retry: int) -> None:
+@click.option(
+    "--right-size",
+    is_flag=True,
+    help="Re-render with the memory and time `hpcbridge report ID` suggests; print the changes.",
+)
+def rerun(
+    sub_id: Optional[str], bundle: Optional[Path], as_json: bool, retry: int, right_size: bool
+) -> None:
     """Submit a recorded submission again, identically (same scripts, same SIF).
 
     The new submission differs only in its id (and so its outcome and log
     directory); it is linked to the original.  With ``--from BUNDLE`` the job of
     an exported bundle is submitted on this machine: its image is converted from
     the pinned digest (the SIF must come out byte-identical) and submitted.
+    With ``--right-size`` the recorded job file is rendered again with the
+    memory and time limit ``hpcbridge report`` suggests (see docs/report.md).
     """
     if (sub_id is None) == (bundle is None):
         raise click.UsageError("give either a submission ID or --from BUNDLE (not both)")
-    if sub_id is not None:
+    if right_size and sub_id is not None:
+        out = api.rerun_right_size(sub_id, retries=retry)
+        _report(out, as_json)
+        for line in () if as_json else out.changes:
+            click.echo(f"  {line}")
+    elif right_size:
+        raise click.UsageError("--right-size needs a submission ID (not --from BUNDLE)")
+    elif sub_id is not None:
         _report(api.rerun(sub_id, retries=retry), as_json)
     else:
         _report(api.rerun_bundle(Path(str(bundle)), retries=retry), as_json)

@@ -92,8 +92,9 @@ def resubmit(
 ) -> None:
     """Submit the failed tasks of a submission again, as a new linked submission.
 
-    By default tasks that ran out of memory get 50% more memory and tasks that
-    timed out twice the time; --mem / --time set it for all of them.
+    By default a task that ran out of memory gets its measured peak plus a
+    margin (+50% when nothing measured it) and a task that timed out twice its
+    measured run time; --mem / --time set it for all of them.
     """
     if dry_run:
         click.echo(api.resubmit_script(sub_id, mem=mem, time=time_), nl=False)
@@ -107,6 +108,8 @@ def resubmit(
         f"{out.id}: resubmitted tasks {out.failed_tasks} of {out.record.parent} "
         f"as job(s) {','.join(out.record.job_ids())}{note}"
     )
+    for line in out.changes:  # what changed for which task, and why
+        click.echo(f"  {line}")
 
 
 @click.command()

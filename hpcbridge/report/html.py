@@ -15,7 +15,7 @@ from typing import Optional
 
 from hpcbridge.report.attempt import Attempt
 from hpcbridge.report.build import Report, unknown_note
-from hpcbridge.report.sizing import Suggestion, mib_text
+from hpcbridge.report.sizing import Suggestion, amount, mib_text
 from hpcbridge.report.stats import Distribution
 from hpcbridge.report.text import chosen_rows, short_time
 from hpcbridge.slurm_syntax import format_indices
@@ -75,7 +75,7 @@ def summary_table(r: Report) -> str:
 
 
 def _hours(v: Optional[float]) -> str:
-    return "unknown" if v is None else f"{v:.2f}"
+    return amount(v)
 
 
 def suggestion_block(label: str, s: Suggestion) -> str:
@@ -89,7 +89,7 @@ def suggestion_block(label: str, s: Suggestion) -> str:
     if s.saved is not None and s.reserved is not None:
         verb = "Saves" if s.saved >= 0 else "Costs"
         parts.append(
-            f" {verb} {abs(s.saved):.2f} of the {s.reserved:.2f} {unit} the completed tasks "
+            f" {verb} {amount(abs(s.saved))} of the {amount(s.reserved)} {unit} the completed tasks "
             "reserved."
         )
     parts.append("</p>")

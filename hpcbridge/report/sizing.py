@@ -57,6 +57,15 @@ def mib_text(nbytes: Optional[float]) -> str:
     return f"{mib / 1024:.1f} GiB" if mib >= 10240 else f"{mib:.0f} MiB"
 
 
+def amount(v: Optional[float]) -> str:
+    """Hours (core-hours, GiB-hours) to a readable precision: small ones stay visible."""
+    if v is None:
+        return "unknown"
+    if v == 0 or abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.4f}" if abs(v) < 0.01 else (f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}")
+
+
 def secs_text(seconds: Optional[float]) -> str:
     return "unknown" if seconds is None else format_time(round(seconds))
 

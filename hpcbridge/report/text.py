@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 from hpcbridge.report.attempt import Attempt
 from hpcbridge.report.build import Report, unknown_note
-from hpcbridge.report.sizing import Suggestion, mib_text
+from hpcbridge.report.sizing import Suggestion, amount, mib_text
 from hpcbridge.report.stats import Distribution
 from hpcbridge.slurm_syntax import format_indices
 
@@ -76,12 +76,9 @@ def summary_lines(r: Report) -> list[str]:
         "",
     ]
 
-    def h(v: Optional[float]) -> str:
-        return "unknown" if v is None else f"{v:.2f}"
-
     lines += _wrap(
-        f"core-hours: {h(s.core_hours)} held, {h(s.wasted_core_hours)} by attempts that did "
-        f"not complete, {h(s.idle_core_hours)} idle (held, no CPU time)",
+        f"core-hours: {amount(s.core_hours)} held, {amount(s.wasted_core_hours)} by attempts that did "
+        f"not complete, {amount(s.idle_core_hours)} idle (held, no CPU time)",
         "    ",
         "  ",
     )
@@ -97,7 +94,7 @@ def failure_lines(r: Report) -> list[str]:
         return ["failures: none"]
     lines = ["failures by reason:"]
     for f in fails:
-        hours = "" if f.core_hours is None else f"  {f.core_hours:.2f} core-h"
+        hours = "" if f.core_hours is None else f"  {amount(f.core_hours)} core-h"
         tasks = format_indices(f.tasks)
         head = f"  {f.reason[:30]:<30} {f.attempts:>5} x{hours}  tasks "
         lines += _wrap(tasks, " " * 6, head)
@@ -112,7 +109,8 @@ def _suggestion_lines(label: str, s: Suggestion) -> list[str]:
     if s.saved is not None and s.reserved is not None:
         verb = "saves" if s.saved >= 0 else "costs"
         lines += _wrap(
-            f"{verb} {abs(s.saved):.2f} of {s.reserved:.2f} {unit} reserved by the completed tasks",
+            f"{verb} {amount(abs(s.saved))} of {amount(s.reserved)} {unit} reserved by the "
+            "completed tasks",
             "    ",
             "    ",
         )

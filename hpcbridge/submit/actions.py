@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional
 
 from hpcbridge.errors import InputError, JobSpecError, StateError
 from hpcbridge.slurm_syntax import format_indices, parse_indices
-from hpcbridge.submit.plan import Chunk, new_mem, new_time, resubmit_groups
+from hpcbridge.submit.plan import Chunk, resubmit_sizes, size_groups
 from hpcbridge.submit.results import Cancellation, Submission
 from hpcbridge.submit.submitter import (
     effective_time_limit,
@@ -168,38 +168,66 @@ class ResubmitPlan:
     record: Record
     job: JobSpec
     groups: list[tuple[JobSpec, list[int]]]
-    notes: list[str]
+    notes: list[str]  # per group: "tasks 7: mem 384M"
     tasks: str  # the failed tasks
     image: ResolvedImage
+    changes: tuple[str, ...] = ()  # per task: what changed and why
+
+
+def with_resources(job: JobSpec, mem: Optional[int], time: Optional[int]) -> JobSpec:
+    """``job`` asking for ``mem`` MiB (replacing --mem-per-cpu) and ``time`` s; None: as is."""
+    res = job.resources
+    if mem is not None:
+        res = dataclasses.replace(res, mem=mem, mem_per_cpu=None)
+    if time is not None:
+        res = dataclasses.replace(res, time=time)
+    return dataclasses.replace(job, resources=res)
 
 
 def plan_resubmission(
     sess: Session, sub_id: str, *, mem: Optional[str], time: Optional[str]
 ) -> ResubmitPlan:
-    """The failed tasks (in the latest view) and their resources, with more where needed."""
-    cycle = sess.tracker.cycle([sub_id])
-    view = cycle.summary(sub_id).view
+    """The failed tasks (in the latest view) and their resources: after OUT_OF_MEMORY the
+    measured peak plus a margin, after TIMEOUT twice the measured elapsed time (see
+    :func:`hpcbridge.submit.plan.resubmit_sizes`)."""
+    from hpcbridge.report.collect import attempts_of, gather
+    from hpcbridge.report.sizing import latest_by_task
+
+    failed_states = {"OUT_OF_MEMORY", "TIMEOUT"}
+    g = gather(sess, sub_id, accounting=mem is None or time is None)
+    view = g.cycle.summary(sub_id).view
     failed = [(f.task, f.state.value) for f in view.failed]
     if not failed:
         pending = view.total - view.finished
         hint = f"{pending} task(s) still pending or running" if pending else "all tasks completed"
         raise InputError(f"submission {sub_id} has no failed tasks", hint)
-    record = cycle.records[sub_id]
+    record = g.records[sub_id]
     job = resolve_dependencies(job_from_record(record), sess)
-    limit = effective_time_limit(job, sess.cfg)
+    measured = {}
+    if any(state in failed_states for _, state in failed):
+        measured = latest_by_task(attempts_of(g))
+    sizes = resubmit_sizes(
+        failed,
+        measured,
+        mem=mem,
+        time=time,
+        job_mem=job.resources.mem,
+        job_time=effective_time_limit(job, sess.cfg),
+    )
     groups: list[tuple[JobSpec, list[int]]] = []
     notes: list[str] = []
-    for (more_mem, more_time), tasks in sorted(resubmit_groups(failed, mem=mem, time=time).items()):
-        res = job.resources
-        if more_mem:
-            res = dataclasses.replace(res, mem=new_mem(mem or "+50%", res.mem))
-            notes.append(f"tasks {format_indices(tasks)}: mem {res.mem_str}")
-        if more_time:
-            res = dataclasses.replace(res, time=new_time(time or "x2", limit))
-            notes.append(f"tasks {format_indices(tasks)}: time {res.time_str}")
-        groups.append((dataclasses.replace(job, resources=res), sorted(tasks)))
+    for (m, t), tasks in size_groups(sizes):
+        spec = with_resources(job, m, t)
+        changed = [
+            f"mem {spec.resources.mem_str}" if m else "",
+            f"time {spec.resources.time_str}" if t else "",
+        ]
+        if any(changed):
+            notes.append(f"tasks {format_indices(tasks)}: {', '.join(c for c in changed if c)}")
+        groups.append((spec, tasks))
+    changes = tuple(w for task in sorted(sizes) for w in sizes[task].why)
     tasks_text = format_indices([t for t, _ in failed])
-    return ResubmitPlan(record, job, groups, notes, tasks_text, recorded_image(record))
+    return ResubmitPlan(record, job, groups, notes, tasks_text, recorded_image(record), changes)
 
 
 def resubmit_failed(
@@ -225,7 +253,9 @@ def resubmit_failed(
     )
     link_child(sess, sub_id, new.id)
     new = launch(sess, new, retries=retries)
-    return Submission(new, sess.store.path(new.id), "; ".join(plan.notes), plan.tasks)
+    return Submission(
+        new, sess.store.path(new.id), "; ".join(plan.notes), plan.tasks, changes=plan.changes
+    )
 
 
 def resubmit_script(
@@ -236,6 +266,55 @@ def resubmit_script(
     spec, tasks = plan.groups[0]
     chunk = Chunk(0, tuple(tasks)) if spec.array else None
     return render_chunk(spec, sess, plan.image, "DRY-RUN", chunk).script
+
+
+def rerun_right_sized(sess: Session, sub_id: str, *, retries: int = 0) -> Submission:
+    """Submit every task again with the memory and time limit ``report`` suggests (tasks that
+    need more, by their own measurements, get their own size); the new submission is a
+    ``rerun`` linked to ``sub_id``."""
+    from hpcbridge.report.collect import collect_report
+    from hpcbridge.report.sizing import sized_groups
+
+    report = collect_report(sess, sub_id)
+    if report.memory.value is None and report.time.value is None:
+        raise InputError(
+            f"submission {sub_id} has nothing measured to size by "
+            f"({report.memory.basis}; {report.time.basis})",
+            f"`hpcbridge report {sub_id}` shows what is known; `hpcbridge rerun {sub_id}` repeats it",
+        )
+    record = sess.store.load(sub_id)
+    job = resolve_dependencies(job_from_record(record), sess)
+    groups: list[tuple[JobSpec, list[int]]] = []
+    notes: list[str] = []
+    for (m, t), tasks in sized_groups(record.task_ids(), report.memory, report.time).items():
+        spec = with_resources(job, m, t)
+        groups.append((spec, tasks))
+        res = spec.resources
+        notes.append(
+            f"tasks {format_indices(tasks)}: mem {res.mem_str or '-'}, time {res.time_str or '-'}"
+        )
+    changes: list[str] = []
+    for s in (report.memory, report.time):
+        if s.value is None:
+            changes.append(f"{s.resource}: unchanged, {s.basis}")
+            continue
+        changes.append(f"{s.resource} {s.text(s.current)} -> {s.text(s.value)}: {s.basis}")
+        changes.extend(
+            f"task {o.task}: {s.resource} {s.text(o.value)}: {o.why}" for o in s.outliers
+        )
+    new = prepare(
+        sess,
+        job,
+        recorded_image(record),
+        kind="rerun",
+        source=dataclasses.replace(record.job),
+        cwd=record.cwd,
+        parent=sub_id,
+        groups=groups,
+    )
+    link_child(sess, sub_id, new.id)
+    new = launch(sess, new, retries=retries)
+    return Submission(new, sess.store.path(new.id), "; ".join(notes), changes=tuple(changes))
 
 
 def cancel_tasks(sess: Session, sub_id: str, tasks: Optional[str]) -> Cancellation:

@@ -27,6 +27,7 @@ class Submission:
     note: Optional[str] = None  # resubmit: the changed resources ("tasks 3: mem 1536M")
     failed_tasks: Optional[str] = None  # resubmit: the tasks submitted again
     bundle: Optional[BundleOrigin] = None
+    changes: tuple[str, ...] = ()  # resubmit, rerun --right-size: what changed and why
 
     @property
     def id(self) -> str:
@@ -53,6 +54,8 @@ class Submission:
         }
         if self.note is not None:
             data["note"] = self.note
+        if self.changes:
+            data["changes"] = list(self.changes)
         if self.bundle is not None:
             data["bundle"] = {
                 "path": str(self.bundle.path),

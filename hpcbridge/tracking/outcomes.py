@@ -88,8 +88,10 @@ def parse_end(text: str) -> Optional[tuple[float, int, str]]:
 
 
 def parse_usage(text: str) -> tuple[Optional[int], Optional[float]]:
-    """The optional ``mem_peak=<bytes> cpu_usec=<us>`` fields of an end file."""
-    fields = dict(p.split("=", 1) for p in text.split()[3:] if "=" in p)
+    """The optional ``mem_peak=<bytes> cpu_usec=<us>`` fields of an end file (before any
+    ``reason=``, whose free text could hold anything)."""
+    head = text.splitlines()[0].partition(" reason=")[0] if text else ""
+    fields = dict(p.split("=", 1) for p in head.split()[3:] if "=" in p)
     mem, cpu = fields.get("mem_peak", ""), fields.get("cpu_usec", "")
     return (int(mem) if mem.isdigit() else None), (int(cpu) / 1e6 if cpu.isdigit() else None)
 

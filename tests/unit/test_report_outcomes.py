@@ -25,3 +25,8 @@ def test_malformed_usage_fields_are_unknown_not_guessed() -> None:
     assert parse_usage("160 0 exit mem_peak=12k cpu_usec=-3") == (None, None)
     assert parse_usage("160 0 exit mem_peak= junk") == (None, None)
     assert parse_usage("160 0 exit cpu_usec=7") == (None, 7e-06)
+
+
+def test_usage_fields_come_before_a_reason_whose_text_is_not_read_as_fields() -> None:
+    end = "160 3 exit mem_peak=100 cpu_usec=2000000 reason=input x.csv: mem_peak=5 cpu_usec=1"
+    assert parse_usage(end) == (100, 2.0)
