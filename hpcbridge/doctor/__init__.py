@@ -13,10 +13,11 @@ from typing import Optional
 from hpcbridge.config import Config
 from hpcbridge.doctor.facts import Facts
 from hpcbridge.doctor.findings import Finding, Status, report_dict, worst
-from hpcbridge.doctor.host import check_dirs, check_fuse, check_runtime, check_userns
+from hpcbridge.doctor.host import check_dirs, check_fuse, check_userns
 from hpcbridge.doctor.image import check_image
 from hpcbridge.doctor.job import check_binds, check_gpu, check_job_rules, check_mpi, check_slurm
 from hpcbridge.doctor.readable import check_zstd
+from hpcbridge.doctor.runtime import check_runtime, runtime_missing
 from hpcbridge.job.spec import JobSpec
 
 __all__ = ["Finding", "Status", "diagnose", "report_dict", "worst"]
@@ -25,8 +26,9 @@ __all__ = ["Finding", "Status", "diagnose", "report_dict", "worst"]
 def diagnose(facts: Facts, cfg: Config, job: Optional[JobSpec] = None) -> list[Finding]:
     """Every finding, in the order a user fixes them (machine, storage, job, cluster)."""
     findings = check_runtime(facts.runtime)
-    findings += check_userns(facts.kernel, facts.runtime)
-    findings += check_fuse(facts.fuse, facts.runtime)
+    if not runtime_missing(facts.runtime):  # about running containers: not on this node
+        findings += check_userns(facts.kernel, facts.runtime)
+        findings += check_fuse(facts.fuse, facts.runtime)
     findings += check_zstd(facts.zstd)
     findings += check_dirs(facts.dirs)
     findings += check_binds(facts.binds)

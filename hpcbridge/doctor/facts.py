@@ -18,6 +18,9 @@ class RuntimeFacts:
     version_output: str = ""  # first line of `<exe> --version`
     suid_starter: bool = False  # a setuid starter is installed (no user namespaces needed)
     error: str = ""
+    # when the executable is missing: other runtimes on PATH, (path, first --version line)
+    others: tuple[tuple[str, str], ...] = ()
+    in_job: str = ""  # $SLURM_JOB_ID: running inside a job, i.e. on a compute node
 
 
 @dataclass(frozen=True)

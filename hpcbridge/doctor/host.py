@@ -1,4 +1,7 @@
-"""Checks of the login node itself: runtime, rootless capability, cache and tmp dirs (pure)."""
+"""Checks of the login node itself: rootless capability, cache and tmp dirs (pure).
+
+The runtime itself is checked by :mod:`hpcbridge.doctor.runtime`.
+"""
 
 from __future__ import annotations
 
@@ -25,78 +28,6 @@ NETWORK_FS = (
     "panfs",
     "fuse.sshfs",
 )
-_VERSION_RE = re.compile(
-    r"(apptainer|singularity(?:-ce)?)\s+version\s+v?(\d+)\.(\d+)(?:\.(\d+))?", re.I
-)
-
-
-def parse_runtime_version(text: str) -> Optional[tuple[str, tuple[int, int, int]]]:
-    """``("apptainer", (1, 4, 5))`` from ``apptainer version 1.4.5-1``."""
-    m = _VERSION_RE.search(text)
-    if not m:
-        return None
-    name = "apptainer" if m.group(1).lower() == "apptainer" else "singularity"
-    return name, (int(m.group(2)), int(m.group(3)), int(m.group(4) or 0))
-
-
-def check_runtime(rt: RuntimeFacts) -> list[Finding]:
-    if rt.path is None:
-        return [
-            fail(
-                "runtime",
-                f"{rt.flavor} executable {rt.executable!r} not found on PATH",
-                "load the site's apptainer module or set runtime.executable",
-            )
-        ]
-    if rt.error:
-        return [
-            fail(
-                "runtime",
-                f"{rt.path} --version failed: {rt.error}",
-                "check the installation with the site admins",
-            )
-        ]
-    parsed = parse_runtime_version(rt.version_output)
-    if parsed is None:
-        return [
-            warn(
-                "runtime",
-                f"cannot read the version from {rt.version_output!r} ({rt.path})",
-                "set runtime.version in your config",
-            )
-        ]
-    name, version = parsed
-    text = ".".join(map(str, version))
-    out: list[Finding] = []
-    if name != rt.flavor:
-        out.append(
-            warn(
-                "runtime",
-                f"runtime.flavor = {rt.flavor!r} but {rt.path} is {name} {text}",
-                f'set runtime.flavor = "{name}"',
-            )
-        )
-    if rt.configured_version and not text.startswith(rt.configured_version.lstrip("v")):
-        out.append(
-            warn(
-                "runtime",
-                f"runtime.version = {rt.configured_version!r} but {rt.path} reports {text}",
-                f'set runtime.version = "{text}" (or fix the module loaded)',
-            )
-        )
-    minimum = (1, 1, 0) if name == "apptainer" else (3, 9, 0)
-    if version < minimum:
-        out.append(
-            warn(
-                "runtime",
-                f"{name} {text} is older than {'.'.join(map(str, minimum))}: "
-                "no rootless SIF mounts (squashfuse)",
-                "ask the site for a newer runtime",
-            )
-        )
-    if not out:
-        out.append(ok("runtime", f"{name} {text} ({rt.path})"))
-    return out
 
 
 def check_userns(k: KernelFacts, rt: RuntimeFacts) -> list[Finding]:

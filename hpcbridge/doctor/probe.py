@@ -39,6 +39,8 @@ from hpcbridge.errors import CommandError, HpcbridgeError
 from hpcbridge.job.spec import JobSpec
 
 Which = Callable[[str], Optional[str]]
+#: The names the runtimes install themselves under (Apptainer also installs `singularity`).
+RUNTIME_NAMES = ("apptainer", "singularity")
 
 
 @dataclass
@@ -62,10 +64,12 @@ class Probe:
 
     def runtime(self, cfg: Config) -> RuntimeFacts:
         rt = cfg.runtime
-        base = RuntimeFacts(rt.executable, rt.flavor, rt.version)
+        in_job = self.environ.get("SLURM_JOB_ID", "")
         path = self.which(rt.executable)
         if path is None:
-            return base
+            return RuntimeFacts(
+                rt.executable, rt.flavor, rt.version, others=self._others(), in_job=in_job
+            )
         done = self.run([path, "--version"])
         first = (done.stdout.strip().splitlines() or [""])[0] if done else ""
         error = ""
@@ -79,7 +83,22 @@ class Probe:
             first,
             _suid_starter(path, rt.flavor),
             error,
+            in_job=in_job,
         )
+
+    def _others(self) -> tuple[tuple[str, str], ...]:
+        """The runtimes on PATH under their usual names, with their ``--version`` line."""
+        out: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for name in RUNTIME_NAMES:
+            path = self.which(name)
+            if path is None or os.path.realpath(path) in seen:
+                continue
+            seen.add(os.path.realpath(path))
+            done = self.run([path, "--version"])
+            if done is not None and done.returncode == 0:
+                out.append((path, (done.stdout.strip().splitlines() or [""])[0]))
+        return tuple(out)
 
     def kernel(self) -> KernelFacts:
         return KernelFacts(

@@ -109,12 +109,39 @@ def test_clean_job_is_all_ok(testbed: Testbed, user_dir: Path) -> None:
         "mpi",
         "slurm",
     } <= checks
-    assert "apptainer 1.4.5" in _by_check(doc, "runtime")[0]["message"]
+    assert "Apptainer 1.4.5" in _by_check(doc, "runtime")[0]["message"]
     assert "srun --mpi=pmix is available" in _by_check(doc, "mpi")[0]["message"]
     slurm = _by_check(doc, "slurm")[0]["message"]
     assert "MaxArraySize=1001" in slurm and "in 2 sbatch arrays" in slurm
     cache = _by_check(doc, "cache-dir")[0]["message"]
     assert "O_EXCL and atomic rename work" in cache and "created" in cache
+
+
+def test_login_node_without_runtime_then_the_compute_node_check(
+    testbed: Testbed, user_dir: Path
+) -> None:
+    """Apptainer only on the compute nodes (as the README describes): a warning on the
+    login node naming the srun line; that line, run, finds the runtime in the job."""
+    tb = testbed
+    env = _setup(tb, user_dir, "")
+    assert tb.bin_dir is not None
+    login_path = ":".join(p for p in tb.env["PATH"].split(":") if p != str(tb.bin_dir))
+    code, doc = _doctor(tb, user_dir, {**env, "PATH": login_path})
+    (runtime,) = _by_check(doc, "runtime")
+    assert runtime["status"] == "warn" and "fine on a login node" in runtime["message"]
+    assert runtime["fix"].startswith("check a compute node: srun -N1 -n1 -t 5 hpcbridge doctor")
+    assert not _by_check(doc, "userns") and not _by_check(doc, "fuse")
+    assert code in (1, 2) and _exit_of(doc) == 1  # a warning, not a failure
+    exe = str(tb.repo / ".venv" / "bin" / "hpcbridge")
+    done = tb.run_as_user(
+        ["srun", "-N1", "-n1", "-t", "5", exe, "doctor", "--json"],
+        cwd=user_dir,
+        env=env,
+        check=False,
+        timeout=180,
+    )
+    (there,) = _by_check(json.loads(done.stdout), "runtime")
+    assert there["status"] == "ok" and "Apptainer 1.4.5" in there["message"], done.stderr
 
 
 def test_missing_bind_source_fails(testbed: Testbed, user_dir: Path) -> None:

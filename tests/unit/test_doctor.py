@@ -26,14 +26,13 @@ from hpcbridge.doctor.host import (
     check_dir,
     check_dirs,
     check_fuse,
-    check_runtime,
     check_userns,
     parse_lfs_quota,
     parse_quota,
-    parse_runtime_version,
 )
 from hpcbridge.doctor.job import check_binds, check_gpu, check_mpi, check_slurm
 from hpcbridge.doctor.probe import Probe, _try_semantics, parse_mpi_list
+from hpcbridge.doctor.runtime import check_runtime, parse_runtime_version
 from hpcbridge.job.load import load_job
 from hpcbridge.job.spec import JobSpec, MpiSpec
 from hpcbridge.scheduler.base import ClusterLimits
@@ -102,13 +101,85 @@ def test_parse_runtime_version(text: str, expected: object) -> None:
 def test_runtime_checks() -> None:
     assert statuses(check_runtime(RT)) == [("runtime", "ok")]
     missing = check_runtime(replace(RT, path=None))
-    assert missing[0].status == Status.FAIL and "not found on PATH" in missing[0].message
+    assert missing[0].status == Status.WARN and "not on this node's PATH" in missing[0].message
     other = check_runtime(replace(RT, version_output="apptainer version 1.3.1"))
     assert other[0].status == Status.WARN and "1.3.1" in other[0].message
     old = check_runtime(
         replace(RT, configured_version=None, version_output="apptainer version 1.0.3")
     )
     assert old[0].status == Status.WARN and "older" in old[0].message
+
+
+def test_login_node_without_runtime_is_a_warning_with_the_compute_check() -> None:
+    (found,) = check_runtime(replace(RT, path=None, version_output=""))
+    assert found.status == Status.WARN
+    assert "fine on a login node" in found.message and "skipped" in found.message
+    assert found.fix.startswith("check a compute node: srun -N1 -n1 -t 5 hpcbridge doctor")
+
+
+def test_no_runtime_inside_a_job_fails() -> None:
+    (found,) = check_runtime(replace(RT, path=None, in_job="4242"))
+    assert found.status == Status.FAIL
+    assert "compute node (inside job 4242): jobs cannot run here" in found.message
+
+
+def test_a_broken_runtime_fails() -> None:
+    (found,) = check_runtime(replace(RT, version_output="", error="error while loading libs"))
+    assert found.status == Status.FAIL
+    assert found.message == (
+        "/usr/bin/apptainer is installed but broken: "
+        "`/usr/bin/apptainer --version` failed: error while loading libs"
+    )
+
+
+def test_singularity_ce_installed_names_the_flavor_to_set() -> None:
+    others = (("/usr/local/bin/singularity", "singularity-ce version 4.1.2-jammy"),)
+    (found,) = check_runtime(replace(RT, path=None, others=others))
+    assert found.status == Status.WARN
+    assert "but /usr/local/bin/singularity is SingularityCE 4.1.2" in found.message
+    assert found.fix == (
+        'set runtime.flavor = "singularity" and runtime.executable = "/usr/local/bin/singularity"'
+    )
+    (in_job,) = check_runtime(replace(RT, path=None, others=others, in_job="7"))
+    assert in_job.status == Status.FAIL
+    # found under the configured name but another flavour than configured
+    ce = replace(RT, version_output="singularity-ce version 4.1.2", configured_version=None)
+    (mismatch,) = check_runtime(ce)
+    assert mismatch.status == Status.WARN and "is SingularityCE 4.1.2" in mismatch.message
+    assert mismatch.fix == 'set runtime.flavor = "singularity"'
+    (good,) = check_runtime(replace(ce, flavor="singularity"))
+    assert good.status == Status.OK
+    assert (
+        good.message == "SingularityCE 4.1.2 (/usr/bin/apptainer; runtime.flavor = 'singularity')"
+    )
+
+
+def test_without_runtime_the_container_checks_are_skipped(cfg: Config) -> None:
+    facts = Facts(
+        runtime=replace(RT, path=None),
+        kernel=KernelFacts(0, None, None),  # would fail: not checked without a runtime
+        fuse=FuseFacts("/dev/fuse", False, False, None, False, None, None),
+        dirs=(GOOD_DIR,),
+        slurm=SlurmFacts(LIMITS),
+    )
+    checks = [f.check for f in diagnose(facts, cfg)]
+    assert "userns" not in checks and "fuse" not in checks
+    assert worst(diagnose(facts, cfg)) == Status.WARN  # exit status 1, not 2
+
+
+def test_probe_finds_the_other_runtime(tmp_path: Path, cfg: Config) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "singularity"  # stands for an installed SingularityCE: its --version line
+    fake.write_text("#!/bin/sh\necho 'singularity-ce version 4.1.2-jammy'\n")
+    fake.chmod(0o755)
+    env = {"PATH": str(bindir)}
+    probe = Probe(environ=env, which=lambda n: str(bindir / n) if (bindir / n).exists() else None)
+    rt = probe.runtime(cfg)
+    assert rt.path is None and rt.others == ((str(fake), "singularity-ce version 4.1.2-jammy"),)
+    assert (
+        Probe(environ={**env, "SLURM_JOB_ID": "12"}, which=probe.which).runtime(cfg).in_job == "12"
+    )
 
 
 def test_userns_and_fuse() -> None:
