@@ -88,9 +88,11 @@ def images_prune(
     older_than: Optional[str] = None,
     max_size: Optional[str] = None,
     remove_all: bool = False,
+    blobs: bool = False,
     dry_run: bool = False,
 ) -> Pruned:
-    """Remove cached images (and downloaded blobs) by age and/or total size."""
+    """Remove cached images (and downloaded blobs) by age and/or total size; ``blobs``:
+    every downloaded layer (the images stay)."""
     from hpcbridge.images.inventory import prune
 
     return prune(
@@ -98,6 +100,7 @@ def images_prune(
         older_than=older_than,
         max_size=max_size,
         remove_all=remove_all,
+        blobs=blobs,
         dry_run=dry_run,
     )
 

@@ -10,6 +10,7 @@ from typing import Optional
 import click
 
 from hpcbridge import api
+from hpcbridge.images.inventory import USAGE_KINDS, CacheUsage
 
 
 def _when(ts: float) -> str:
@@ -39,13 +40,41 @@ def list_(cache_dir: Optional[Path], as_json: bool) -> None:
         return
     if not found.images:
         click.echo(f"no cached images in {found.root}")
-        return
-    click.echo(f"{'DIGEST':<19}  {'SIZE':>9}  {'LAST USED':<16}  REF")
-    for i in found.images:
-        refs = i.refs or ["?"]
-        size = api.human_size(i.size)
-        click.echo(f"{i.digest[:19]}  {size:>9}  {_when(i.last_used):<16}  {refs[-1]}")
-    click.echo(f"{len(found.images)} images, {api.human_size(found.total)} in {found.sif_dir}")
+    else:
+        click.echo(f"{'DIGEST':<19}  {'SIZE':>9}  {'LAST USED':<16}  REF")
+        for i in found.images:
+            refs = i.refs or ["?"]
+            size = api.human_size(i.size)
+            click.echo(f"{i.digest[:19]}  {size:>9}  {_when(i.last_used):<16}  {refs[-1]}")
+        click.echo(f"{len(found.images)} images, {api.human_size(found.total)} in {found.sif_dir}")
+    if found.usage.total:
+        click.echo("")
+        _usage_lines(found.usage)
+
+
+def _usage_lines(usage: CacheUsage) -> None:
+    click.echo(f"the cache holds {api.human_size(usage.total)} in {usage.root}:")
+    for kind, what in USAGE_KINDS.items():
+        n = usage.files.get(kind, 0)
+        if n:
+            size = api.human_size(usage.bytes.get(kind, 0))
+            click.echo(f"  {kind:<9} {n:>6} file(s) {size:>10}  {what}")
+    if usage.bytes.get("blobs") or usage.bytes.get("partial"):
+        click.echo("free the downloaded layers with: hpcbridge images prune --blobs")
+
+
+@images.command("usage")
+@cache_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def usage_(cache_dir: Optional[Path], as_json: bool) -> None:
+    """What the cache directory holds: SIFs, downloaded layers, metadata, scratch."""
+    usage = api.images_list(cache_dir).usage
+    if as_json:
+        click.echo(json.dumps(usage.to_dict(), indent=2))
+    elif usage.total:
+        _usage_lines(usage)
+    else:
+        click.echo(f"{usage.root} is empty or does not exist")
 
 
 @images.command("inspect")
@@ -64,28 +93,36 @@ def inspect(what: str, cache_dir: Optional[Path]) -> None:
 @click.option(
     "--max-size", help="Then remove least recently used images until the cache fits (e.g. 50G)."
 )
-@click.option("--all", "remove_all", is_flag=True, help="Remove every cached image and blob.")
+@click.option(
+    "--blobs", is_flag=True, help="Remove the downloaded layers (and interrupted downloads) only."
+)
+@click.option(
+    "--all", "remove_all", is_flag=True, help="Remove every cached image, blob and preview."
+)
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
 def prune(
     cache_dir: Optional[Path],
     older_than: Optional[str],
     max_size: Optional[str],
+    blobs: bool,
     remove_all: bool,
     dry_run: bool,
     as_json: bool,
 ) -> None:
     """Remove cached images (and downloaded blobs) by age and/or total size.
 
-    Blobs are only a download cache: they are removed first (all of them with
-    --max-size or --all, those older than --older-than otherwise).  Images held
-    by a running conversion are skipped.
+    Blobs (the downloaded layers kept after conversion) are only a download
+    cache: all of them go with --blobs, --max-size or --all, those older than
+    --older-than otherwise.  Images held by a running conversion and downloads
+    being resumed are skipped.
     """
     done = api.images_prune(
         cache_dir=cache_dir,
         older_than=older_than,
         max_size=max_size,
         remove_all=remove_all,
+        blobs=blobs,
         dry_run=dry_run,
     )
     if as_json:
@@ -97,8 +134,13 @@ def prune(
             refs = r.image.refs or ["?"]
             size = api.human_size(r.size)
             click.echo(f"{verb} {r.image.digest[:19]}  {size:>9}  {refs[-1]}")
-    blobs = [r for r in done.removed if r.image is None]
-    if blobs:
-        total = api.human_size(sum(r.size for r in blobs))
-        click.echo(f"{verb} {len(blobs)} downloaded blobs ({total})")
+    for kind, what in (
+        ("blob", "downloaded blobs"),
+        ("partial", "interrupted downloads"),
+        ("metadata", "metadata files"),
+    ):
+        some = [r for r in done.removed if r.image is None and r.kind == kind]
+        if some:
+            total = api.human_size(sum(r.size for r in some))
+            click.echo(f"{verb} {len(some)} {what} ({total})")
     click.echo(f"{'would free' if dry_run else 'freed'} {api.human_size(done.freed)}")

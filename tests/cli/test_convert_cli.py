@@ -82,7 +82,7 @@ def test_convert_prints_path_json_and_copies_out(tmp_path: Path) -> None:
         (["convert", "oci:/no/such/dir"], 4, "does not exist"),
         (["convert", "docker://127.0.0.1:9/x:1", "--offline"], 4, "is not in the cache"),
         (["convert", "busybox", "--platform", "amd64"], 3, "invalid platform 'amd64'"),
-        (["images", "prune"], 3, "needs --older-than, --max-size or --all"),
+        (["images", "prune"], 3, "needs --older-than, --max-size, --blobs or --all"),
         (["images", "prune", "--older-than", "soon"], 4, "invalid age 'soon'"),
         (["images", "inspect", "sha256:abcdef0123"], 3, "no cached image matches"),
     ],
