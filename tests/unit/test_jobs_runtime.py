@@ -247,3 +247,11 @@ def test_status_shows_the_recorded_reason() -> None:
     assert failure_text(st) == f"task 3: failed, exit code 66, {why}, job 6_3"
     old = combine(4, "100 7 6 n2\n", "101 3 exit\n")  # an end file without a reason
     assert old is not None and old.reason is None
+
+
+def test_doctor_refuses_a_missing_input(tmp_path: Path) -> None:
+    from hpcbridge.doctor.job import check_job_rules
+
+    spec = job(tmp_path, inputs=["typo.txt"])
+    (finding,) = check_job_rules(spec, config(tmp_path))
+    assert finding.status.name == "FAIL" and "typo.txt' does not exist" in finding.message
