@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from hpcbridge.config import Config
     from hpcbridge.doctor.findings import Finding, Status
     from hpcbridge.recipe.notes import Translation
+    from hpcbridge.site_examples import SiteExample
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,22 @@ def config_check(path: Path) -> list[str]:
     from hpcbridge.config.loader import check_file
 
     return check_file(path)
+
+
+def config_examples() -> tuple[SiteExample, ...]:
+    """The example site configurations shipped with hpcbridge (name, path, title)."""
+    from hpcbridge.site_examples import examples
+
+    return examples()
+
+
+def config_example(name: str, *, output: Optional[Path] = None) -> SiteExample:
+    """One example site configuration; with ``output``, copied there (a new file)."""
+    from hpcbridge.site_examples import copy_example, example
+
+    if output is not None:
+        copy_example(name, output)
+    return example(name)
 
 
 def looks_like_def(text: str) -> bool:

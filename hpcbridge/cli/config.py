@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import click
 
@@ -53,6 +53,39 @@ def show(sources: bool, as_json: bool, sets: tuple[str, ...]) -> None:
     for key, value, source in view.rows:
         line = f"{key} = {value}"
         click.echo(f"{line:<{width}}  # {source}" if sources else line)
+
+
+@config.command("example")
+@click.argument("name", required=False)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Copy the example to this new file instead of printing it.",
+)
+def example(name: Optional[str], output: Optional[Path]) -> None:
+    """List the example site configurations shipped with hpcbridge, or print one.
+
+    \b
+    Without a site file from your admins, start from one:
+      hpcbridge config example generic-cpu -o ~/site.toml
+      export HPCBRIDGE_SITE_CONFIG=~/site.toml   # then edit it; config check ~/site.toml
+    """
+    if name is None:
+        if output is not None:
+            raise click.UsageError("-o needs the NAME of an example")
+        found = api.config_examples()
+        width = max((len(e.name) for e in found), default=0)
+        for e in found:
+            click.echo(f"{e.name:<{width}}  {e.title}")
+        if found:
+            click.echo(f"(in {found[0].path.parent}; `hpcbridge config example NAME` prints one)")
+        return
+    chosen = api.config_example(name, output=output)
+    if output is None:
+        click.echo(chosen.text(), nl=False)
+    else:
+        click.echo(f"wrote {output} (from {chosen.path})", err=True)
 
 
 @config.command("check")
