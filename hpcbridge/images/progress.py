@@ -21,9 +21,8 @@ apptainer   0 / 1, 1 / 1                                     the apptainer backe
 If the object also has a method ``layer(event)``, it hears every layer on its
 own as :class:`LayerEvent` values (bytes downloaded, unpacked in the first
 pass, streamed to mksquashfs in the second).  :class:`Reporter` is what the
-conversion code calls; it throttles nothing (a display decides how often it
-redraws) and never lets a failing display stop a conversion... except by
-raising, which is the display's business.
+conversion code calls (from several threads: it serialises the calls); it
+throttles nothing, a display decides how often it redraws.
 """
 
 from __future__ import annotations

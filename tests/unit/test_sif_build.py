@@ -229,3 +229,47 @@ def test_build_mode_and_mksquashfs_version() -> None:
     assert parse_version("mksquashfs version 4.5.1 (2022/03/17)") == (4, 5)
     assert parse_version("mksquashfs version 4.3-git (2014/06/09)") == (4, 3)
     assert parse_version("nonsense") is None
+
+
+def test_mksquashfs_memory_and_processors_reach_its_argv_not_its_bytes(tmp_path: Path) -> None:
+    argv = mksquashfs_argv("-", "/o", offset=0, processors=3, mem_mib=200, tar=True)
+    assert argv[argv.index("-processors") + 1] == "3" and argv[argv.index("-mem") + 1] == "200M"
+    plain = build(tmp_path, "plain", mode="stream").read_bytes()
+    bounded = build(tmp_path, "bounded", mode="stream", processors=1, mem_mib=64).read_bytes()
+    assert plain == bounded
+
+
+class Listener:
+    """A progress object with the per-layer hook (hpcbridge.images.progress)."""
+
+    def __init__(self) -> None:
+        self.stages: list[tuple[str, int, int]] = []
+        self.events: list[Any] = []
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self.stages.append((stage, done, total))
+
+    def layer(self, event: Any) -> None:
+        self.events.append(event)
+
+
+def test_the_progress_hook_hears_every_stage_and_every_layer(tmp_path: Path) -> None:
+    from hpcbridge.images.layers.decompress import open_decompressed
+
+    heard = Listener()
+    blobs = layers()
+    build(tmp_path, "p", mode="stream", progress=heard)
+    names = [s[0] for s in heard.stages]
+    assert names[0] == "extract" and names[-1] == "sif"
+    assert ("extract", len(blobs), len(blobs)) in heard.stages
+    squash = [s for s in heard.stages if s[0] == "squash"]
+    assert squash[0] == ("squash", 0, 1) and squash[-1] == ("squash", 1, 1)
+    fed = squash[1:-1]
+    assert fed and fed[-1][1] == fed[-1][2] > 0  # every planned byte went to mksquashfs
+    for i, blob in enumerate(blobs):
+        size = len(open_decompressed(blob).read())
+        unpacked = [e for e in heard.events if e.stage == "unpack" and e.index == i]
+        assert unpacked[-1].done == size and unpacked[-1].digest == blob.digest
+    streamed = [e for e in heard.events if e.stage == "stream"]
+    assert streamed and all(e.done <= e.total for e in streamed)
+    assert {e.index for e in streamed if e.done == e.total} == {e.index for e in streamed}

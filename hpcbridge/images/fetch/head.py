@@ -18,7 +18,7 @@ import re
 import socket
 from typing import Optional
 
-from hpcbridge.images.fetch.manifest import ACCEPT  # as the full client sends it
+from hpcbridge.images.fetch.mediatypes import ACCEPT  # as the full client sends it
 from hpcbridge.images.refs import is_loopback_host
 
 USER_AGENT = "hpcbridge (+https://github.com/hpcbridge)"

@@ -11,35 +11,48 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from hpcbridge.errors import ImageError
+from hpcbridge.images.fetch.mediatypes import (
+    ACCEPT,
+    DOCKER_CONFIG,
+    DOCKER_LAYER_GZIP,
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    DOCKER_SCHEMA1,
+    INDEX_TYPES,
+    LAYER_TYPES,
+    MANIFEST_TYPES,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_MANIFEST,
+)
 from hpcbridge.images.refs import Platform
 
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-DOCKER_SCHEMA1 = (
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-)
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-
-MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
-INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
-ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
-
-LAYER_TYPES = (
-    OCI_LAYER,
-    OCI_LAYER + "+gzip",
-    OCI_LAYER + "+zstd",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
-    DOCKER_LAYER_GZIP,
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-)
+__all__ = [
+    "ACCEPT",
+    "DOCKER_CONFIG",
+    "DOCKER_LAYER_GZIP",
+    "DOCKER_LIST",
+    "DOCKER_MANIFEST",
+    "DOCKER_SCHEMA1",
+    "INDEX_TYPES",
+    "LAYER_TYPES",
+    "MANIFEST_TYPES",
+    "OCI_CONFIG",
+    "OCI_INDEX",
+    "OCI_LAYER",
+    "OCI_MANIFEST",
+    "Descriptor",
+    "Index",
+    "Manifest",
+    "canonical_manifest",
+    "kind_of",
+    "parse_index",
+    "parse_manifest",
+    "platform_text",
+    "select_platform",
+    "sha256_digest",
+]
 
 
 def sha256_digest(data: bytes) -> str:
