@@ -298,6 +298,15 @@ class Poller:
         done = {a.job_id for a in result.tasks if a.state.terminal}
         return {k: t for k, t in wanted.items() if k not in done}, 0.0
 
+    def awaiting_figures(self) -> set[str]:
+        """Job ids with ended tasks sacct has not reported on yet (the shared query keeps
+        asking about them, so the figures arrive; no lock, a stale read is harmless)."""
+        wanted = self._read_cache().get("acct_wanted") or {}
+        now = time.time()
+        return {
+            pollplan.job_of(k) for k, t in wanted.items() if now - float(t) < pollplan.ACCT_PATIENCE
+        }
+
     def accounting(self, keys: Sequence[str], *, since: Optional[str] = None) -> AccountingResult:
         """sacct about these tasks (``"123_4"``/``"123"``) now, under the poll lock; the
         figures also go to the hand-off files.  For tasks no poll cycle saw end."""

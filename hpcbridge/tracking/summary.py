@@ -48,6 +48,9 @@ class TaskStatus:
     # False while the scheduler may still refine it (e.g. a non-zero exit that
     # Slurm will call OUT_OF_MEMORY): only final statuses are remembered.
     final: bool = True
+    # The task recorded its end but the scheduler still lists it as running (it is
+    # finishing): its cause may still change; ``watch`` waits for it.
+    settling: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -173,7 +176,11 @@ def task_status(
         st = _from_outcome(task, outcome, job_id, cancelled, time_limit)
         if st.state is not JobState.COMPLETED and (not query_ok or info is not None):
             # the scheduler still lists it (or was not asked): it may add a reason
-            return replace(st, final=info is not None and info.state.terminal)
+            return replace(
+                st,
+                final=info is not None and info.state.terminal,
+                settling=info is not None and not info.state.terminal,
+            )
         return st
     if info is not None:
         if info.state is JobState.COMPLETED or info.state is JobState.FAILED:

@@ -165,10 +165,13 @@ class Tracker:
             if r.state == "pending"
             and (not _alive(r) or time.time() - r.created_epoch > STALE_PENDING)
         ]
+        awaiting = self.poller.awaiting_figures()
         active: list[str] = []
         for i, rec in records.items():
             if i in pending or not set(rec.task_ids()) <= set(known[i]):
                 active.extend(rec.job_ids())
+            else:  # finished, but sacct still owes figures of some tasks
+                active.extend(j for j in rec.job_ids() if j in awaiting)
         answer: Optional[Answer] = None
         if active or pending:
             answer = self.poller.answer(

@@ -71,8 +71,11 @@ def watch(
             left = cycle.answer.at + cycle.answer.pace - time.time()
             delay = min(max(delay, left), sess.max_backoff)
         summaries = tuple(cycle.summary(i) for i in sub_ids)
-        done = all(s.view.done for s in summaries) and not any(
-            sess.store.load(i).deferred for i in sub_ids
+        settling = any(t.settling for st in cycle.statuses.values() for t in st.values())
+        done = (
+            all(s.view.done for s in summaries)
+            and not settling
+            and not any(sess.store.load(i).deferred for i in sub_ids)
         )
         yield WatchSnapshot(summaries, error, delay, done)
         if done:

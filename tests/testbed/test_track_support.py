@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from tests.testbed.api import Testbed
 
@@ -21,11 +22,36 @@ min_interval = {interval}
 max_backoff = {backoff}
 """
 
+# Logs ``<start> <end> <command> <exit code> <arguments>`` of every call, then exits
+# with the real client's status (its output passes through untouched).
 COUNTER = """\
 #!/bin/sh
-printf '%s %s %s\\n' "$(date +%s.%N)" "{name}" "$*" >> {log}
-exec {real} "$@"
+s=$(date +%s.%N)
+{real} "$@"; rc=$?
+printf '%s %s %s %s %s\\n' "$s" "$(date +%s.%N)" "{name}" "$rc" "$*" >> {log}
+exit $rc
 """
+
+COUNTED = ("squeue", "sacct", "scontrol", "sbatch", "sacctmgr", "scancel")
+
+
+class Call(NamedTuple):
+    """One logged Slurm client call."""
+
+    start: float
+    end: float
+    name: str
+    rc: int
+    args: str
+
+    @property
+    def took(self) -> float:
+        return self.end - self.start
+
+    @property
+    def is_query(self) -> bool:
+        """A job-state query (``squeue``/``sacct``), not ``--version`` (which sends no RPC)."""
+        return self.name in ("squeue", "sacct") and self.args.strip() != "--version"
 
 
 class Bridge:
@@ -97,22 +123,27 @@ class Bridge:
         return out
 
     def counting_path(self, log_name: str = "calls.log") -> tuple[dict[str, str], Path]:
-        """PATH with counting wrappers around squeue, sacct and scontrol first, and their log."""
+        """PATH with counting wrappers around the Slurm clients first, and their log.
+
+        Each wrapper runs the client the cluster's own PATH finds (on 26.05 the testbed's
+        sandbox wrapper in ``<state>/sid/bin``), so the counts hold on both releases."""
         log = self.write(log_name, "")
-        wrap = self.mkdir("counting-bin")
-        for name in ("squeue", "sacct", "scontrol"):
-            real = f"/usr/bin/{name}"
-            self.write(f"counting-bin/{name}", COUNTER.format(name=name, log=log, real=real), 0o755)
+        wrap = self.mkdir(f"counting-bin-{log_name}")
+        for name in COUNTED:
+            real = shutil.which(name, path=self.tb.env["PATH"])
+            assert real, f"{name} not on the testbed's PATH"
+            self.write(f"{wrap.name}/{name}", COUNTER.format(name=name, log=log, real=real), 0o755)
         return {"PATH": f"{wrap}:{self.tb.env['PATH']}"}, log
 
 
-def read_calls(log: Path) -> list[tuple[float, str, str]]:
+def read_calls(log: Path) -> list[Call]:
+    """The calls the counting wrappers logged, in the order they ended."""
     if not log.exists():
         return []
     out = []
     for line in log.read_text().splitlines():
-        stamp, name, args = [*line.split(" ", 2), "", ""][:3]
-        out.append((float(stamp), name, args))
+        start, end, name, rc, args = [*line.split(" ", 4), "", "", "", ""][:5]
+        out.append(Call(float(start), float(end), name, int(rc), args))
     return out
 
 
@@ -146,3 +177,30 @@ def wait_until(predicate: Any, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(what)
         time.sleep(0.5)
+
+
+def rpc_cost(call: Call) -> int:
+    """Tokens of slurmctld's per-user rate limit one client call takes, at most.
+
+    Measured on 26.05 (tests/facts/test_slurm2605_rpcs.py): ``squeue --only-job-state``
+    sends one RPC (REQUEST_JOB_STATE); a plain ``squeue`` three (REQUEST_FED_INFO,
+    REQUEST_PARTITION_INFO, REQUEST_JOB_[USER_]INFO); the other controller clients are
+    counted as three too.  sacct and sacctmgr ask slurmdbd, ``--version`` asks nobody.
+    """
+    if call.name in ("sacct", "sacctmgr") or call.args.strip() == "--version":
+        return 0
+    if call.name == "squeue" and "--only-job-state" in call.args.split():
+        return 1
+    return 3
+
+
+def lowest_bucket(calls: list[Call], size: float, refill_per_s: float) -> float:
+    """The fewest tokens a per-user bucket of ``size`` would have held over these calls."""
+    tokens, last, low = size, None, size
+    for call in sorted(calls, key=lambda c: c.start):
+        if last is not None:
+            tokens = min(size, tokens + (call.start - last) * refill_per_s)
+        tokens -= rpc_cost(call)
+        low = min(low, tokens)
+        last = call.start
+    return low
