@@ -73,27 +73,6 @@ def signal_name(number: Optional[int]) -> Optional[str]:
         return str(number)
 
 
-# Lines Slurm (and the kernel, through slurmstepd) writes into a task's log when
-# it kills the task for memory or time: the cause when nothing else tells it
-# (jobacct_gather's OverMemoryKill leaves sacct at FAILED/signal 9).
-OOM_MARKERS = ("exceeded memory limit", "oom-kill event", "oom_kill", "out of memory")
-TIMEOUT_MARKERS = ("due to time limit",)
-
-
-def refine_from_log(st: TaskStatus, log_tail: str) -> TaskStatus:
-    """A task killed without a reason (FAILED, no exit code or SIGKILL): look at its log."""
-    if st.state is not JobState.FAILED or st.signal not in (None, "KILL"):
-        return st
-    if st.exit_code not in (None, 137):
-        return st
-    low = log_tail.lower()
-    if any(m in low for m in OOM_MARKERS):
-        return replace(st, state=JobState.OUT_OF_MEMORY, reason="memory limit exceeded (task log)")
-    if any(m in low for m in TIMEOUT_MARKERS):
-        return replace(st, state=JobState.TIMEOUT, reason="time limit (task log)")
-    return st
-
-
 # Scheduler states a task that has started cannot be in (the answer predates the start).
 WAITING = frozenset({JobState.PENDING, JobState.REQUEUED})
 

@@ -25,6 +25,7 @@ from hpcbridge.fsutil import atomic_write_text
 from hpcbridge.scheduler.base import QueryResult, TaskAccounting
 from hpcbridge.scheduler.states import JobState
 from hpcbridge.tracking import accounting as acct_store
+from hpcbridge.tracking.causes import refine_from_logs
 from hpcbridge.tracking.outcomes import Outcome, read_outcomes
 from hpcbridge.tracking.poll import Answer, Poller
 from hpcbridge.tracking.record import Record, Snapshot
@@ -32,7 +33,6 @@ from hpcbridge.tracking.store import Store, utc_now
 from hpcbridge.tracking.summary import (
     SubmissionStatus,
     TaskStatus,
-    refine_from_log,
     refined_by,
     summarise,
     task_statuses,
@@ -117,27 +117,6 @@ def since_arg(records: Sequence[Record]) -> Optional[str]:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(min(stamps) - 86400))
 
 
-def _refine_from_logs(
-    sub_dir: Path, record: Record, st: dict[int, TaskStatus], outcomes: Mapping[int, Outcome]
-) -> None:
-    """Killed tasks with no stated cause: read the tail of their logs (few files)."""
-    from hpcbridge.tracking.logs import LogTarget, log_tail, pattern_of, task_log_path
-
-    for chunk in record.chunks:
-        for task, local in chunk.tasks():
-            s = st.get(task)
-            if s is None or s.state is not JobState.FAILED or s.exit_code not in (None, 137):
-                continue
-            target = LogTarget(
-                sub_dir, record, chunk, task, local, pattern_of(sub_dir, record, chunk)
-            )
-            try:
-                path = task_log_path(target, outcomes.get(task))
-            except StateError:
-                continue
-            st[task] = refine_from_log(s, log_tail(path))
-
-
 class Tracker:
     """Task states of submissions, from one shared scheduler query per cycle."""
 
@@ -210,7 +189,7 @@ class Tracker:
                 accounting=figures[i],
                 answered_at=answer.at if answer is not None else None,
             )
-            _refine_from_logs(self.store.path(i), rec, st, outcomes[i])
+            refine_from_logs(self.store.path(i), rec, st, outcomes[i])
             statuses[i] = st
             if _settled(known[i]) != _settled(st):
                 _save_known(self.store.path(i) / "status.json", st)

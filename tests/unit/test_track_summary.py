@@ -169,7 +169,8 @@ def test_ten_thousand_tasks_summarised() -> None:
 
 
 def test_killed_tasks_get_their_cause_from_the_log() -> None:
-    from hpcbridge.tracking.summary import TaskStatus, refine_from_log
+    from hpcbridge.tracking.causes import refine_from_log
+    from hpcbridge.tracking.summary import TaskStatus
 
     # OverMemoryKill (jobacct_gather): sacct says FAILED with signal 9
     st = task_statuses(_record(), {}, slurm.parse_sacct("50_1|51|FAILED|0:9|None|t\n"))
