@@ -45,6 +45,8 @@ def run(tmp_path: Path, *args: str, **extra_env: str) -> runner.Completed:
 @pytest.fixture
 def job(tmp_path: Path) -> Path:
     _sif(tmp_path / "img.sif")
+    for name in ("a.txt", "b.txt"):  # inputs must exist (render refuses a missing one)
+        (tmp_path / name).write_text(name)
     path = tmp_path / "job.toml"
     path.write_text(JOB)
     return path
