@@ -38,6 +38,7 @@ GUIDES = {
     "logs": "tracking.md",
     "list": "tracking.md",
     "rerun": "tracking.md",
+    "report": "report.md",
     "doctor": "doctor.md",
     "recipe": "recipe.md",
     "wrap": "wrap.md",

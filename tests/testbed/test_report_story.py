@@ -9,7 +9,9 @@ their first attempt, one allocates 300 MiB against --mem 256M.
 * ``resubmit --failed`` asks for the over-memory task's measured peak plus the margin
   (22.05: OverMemoryKill lets sacct see it go past the limit) or, where the memory
   cgroup stopped it at the limit (26.05), for the limit plus 50 %, says which and why,
-  and every task then completes.
+  and every task then completes;
+* ``rerun --right-size`` submits all 200 again with the suggested memory and time
+  (the over-memory task with its own measured need), and every task fits.
 """
 
 from __future__ import annotations
@@ -140,6 +142,27 @@ def check_resubmit(b: Bridge, sub_id: str, release: str) -> None:
     assert hog_runs[1]["peak_mem_bytes"] >= 300 * MIB  # measured in the resubmission
 
 
+def check_right_size(b: Bridge, sub_id: str, release: str) -> None:
+    """``rerun --right-size``: every task again with the suggestions; they all fit."""
+    rep = b.json("report", sub_id)
+    mem, time = rep["suggestions"]["memory"], rep["suggestions"]["time"]
+    done = b.ok("rerun", sub_id, "--right-size")
+    keep_artifact(f"rerun-right-size-slurm-{release}.txt", done.stdout.encode())
+    lines = done.stdout.splitlines()
+    rerun_id = lines[0].split(":", 1)[0]
+    assert f"(rerun of {sub_id})" in lines[0]
+    assert f"  mem 256M -> {mem['value_text']}: p99 of " in done.stdout
+    assert f"  time 00:05:00 -> {time['value_text']}: p99 of " in done.stdout
+    own = {o["task"]: o["value"] for o in mem["outliers"]}
+    assert list(own) == [HOG] and f"  task {HOG}: mem {own[HOG]}M: measured peak" in done.stdout
+    record = json.loads((b.state / "submissions" / rerun_id / "record.json").read_text())
+    sizes = {t: (c["mem"], c["time_limit"]) for c in record["chunks"] for t in chunk_tasks(c)}
+    assert len(sizes) == N and sizes[HOG] == (own[HOG], time["value"])
+    assert {v for t, v in sizes.items() if t != HOG} == {(mem["value"], time["value"])}
+    watched = b.run("watch", rerun_id, "--interval", "2", timeout=900)
+    assert watched.returncode == 0, watched.stdout + watched.stderr  # every task fitted
+
+
 def test_report_story(cluster: Testbed) -> None:
     release = str(cluster.state["knobs"]["slurm"])
     with cluster.reconfigure(accounting=True, mem_limit=True):
@@ -159,3 +182,4 @@ def test_report_story(cluster: Testbed) -> None:
             assert " mem_peak=" in end and " cpu_usec=" in end, end
         check_html(b, sub_id, release)
         check_resubmit(b, sub_id, release)
+        check_right_size(b, sub_id, release)
