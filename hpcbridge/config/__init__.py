@@ -12,6 +12,9 @@ the site), ``display`` (``config show``).
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from hpcbridge.config.loader import load_config
 from hpcbridge.config.schema import (
     BindsConfig,
@@ -29,16 +32,40 @@ from hpcbridge.config.schema import (
     StateConfig,
     TemplatesConfig,
 )
-from hpcbridge.config.validate import (
-    bind_problem,
-    effective_gpu_vendor,
-    effective_gres_name,
-    effective_partition_name,
-    effective_pmi,
-    effective_time,
-    resolve_partition,
-    validate_job,
+
+if TYPE_CHECKING:
+    from hpcbridge.config.validate import (
+        bind_problem,
+        effective_gpu_vendor,
+        effective_gres_name,
+        effective_partition_name,
+        effective_pmi,
+        effective_time,
+        resolve_partition,
+        validate_job,
+    )
+
+_VALIDATE = (
+    "bind_problem",
+    "effective_gpu_vendor",
+    "effective_gres_name",
+    "effective_partition_name",
+    "effective_pmi",
+    "effective_time",
+    "resolve_partition",
+    "validate_job",
 )
+
+
+def __getattr__(name: str) -> Any:
+    """``validate`` is imported on first use: commands that only load the configuration
+    (``hpcbridge convert`` of a cached image) do not pay for it and the render tables."""
+    if name not in _VALIDATE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module("hpcbridge.config.validate"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BindsConfig",

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import grp
-import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +75,22 @@ def _temp_owner(name: str) -> Optional[tuple[str, int]]:
     return parts[-3], int(parts[-2])
 
 
+def key_sha256(key: str) -> str:
+    """sha256 of a short key (a resolution's file name), with CPython's own sha256 when it
+    has one: hashlib loads OpenSSL, milliseconds of the warm path; the digest is the same."""
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]  # CPython <= 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # type: ignore[import-not-found]  # CPython >= 3.12
+        except ImportError:
+            from hashlib import sha256
+    return str(sha256(key.encode()).hexdigest())
+
+
 def file_sha256(path: Path) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -216,7 +229,7 @@ class Cache:
     # --- tag resolutions ------------------------------------------------------------------
 
     def _ref_path(self, key: str) -> Path:
-        return self.refs_dir / (hashlib.sha256(key.encode()).hexdigest()[:40] + ".json")
+        return self.refs_dir / (key_sha256(key)[:40] + ".json")
 
     def save_resolution(self, key: str, digest: str, **extra: Any) -> None:
         body = {"key": key, "digest": digest, "resolved": time.time(), **extra}
@@ -314,6 +327,8 @@ class Cache:
                     host != HOST and age > FOREIGN_TMP_AGE
                 ):
                     if path.is_dir() and not path.is_symlink():
+                        import shutil
+
                         shutil.rmtree(path, ignore_errors=True)
                     else:
                         with contextlib.suppress(FileNotFoundError):

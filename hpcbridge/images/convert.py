@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,6 +200,8 @@ def copy_out(src: Path, dest: Path) -> None:
         try:
             os.link(src, tmp)
         except OSError:
+            import shutil
+
             shutil.copyfile(src, tmp)
             os.chmod(tmp, 0o755)
         os.replace(tmp, dest)

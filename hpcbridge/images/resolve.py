@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from hpcbridge.errors import ImageError
-from hpcbridge.fsutil import undo_new_dirs
 from hpcbridge.images.cache import Cache
 from hpcbridge.images.refs import ArchiveRef, ImageRef, Platform, RegistryRef
 
@@ -152,6 +151,8 @@ class Resolution:
 
         if Path(ref.path).is_file() and archive_compression(Path(ref.path)) != "none":
             # decompressed into scratch space; a refused archive leaves no cache behind
+            from hpcbridge.fsutil import undo_new_dirs
+
             with undo_new_dirs(self.cache.root, self.cache.tmp_dir):
                 self.cache.ensure()
                 self.image = load_local(ref, self.platform, self.cache.tmp_dir)
