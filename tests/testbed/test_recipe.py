@@ -168,3 +168,35 @@ def test_heredocs_and_shell_build_and_run(testbed: Testbed, user_dir: Path) -> N
         [str(tb.apptainer), "exec", "heredoc.sif", "cat", "/etc/app/shell"], cwd=user_dir
     )
     assert shell.stdout == "shell form ran with -e\n"
+
+
+def test_python_workdir_golden_builds_and_runs(testbed: Testbed, user_dir: Path) -> None:
+    """The most common Python Dockerfile (WORKDIR /app, COPY requirements.txt ., ...): its
+    golden definition file builds with the real Apptainer from the testbed registry's
+    Python image and runs (with --pwd /app, as the WORKDIR note says) finding its files."""
+    tb = testbed
+    case = GOLDEN / "python-workdir"
+    for name in ("Dockerfile", "requirements.txt", "main.py"):
+        shutil.copy2(case / name, user_dir / name)
+    shutil.copytree(case / "lib", user_dir / "lib", ignore=shutil.ignore_patterns("__pycache__"))
+    ref = tb.image("debian-python").ref
+    text = (user_dir / "Dockerfile").read_text()
+    text = re.sub(r"^FROM .*$", f"FROM {ref}", text, count=1, flags=re.M)
+    (user_dir / "Dockerfile").write_text(text)
+    for p in (user_dir, *user_dir.rglob("*")):
+        shutil.chown(p, tb.user.uid, tb.user.gid)
+    res = tb.hpcbridge("recipe", "Dockerfile", "-o", "image.def", cwd=user_dir, check=True)
+    assert "COPY into /app: written as /app/ so %files creates the directory" in res.stderr
+    expected = (case / "expected.def").read_text()
+    assert (user_dir / "image.def").read_text() == re.sub(
+        r"^From: .*$", f"From: {ref}", expected, count=1, flags=re.M
+    )
+    assert "    requirements.txt /app/\n" in expected
+    _build(tb, user_dir, "image.def", "py.sif")
+    run = tb.run_as_user([str(tb.apptainer), "run", "--pwd", "/app", "py.sif"], cwd=user_dir)
+    assert run.stdout.splitlines() == [
+        "hello from /app/lib",
+        "installed ['numpy==1.26.4', 'pandas==2.2.2']",
+        "cwd /app",
+        "USER appuser",  # ENV USER replaces the caller's: what the note warns about
+    ]
