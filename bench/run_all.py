@@ -1,6 +1,6 @@
 """Run every benchmark script in bench/ in turn (``make bench``).
 
-Each script prints its own table; convert.py, track.py and report.py also write their JSON
+Each script prints its own table; convert.py, track.py, report.py and render.py also write their JSON
 (bench/results/) and refresh their own block of docs/benchmarks.md (``--docs``);
 testbed_up.py's figures go into docs/testbed.md by hand.  Scripts that need the
 testbed bring it up themselves or say so.
@@ -18,6 +18,7 @@ SCRIPTS: list[tuple[str, tuple[str, ...]]] = [
     ("convert.py", ("--docs",)),
     ("track.py", ("--docs",)),
     ("report.py", ("--docs",)),
+    ("render.py", ("--docs",)),
 ]
 
 
