@@ -161,12 +161,12 @@ def resubmit_sizes(
         for task in tasks:
             a = measured.get(task)
             m, t, why = None, None, []
-            if more_mem:
+            if more_mem:  # an explicit --mem/--time needs no reason per task
                 m, note = _mem_for(a, mem, job_mem)
-                why.append(f"task {task}: mem {format_mem(m)}: {note}")
+                why += [f"task {task}: mem {format_mem(m)}: {note}"] if mem is None else []
             if more_time:
                 t, note = _time_for(a, time, job_time)
-                why.append(f"task {task}: time {format_time(t)}: {note}")
+                why += [f"task {task}: time {format_time(t)}: {note}"] if time is None else []
             out[task] = Sizing(m, t, tuple(why))
     return out
 

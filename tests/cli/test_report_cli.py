@@ -134,3 +134,15 @@ def test_bad_input(state: Path, tmp_path: Path) -> None:
     assert done.returncode == 6 and "no submission 'nosuch'" in done.stderr
     done = run(state, "report", PARENT, "--html", str(tmp_path / "missing" / "r.html"))
     assert done.returncode == 3 and "cannot write" in done.stderr and done.stdout == ""
+
+
+def test_rerun_right_size_refuses_what_it_cannot_size(state: Path, tmp_path: Path) -> None:
+    root = tmp_path / "state"
+    write_submission(
+        root, "20260101-002000-cccccc", {0: ("COMPLETED", 0, "")}, kind="sbatch", indices="0"
+    )
+    done = run(root, "rerun", "cccccc", "--right-size")
+    assert done.returncode == 3 and "was made by `hpcbridge sbatch`" in done.stderr
+    assert len(list((root / "submissions").iterdir())) == 1  # nothing new recorded
+    done = run(state, "rerun", "--from", str(tmp_path), "--right-size")
+    assert done.returncode == 2 and "--right-size needs a submission ID" in done.stderr

@@ -144,7 +144,7 @@ def test_resubmit_sizes_without_measurements_and_with_explicit_flags() -> None:
     assert (sizes[5].mem, sizes[9].time) == (384, 120)
     assert "peak unknown" in sizes[5].why[0] and "elapsed unknown" in sizes[9].why[0]
     both = resubmit_sizes(failed, {}, mem="8G", time="02:00:00", job_mem=256, job_time=60)
-    assert {(s.mem, s.time) for s in both.values()} == {(8192, 7200)}
+    assert {(s.mem, s.time, s.why) for s in both.values()} == {(8192, 7200, ())}
     assert size_groups(both) == [((8192, 7200), [5, 9])]
     with pytest.raises(InputError, match="asked for no memory"):
         resubmit_sizes([(5, "OUT_OF_MEMORY")], {}, mem=None, time=None, job_mem=None, job_time=60)
