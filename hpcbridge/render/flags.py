@@ -101,6 +101,9 @@ def available(info: FlagInfo, flavor: str, version: Optional[str]) -> Optional[s
         if not info.in_apptainer:
             return "exists only in SingularityCE"
         since = parse_version(info.apptainer_since)
+        if info.apptainer_since and since is None:
+            # e.g. "unreleased (HEAD only)": no released Apptainer has it
+            return f"not in a released Apptainer ({info.apptainer_since})"
         have = parse_version(version)
         if since and have and have < since:
             return f"needs Apptainer >= {info.apptainer_since.lstrip('v')}"  # type: ignore[union-attr]
