@@ -13,6 +13,7 @@ import json
 
 import pytest
 
+from hpcbridge.slurm_syntax import format_time
 from tests.testbed.api import Testbed
 from tests.testbed.test_track_support import Bridge
 
@@ -77,14 +78,13 @@ def run_story(b: Bridge, job: str, reason_state: str) -> None:
     assert tasks == sorted({*FAIL_CODES, SLOW}), tasks  # exactly those 8
     slow_chunk = next(c for c in record["chunks"] if _tasks(c) == [SLOW])
     other = next(c for c in record["chunks"] if SLOW not in _tasks(c))
-    if reason_state == "TIMEOUT":
-        assert slow_chunk["time_limit"] == 2 * other["time_limit"]
-        assert (
-            "--time=00:02:00"
-            in (b.state / "submissions" / child / slow_chunk["script"]).read_text()
-        )
-    else:
-        assert slow_chunk["mem"] == int(other["mem"] * 1.5)
+    if reason_state == "TIMEOUT":  # twice its measured run time (docs/report.md)
+        assert slow_chunk["time_limit"] >= 2 * other["time_limit"]
+        script = (b.state / "submissions" / child / slow_chunk["script"]).read_text()
+        assert f"--time={format_time(slow_chunk['time_limit'])}" in script
+    else:  # its measured peak plus a margin (docs/report.md), said in "changes"
+        assert slow_chunk["mem"] > other["mem"], again.get("changes")
+        assert any(c.startswith(f"task {SLOW}: mem ") for c in again["changes"])
 
     watched = b.run("watch", child, "--interval", "2", timeout=900)
     assert watched.returncode == 0, watched.stdout + watched.stderr
