@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 # tiny: a missing tool is not a platform limit, it is a broken set-up.
 PLATFORM_SKIPS: dict[str, str] = {
     "tests/testbed/test_track_pyslurm.py::test_pyslurm_backend_tracks_an_array": (
-        "pyslurm has no release for the testbed's Slurm 22.05 (PyPI carries 25.11 only)"
+        "pyslurm has no release for the testbed's Slurm 22.05 or 26.05 (PyPI carries 25.11 only)"
     ),
 }
 

@@ -71,6 +71,16 @@ def config_check(path: Path) -> list[str]:
     return check_file(path)
 
 
+def config_notes(path: Path) -> list[str]:
+    """Remarks on a valid configuration file: experimental choices it makes."""
+    from hpcbridge.config.loader import read_layer_file
+    from hpcbridge.scheduler.slurm_pyslurm import backend_note
+
+    section = read_layer_file(path, str(path)).get("scheduler")
+    note = backend_note(str(section.get("backend"))) if isinstance(section, dict) else None
+    return [note] if note else []
+
+
 def config_examples() -> tuple[SiteExample, ...]:
     """The example site configurations shipped with hpcbridge (name, path, title)."""
     from hpcbridge.site_examples import examples

@@ -96,6 +96,8 @@ def check(ctx: click.Context, file: Path) -> None:
     problems = api.config_check(file)
     if not problems:
         click.echo(f"{file}: ok")
+        for note in api.config_notes(file):
+            click.echo(f"hpcbridge: note: {note}", err=True)
         return
     for problem in problems:
         click.echo(f"hpcbridge: error: {problem}", err=True)

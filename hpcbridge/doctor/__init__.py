@@ -15,7 +15,14 @@ from hpcbridge.doctor.facts import Facts
 from hpcbridge.doctor.findings import Finding, Status, report_dict, worst
 from hpcbridge.doctor.host import check_dirs, check_fuse, check_userns
 from hpcbridge.doctor.image import check_image
-from hpcbridge.doctor.job import check_binds, check_gpu, check_job_rules, check_mpi, check_slurm
+from hpcbridge.doctor.job import (
+    check_backend,
+    check_binds,
+    check_gpu,
+    check_job_rules,
+    check_mpi,
+    check_slurm,
+)
 from hpcbridge.doctor.readable import check_zstd
 from hpcbridge.doctor.runtime import check_runtime, runtime_missing
 from hpcbridge.job.spec import JobSpec
@@ -40,5 +47,6 @@ def diagnose(facts: Facts, cfg: Config, job: Optional[JobSpec] = None) -> list[F
         findings += check_image(facts.image)
         findings += check_gpu(job, cfg, facts.gpu)
         findings += check_mpi(job, cfg, facts.slurm, facts.mpi, facts.image)
+    findings += check_backend(cfg)
     findings += check_slurm(job, cfg, facts.slurm)
     return findings

@@ -19,6 +19,7 @@ from hpcbridge.doctor.image import image_flavors
 from hpcbridge.errors import HpcbridgeError, JobSpecError
 from hpcbridge.job.spec import BAD_PAIRINGS, JobSpec
 from hpcbridge.scheduler.base import ClusterLimits
+from hpcbridge.scheduler.slurm_pyslurm import USE_CLI, backend_note
 from hpcbridge.submit.plan import plan_chunks
 
 GPU_LIBRARIES = {
@@ -223,6 +224,12 @@ def _check_mpirun(host: HostMpiFacts, flavor: str) -> list[Finding]:
             )
         ]
     return [ok("mpi", f"host mpirun is {family} ({host.mpirun}); the image has {flavor}")]
+
+
+def check_backend(cfg: Config) -> list[Finding]:
+    """The scheduler backend: pyslurm is experimental (one warning)."""
+    note = backend_note(cfg.scheduler.backend)
+    return [warn("scheduler", note, USE_CLI)] if note else []
 
 
 def check_slurm(job: Optional[JobSpec], cfg: Config, slurm: SlurmFacts) -> list[Finding]:

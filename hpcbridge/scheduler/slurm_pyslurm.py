@@ -1,16 +1,23 @@
-"""The pyslurm backend: the controller's job table through pyslurm's C API.
+"""The pyslurm backend (EXPERIMENTAL): the controller's job table through pyslurm's C API.
+
+Experimental because no test has ever run it against a real pyslurm: pyslurm
+releases track Slurm releases (a 25.11 pyslurm only builds against Slurm 25.11),
+PyPI carries pyslurm only for Slurm 25.11 (and 2017-2018 releases), and the
+testbed runs Slurm 22.05 and 26.05, for which no pyslurm exists.  Only its
+conversion of a job object and its version check have unit tests.  hpcbridge
+ships no ``[pyslurm]`` extra: pip would build pyslurm's sdist and fail without
+the matching Slurm headers.
 
 Used only when ``scheduler.backend = "pyslurm"``, pyslurm is importable AND its
-version matches the running Slurm's major.minor (pyslurm releases track Slurm
-releases; PyPI carries pyslurm only for Slurm 25.11, so on the testbed's Slurm
-22.05 this backend refuses to start and its tests are skipped).  Submission,
-limits, cancellation and accounting queries stay on the command-line clients;
-pyslurm replaces the ``squeue`` call of each poll cycle.
+version matches the running Slurm's major.minor; otherwise one line says why.
+Submission, limits, cancellation and accounting stay on the command-line
+clients; pyslurm replaces the ``squeue`` call of each poll cycle.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any, Optional
@@ -21,6 +28,8 @@ from hpcbridge.scheduler.base import JobInfo, QueryResult
 from hpcbridge.scheduler.slurm_cli import SlurmCLI
 from hpcbridge.scheduler.states import map_state
 from hpcbridge.slurm_syntax import parse_indices
+
+log = logging.getLogger(__name__)
 
 
 def major_minor(version: str) -> Optional[tuple[int, int]]:
@@ -39,22 +48,39 @@ def running_slurm_version() -> str:
     return done.stdout.strip()
 
 
+# One text for the config check, the doctor and the log of every command that uses it.
+EXPERIMENTAL = (
+    "scheduler.backend = pyslurm is experimental: no test has run it against a real "
+    "pyslurm (PyPI has pyslurm only for Slurm 25.11)"
+)
+USE_CLI = "set scheduler.backend = cli (squeue/sacct, tested on Slurm 22.05 and 26.05)"
+
+
+def backend_note(backend: str) -> Optional[str]:
+    """What to say about a configured backend (None: nothing to say)."""
+    return EXPERIMENTAL if backend == "pyslurm" else None
+
+
 def load_pyslurm() -> Any:
     """Import pyslurm if it is installed and built for the running Slurm, else explain."""
     try:
         mod = importlib.import_module("pyslurm")
     except ImportError:
         raise EnvironmentProblem(
-            "scheduler.backend = pyslurm, but pyslurm is not installed",
-            "install the pyslurm release matching your Slurm, or set scheduler.backend = cli",
+            "scheduler.backend = pyslurm (experimental), but pyslurm is not installed "
+            "(hpcbridge has no [pyslurm] extra: pyslurm must be built against this "
+            "Slurm's own release)",
+            USE_CLI,
         ) from None
     have = str(getattr(mod, "__version__", ""))
     slurm_version = running_slurm_version()
     if not versions_match(have, slurm_version):
         raise EnvironmentProblem(
-            f"pyslurm {have or '?'} does not match the running {slurm_version or 'Slurm'}",
-            "install the pyslurm release for this Slurm, or set scheduler.backend = cli",
+            f"pyslurm {have or '?'} does not match the running {slurm_version or 'Slurm'} "
+            "(scheduler.backend = pyslurm, experimental)",
+            f"build the pyslurm release for this Slurm, or {USE_CLI}",
         )
+    log.warning("%s", EXPERIMENTAL)
     return mod
 
 

@@ -12,7 +12,8 @@ from tests.testbed.test_track_support import Bridge, busybox_job
 pytestmark = pytest.mark.testbed
 
 
-def test_chunks_wait_for_the_per_user_limit(testbed: Testbed) -> None:
+def test_chunks_wait_for_the_per_user_limit(cluster: Testbed) -> None:
+    testbed = cluster
     with testbed.reconfigure(accounting=True, mem_limit=False):
         user = testbed.user.name
         testbed.run(["sacctmgr", "-i", "modify", "user", user, "set", "MaxSubmitJobs=5"])

@@ -40,7 +40,8 @@ def submitted_job(stdout: str) -> str:
     return m.group(1)
 
 
-def test_an_sbatch_array_is_listed_watched_and_logged(testbed: Testbed) -> None:
+def test_an_sbatch_array_is_listed_watched_and_logged(cluster: Testbed) -> None:
+    testbed = cluster
     b = Bridge(testbed, "sbatch-array")
     b.mkdir("out")
     script = b.write("job.sh", ARRAY_SCRIPT, 0o755)

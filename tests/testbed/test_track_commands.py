@@ -1,4 +1,4 @@
-"""cancel --tasks, logs [--follow], rerun, submit --dry-run and list on the real testbed."""
+"""cancel --tasks, logs [--follow], rerun, submit --dry-run and list on both Slurm releases."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from tests.testbed.test_track_support import Bridge, busybox_job, wait_until
 pytestmark = pytest.mark.testbed
 
 
-def test_cancel_some_tasks_then_the_rest(testbed: Testbed) -> None:
-    b = Bridge(testbed, "cancel")
+def test_cancel_some_tasks_then_the_rest(cluster: Testbed) -> None:
+    b = Bridge(cluster, "cancel")
     job = busybox_job(b, "slow", "sleep 120", array="0-7")
     sub = b.submit(job)["id"]
     wait_until(lambda: b.status(sub)["counts"].get("RUNNING", 0) >= 1, 300, "tasks running")
@@ -32,8 +32,8 @@ def test_cancel_some_tasks_then_the_rest(testbed: Testbed) -> None:
     assert bad.returncode == 3 and "task 99 is not part of" in bad.stderr
 
 
-def test_logs_and_follow(testbed: Testbed) -> None:
-    b = Bridge(testbed, "logs")
+def test_logs_and_follow(cluster: Testbed) -> None:
+    b = Bridge(cluster, "logs")
     job = busybox_job(
         b, "talk", "for i in 1 2 3; do echo line-$i-of-{task}; sleep 2; done", array="0-1"
     )
@@ -51,8 +51,8 @@ def test_logs_and_follow(testbed: Testbed) -> None:
     assert b.run("logs", sub, "--task", "7").returncode == 3
 
 
-def test_rerun_is_identical_but_for_the_id(testbed: Testbed) -> None:
-    b = Bridge(testbed, "rerun")
+def test_rerun_is_identical_but_for_the_id(cluster: Testbed) -> None:
+    b = Bridge(cluster, "rerun")
     job = busybox_job(b, "again", "echo {task}", array="0-2")
     dry = b.ok("submit", "--dry-run", str(job)).stdout
     assert dry == b.ok("render", str(job)).stdout  # --dry-run prints what render prints

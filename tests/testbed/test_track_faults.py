@@ -12,6 +12,7 @@ has failed against the stopped controller.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ OUTAGE_SEEN = 180.0
 
 LOGGED = """\
 #!/bin/sh
-/usr/bin/{name} "$@"; rc=$?
+{real} "$@"; rc=$?
 printf '%s %s %s\\n' "$(date +%s.%N)" {name} "$rc" >> {log}
 exit $rc
 """
@@ -39,7 +40,8 @@ def client_log(b: Bridge) -> tuple[dict[str, str], Path]:
     log = b.write("clients.log", "")
     b.mkdir("logged-bin")
     for name in ("sbatch", "squeue", "sacct", "scontrol", "sacctmgr"):
-        b.write(f"logged-bin/{name}", LOGGED.format(name=name, log=log), 0o755)
+        real = shutil.which(name, path=b.tb.env["PATH"])  # the cluster's own client
+        b.write(f"logged-bin/{name}", LOGGED.format(name=name, log=log, real=real), 0o755)
     return {"PATH": f"{b.dir / 'logged-bin'}:{b.tb.env['PATH']}"}, log
 
 
@@ -57,7 +59,8 @@ def failed_since(log: Path, since: float, names: tuple[str, ...]) -> bool:
     return any(t > since and n in names and rc != 0 for t, n, rc in client_calls(log))
 
 
-def test_watch_survives_a_controller_restart(testbed: Testbed) -> None:
+def test_watch_survives_a_controller_restart(cluster: Testbed) -> None:
+    testbed = cluster
     with testbed.reconfigure():
         b = Bridge(testbed, "ctld-watch")
         job = busybox_job(b, "survivor", "sleep 20; echo {task}", array="0-39")
@@ -122,18 +125,20 @@ def test_submit_with_the_controller_down(testbed: Testbed) -> None:
 KILLER = """\
 #!/bin/sh
 # sbatch succeeds, then the submitting hpcbridge dies before it records the job id
-out=$(/usr/bin/sbatch "$@"); rc=$?
+out=$({real} "$@"); rc=$?
 echo "$out"
 kill -9 $PPID
 exit $rc
 """
 
 
-def test_killed_after_sbatch_is_reconciled(testbed: Testbed) -> None:
+def test_killed_after_sbatch_is_reconciled(cluster: Testbed) -> None:
+    testbed = cluster
     b = Bridge(testbed, "reconcile")
     job = busybox_job(b, "orphan", "echo {task}", array="0-4")
     b.mkdir("killer")
-    b.write("killer/sbatch", KILLER, 0o755)
+    real = shutil.which("sbatch", path=testbed.env["PATH"])
+    b.write("killer/sbatch", KILLER.format(real=real), 0o755)
     env = {"PATH": f"{b.dir / 'killer'}:{testbed.env['PATH']}"}
     died = b.run("submit", str(job), env=env)
     assert died.returncode != 0
