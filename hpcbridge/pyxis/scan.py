@@ -92,11 +92,14 @@ class _Scanner:
         return []
 
     def assign(self, name: str, append: bool, values: list[Value]) -> None:
-        old = (self.vars.get(name) or self.lookup(Param(name))) if append else []
-        if append and old:
+        """A new candidate value (``NAME=``: every assignment is one; ``NAME+=`` extends
+        the current candidates instead)."""
+        if append:
+            old = self.vars.get(name) or self.lookup(Param(name)) or [()]
             values = [
-                o + v if len(o) > 1 or len(v) > 1 else (o[0] + v[0],) for o in old for v in values
+                o + v if len(o) != 1 or len(v) != 1 else (o[0] + v[0],) for o in old for v in values
             ]
+            self.vars[name] = []
         seen = self.vars.setdefault(name, [])
         for v in values:
             if v not in seen:
@@ -110,7 +113,10 @@ class _Scanner:
         empty = not found or all(v in ((), ("",)) for v in found)
         if p.op in (":-", ":=", "-", "="):
             if (p.op in (":-", ":=") and empty) or (not found):
-                return [tuple(f) for f in self.fields(p.arg, True)]
+                default: list[Value] = [tuple(f) for f in self.fields(p.arg, True)]
+                if p.op in (":=", "="):  # ${NAME:=default} also assigns (: "${X:=y}")
+                    self.assign(p.name, False, default)
+                return default
         elif p.op in (":+", "+"):
             return [tuple(f) for f in self.fields(p.arg, True)] if found and not empty else [("",)]
         if not found:

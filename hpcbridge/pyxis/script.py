@@ -45,15 +45,18 @@ def render_pyxis(
     gpu_vendor: Optional[str],
     notes: Sequence[str] = (),
     tracking: Optional[TrackingContext] = None,
+    hpcbridge: str = "",
 ) -> RenderedJob:
-    """The sbatch script for ``request`` (see the module docstring)."""
+    """The sbatch script for ``request`` (see the module docstring); ``hpcbridge`` is the
+    command the job may call to convert an image only known at run time."""
     if "\x00" in request.text:
         raise InputError(f"{request.script} contains a NUL byte", "is it a text file?")
     header: list[str] = []
     for line in request.header:
         header.extend(rewrite_header_line(line))
     base = _body_name(request.script)
-    shim = render_shim(shim_context(cfg, [s for _, s in images], gpu_vendor), cfg)
+    shim_images = [s for _, s in images]
+    shim = render_shim(shim_context(cfg, shim_images, gpu_vendor, hpcbridge), cfg)
     context = PyxisContext(
         header=tuple(header),
         script_name=request.script,

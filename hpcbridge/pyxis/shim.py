@@ -40,6 +40,8 @@ class ShimContext:
     step_code: str
     value_long: tuple[str, ...]  # srun's long options taking a value
     value_short: str
+    hpcbridge: str  # the hpcbridge command, for images only known at run time ("" none)
+    rewrite: tuple[str, ...]  # convert.rewrite rules, applied to those
 
     def __post_init__(self) -> None:
         for image in self.images:
@@ -79,7 +81,9 @@ def mpi_env(cfg: Config) -> tuple[str, ...]:
     return tuple(f"{k}={v}" for k, v in settings.items())
 
 
-def shim_context(cfg: Config, images: Sequence[ShimImage], gpu: Optional[str]) -> ShimContext:
+def shim_context(
+    cfg: Config, images: Sequence[ShimImage], gpu: Optional[str], hpcbridge: str = ""
+) -> ShimContext:
     return ShimContext(
         runtime=cfg.runtime.executable or cfg.runtime.flavor,
         images=tuple(images),
@@ -89,6 +93,8 @@ def shim_context(cfg: Config, images: Sequence[ShimImage], gpu: Optional[str]) -
         step_code=step_program(cfg),
         value_long=tuple(sorted(VALUE_LONG)),
         value_short=VALUE_SHORT,
+        hpcbridge=hpcbridge,
+        rewrite=cfg.convert.rewrite,
     )
 
 

@@ -180,8 +180,19 @@ def pyxis_script(plan: PyxisPlan, cfg: Config, tracking: Optional[TrackingContex
         gpu_vendor=plan.resources.gpu_vendor,
         notes=plan.notes,
         tracking=tracking,
+        hpcbridge=hpcbridge_command(),
     )
     return rendered.script
+
+
+def hpcbridge_command() -> str:
+    """This hpcbridge's command (beside the running Python, else on PATH; "" unknown)."""
+    import sys
+
+    from hpcbridge import runner
+
+    beside = Path(sys.executable).with_name("hpcbridge")
+    return str(beside) if beside.is_file() else runner.which("hpcbridge") or ""
 
 
 def _array_indices(settings: SbatchSettings) -> Optional[str]:

@@ -46,7 +46,8 @@ def plan_srun(
     argv: tuple[str, ...], cfg: Config, *, environ: Mapping[str, str], cwd: str
 ) -> SrunPlan:
     """Check the options, convert the image (see the module docstring)."""
-    args = [a for a in argv if a not in OWN_FLAGS]
+    start = len(argv) - len(split_srun(argv).command)  # hpcbridge's flags: before the command
+    args = [a for a in argv[:start] if a not in OWN_FLAGS] + list(argv[start:])
     dry_run = len(args) != len(argv)
     line = split_srun(args)
     if not line.command:
@@ -68,7 +69,12 @@ def plan_srun(
             "across steps)"
         )
     images, image_notes = plan_images(uses, cfg, dry_run=dry_run)
-    shim = render_shim(shim_context(cfg, [p.shim for p in images], resources.gpu_vendor), cfg)
+    from hpcbridge.submit.pyxis import hpcbridge_command
+
+    shim_images = [p.shim for p in images]
+    shim = render_shim(
+        shim_context(cfg, shim_images, resources.gpu_vendor, hpcbridge_command()), cfg
+    )
     return SrunPlan(tuple(args), shim, tuple(images), tuple(notes + image_notes), dry_run)
 
 

@@ -126,9 +126,9 @@ hpcb_mpi_env='"'"'OMPI_MCA_btl_vader_single_copy_mechanism=none
 UCX_TLS=^cma
 UCX_POSIX_USE_PROC_LINK=n'"'"'
 hpcb_step='"'"'hpcb_die() { printf '"'"'"'"'"'"'"'"'hpcbridge: error: %s\n'"'"'"'"'"'"'"'"' "$1" >&2; exit 1; }
-rt=$1 image=$2 sub=$3 name=$4 flag=$5 save=$6 base=$7 rw=$8 envnames=$9 mpienv=${10}
-compat=${11} n=${12}
-shift 12
+rt=$1 image=$2 sub=$3 name=$4 flag=$5 save=$6 base=$7 rw=$8 imgwd=$9 envnames=${10}
+mpienv=${11} compat=${12} n=${13}
+shift 13
 opts=("${@:1:n}")
 shift "$n"
 [ "${1-}" = -- ] && shift
@@ -176,7 +176,7 @@ if [ -d "$dir" ]; then
 else
   [ -n "$image" ] || hpcb_die "--container-name=$shown: no container of that name on $node yet; add --container-image=IMAGE to the first step that uses it"
   rm -rf -- "$dir.new"
-  "$rt" -q build --sandbox "$dir.new" "$image" >/dev/null || hpcb_die "could not unpack $image for --container-name=$shown"
+  "$rt" -s build --sandbox "$dir.new" "$image" >/dev/null || hpcb_die "could not unpack $image for --container-name=$shown"
   mv -- "$dir.new" "$dir"
 fi
 # --writable cannot create bind destinations: make them in the sandbox first
@@ -200,11 +200,16 @@ writable=(--writable)
 "$rt" "$sub" "${writable[@]}" "${opts[@]}" "$dir" "${cmd[@]}"
 rc=$?
 if [ -n "$save" ] && [ "${SLURM_PROCID:-0}" = 0 ]; then
+  if [ -n "$imgwd" ] && [ ! -e "$dir/etc/rc" ]; then
+    # what enroot keeps of the image config: its working directory, in /etc/rc
+    printf '"'"'"'"'"'"'"'"'mkdir -p "%s" 2> /dev/null\ncd "%s" && unset OLDPWD || exit 1\nexec "$@"\n'"'"'"'"'"'"'"'"' \
+      "$imgwd" "$imgwd" >"$dir/etc/rc" 2>/dev/null
+  fi
   tmp="$save.hpcb-$$"
   if command -v mksquashfs >/dev/null 2>&1; then
     mksquashfs "$dir" "$tmp" -noappend -all-root -quiet -no-progress >/dev/null
   else
-    "$rt" -q build "$tmp" "$dir" >/dev/null
+    "$rt" -s build "$tmp" "$dir" >/dev/null
   fi && mv -f -- "$tmp" "$save" || { rm -f -- "$tmp"; hpcb_die "--container-save=$save: could not write the image"; }
   printf '"'"'"'"'"'"'"'"'hpcbridge: saved container %s to %s\n'"'"'"'"'"'"'"'"' "$shown" "$save" >&2
 fi
@@ -217,6 +222,9 @@ hpcb_images=(
 )
 hpcb_value_long='"'"' accel-bind account acctg-freq bb bbf bcast-exclude begin chdir cluster cluster-constraint clusters comment constraint container container-id core-spec cores-per-socket cpu-bind cpu-freq cpus-per-gpu cpus-per-task deadline delay-boot dependency distribution epilog error exclude export extra-node-info gid gpu-bind gpu-freq gpus gpus-per-node gpus-per-socket gpus-per-task gres gres-flags het-group hint input job-name jobid launcher-opts licenses mail-type mail-user mcs-label mem mem-bind mem-per-cpu mem-per-gpu mincpus mpi msg-timeout network nodefile nodelist nodes ntasks ntasks-per-core ntasks-per-gpu ntasks-per-node ntasks-per-socket ntasks-per-tres open-mode output partition power prefer priority profile prolog qos relative reservation signal slurmd-debug sockets-per-node switches task-epilog task-prolog thread-spec threads threads-per-core time time-min tmp tres-bind tres-per-task uid wait wckey '"'"'
 hpcb_value_short=AbBcCdDeGiJLmMnNopqrStTwWx
+# an image only known when the job runs: converted here by hpcbridge (its site rewrite rules applied)
+hpcb_hpcbridge='"'"''"'"'
+hpcb_rewrite=()
 
 hpcb_find_srun() { # the real srun: the first on PATH that is not this shim
   [ -n "${HPCB_PYXIS_SRUN-}" ] && { hpcb_real=$HPCB_PYXIS_SRUN; return; }
@@ -330,6 +338,7 @@ fi
 if [ -z "${c[image]-}" ] && [ -z "${c[name]-}" ]; then
   [ -z "${HPCB_PYXIS_DIRECT-}" ] || hpcb_die "no --container-image or --container-name"
   hpcb_find_srun
+  if [ -n "${HPCB_PYXIS_PRINT-}" ]; then printf '"'"'%q '"'"' "$hpcb_real" "$@"; printf '"'"'\n'"'"'; exit 0; fi
   unset -f srun 2>/dev/null
   unset HPCB_PYXIS_SHIM
   exec "$hpcb_real" "$@"  # no container: the step runs on the host, as written
@@ -362,7 +371,7 @@ if [ -n "${c[image]-}" ]; then
     case $v in
       .*|/*)
         [ -f "$key" ] || hpcb_die "--container-image=$v: $key does not exist"
-        magic=$(head -c 41 -- "$key" | tail -c 9)
+        magic=$(dd if="$key" bs=1 skip=32 count=9 2>/dev/null | tr -d '"'"'\0'"'"')
         if [ "$(head -c 4 -- "$key")" = hsqs ]; then compat=1
         elif [ "$magic" != SIF_MAGIC ]; then
           hpcb_die "--container-image=$v: $key is neither a squashfs nor a SIF image"
@@ -370,8 +379,21 @@ if [ -n "${c[image]-}" ]; then
         image=$key
         hpcb_note "--container-image=$v was not converted when the job was submitted: running the file as it is" ;;
       *)
-        image=docker://$key
-        hpcb_note "--container-image=$v was not known when the job was submitted (built at run time?): Apptainer fetches it on each node" ;;
+        ref=$key best=
+        for rule in "${hpcb_rewrite[@]}"; do  # FROM=TO, the longest FROM wins (convert.rewrite)
+          from=${rule%%=*}
+          [[ -n $from && $key == "$from"* && ${#from} -gt ${#best} ]] && best=$from ref=${rule#*=}${key#"$from"}
+        done
+        json=
+        [ -x "$hpcb_hpcbridge" ] && json=$("$hpcb_hpcbridge" convert -q --json "docker://$ref" </dev/null)
+        image=$(printf '"'"'%s\n'"'"' "$json" | sed -n '"'"'s/^  "path": "\(.*\)",$/\1/p'"'"')
+        workdir=$(printf '"'"'%s\n'"'"' "$json" | sed -n '"'"'s/^  "workdir": "\(.*\)",$/\1/p'"'"')
+        if [ -n "$image" ]; then
+          hpcb_note "--container-image=$v was only known when the job ran: converted on $(hostname) ($image)"
+        else
+          image=docker://$ref
+          hpcb_note "--container-image=$v was not known when the job was submitted: Apptainer fetches it on each node"
+        fi ;;
     esac
   fi
 fi
@@ -450,9 +472,11 @@ fi
 envnames=$(IFS=,; printf '"'"'%s'"'"' "${envs[*]}")
 mpienv=
 case " ${slurm[*]} " in *" --mpi="*|*" --mpi "*) [ -n "$hpcb_mpi_env" ] && mpienv=$hpcb_mpi_env ;; esac
-rt=$(command -v -- "$hpcb_runtime") || hpcb_die "$hpcb_runtime not found on PATH"
-step=("$rt" "$image" "$sub" "$name" "$flag" "$save" "${HPCBRIDGE_CONTAINER_DIR-}" "${c[rw]-}" "$envnames" "$mpienv"
-  "$compat" "${#opts[@]}" "${opts[@]}" -- "${cmd[@]}")
+# the job'"'"'s own PATH too: a login shell (#!/bin/bash -l) may have reset PATH since
+rt=$(command -v -- "$hpcb_runtime" || PATH=${HPCB_PYXIS_PATH:-$PATH} command -v -- "$hpcb_runtime") ||
+  hpcb_die "$hpcb_runtime not found on PATH"
+step=("$rt" "$image" "$sub" "$name" "$flag" "$save" "${HPCBRIDGE_CONTAINER_DIR-}" "${c[rw]-}"
+  "$workdir" "$envnames" "$mpienv" "$compat" "${#opts[@]}" "${opts[@]}" -- "${cmd[@]}")
 if [ -n "${HPCB_PYXIS_DIRECT-}" ]; then
   run=()  # the batch step itself (sbatch --container-image): no srun
 else
@@ -473,6 +497,7 @@ chmod 0700 "$hpcb_script_dir/bin/srun"
 unset hpcb_body hpcb_shim
 HPCB_PYXIS_SRUN=$(command -v srun || echo srun)
 export HPCB_PYXIS_SRUN HPCB_PYXIS_MARK="$hpcb_script_dir/named" HPCB_PYXIS_SHIM="$hpcb_script_dir/bin/srun"
+export HPCB_PYXIS_PATH="$PATH"
 
 # ---- the script runs on the host; its srun steps with --container-* options run in containers
 srun() { if [[ -x "${HPCB_PYXIS_SHIM:-}" ]]; then "$HPCB_PYXIS_SHIM" "$@"; else command srun "$@"; fi; }
