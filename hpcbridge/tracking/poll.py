@@ -208,6 +208,7 @@ class Poller:
         at = time.time()
         last = slurm.parse_squeue(str(data.get("stdout", ""))) if data.get("stdout") else None
         tracked = pollplan.carry_tracked(data.get("tracked") or {}, wanted, last, at)
+        sinces = pollplan.carry_since(data.get("since") or {}, tracked, wanted, since)
         ids = sorted(tracked)
         version = self.version()
         start = time.monotonic()
@@ -230,6 +231,7 @@ class Poller:
                     "pace": stands,
                     "job_ids": ids,
                     "tracked": tracked,
+                    "since": sinces,
                 }
             )
             log.warning("scheduler query failed (%d in a row): %s", failures, exc.message)
@@ -239,7 +241,8 @@ class Poller:
         if stands > self.min_interval:
             log.warning("squeue took %.1f s; the next query waits %.0f s", took, stands)
         ended = pollplan.transitions(last, result, ids)
-        acct_wanted, acct_off = self._account(ended, data, since, version, at)
+        earliest = min(sinces.values()) if sinces else since
+        acct_wanted, acct_off = self._account(ended, data, earliest, version, at)
         self._write(
             {
                 "at": at,
@@ -250,6 +253,7 @@ class Poller:
                 "stdout": pollplan.unparse_squeue(result),
                 "job_ids": ids,
                 "tracked": tracked,
+                "since": sinces,
                 "acct_wanted": acct_wanted,
                 "acct_off": acct_off,
             }

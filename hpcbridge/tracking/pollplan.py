@@ -91,6 +91,19 @@ def carry_tracked(
     return out
 
 
+def carry_since(
+    old: Mapping[str, str], tracked: Iterable[str], wanted: Iterable[str], since: Optional[str]
+) -> dict[str, str]:
+    """The earliest ``sacct -S`` any caller gave for each tracked job (ISO local times
+    compare as text): a sacct call for several processes' jobs must reach the oldest."""
+    keep = set(tracked)
+    out = {j: s for j, s in old.items() if j in keep}
+    if since:
+        for j in wanted:
+            out[j] = min(out.get(j, since), since)
+    return out
+
+
 def covers(asked: Iterable[str], result: Optional[QueryResult], wanted: Iterable[str]) -> bool:
     """Does an answer to a query about ``asked`` tell about every job in ``wanted``?"""
     known = set(asked) | {i.job_id for i in result.jobs} if result is not None else set(asked)

@@ -157,7 +157,8 @@ class Tracker:
                 sorted(set(active)),
                 since=since_arg(list(records.values())),
                 max_age=max_age,
-                queue_view=bool(pending),
+                # deferred chunks count the user's queued tasks: one answer serves both
+                queue_view=bool(pending) or any(r.deferred for r in records.values()),
             )
         result = answer.result if answer is not None else None
         figures = {i: self._figures(rec) for i, rec in records.items()}

@@ -214,3 +214,24 @@ def test_another_process_holding_the_lock_is_not_a_crash(
     finally:
         os.close(fd)
     assert got.result is None and got.error and "waiting for it" in got.error
+
+
+def test_sacct_reaches_back_to_the_oldest_submission_of_any_process(tmp_path: Path) -> None:
+    sched = Recording()
+    seen: list[Optional[str]] = []
+    real = sched.accounting
+
+    def accounting(
+        job_ids: Sequence[str], *, since: Optional[str] = None, version: str = ""
+    ) -> AccountingResult:
+        seen.append(since)
+        return real(job_ids, since=since, version=version)
+
+    sched.accounting = accounting  # type: ignore[method-assign]
+    old = Poller(tmp_path, sched, user="u", min_interval=0.0)
+    old.limits()
+    sched.queue = {"5": running("5"), "6": running("6")}
+    old.answer(["5"], since="2026-01-01T00:00:00")  # a process watching an old submission
+    sched.queue = {"5": running("5"), "6": "6_0|61|6|0|COMPLETED|None|(null)\n"}
+    Poller(tmp_path, sched, user="u", min_interval=0.0).answer(["6"], since="2026-03-01T00:00:00")
+    assert seen == ["2026-01-01T00:00:00"]
