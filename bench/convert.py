@@ -1,27 +1,32 @@
 #!/usr/bin/env python3
-"""bench/convert: native conversion against `apptainer build`, plain mksquashfs and
-`apptainer pull` from a warm cache, on the testbed (issue 3).
+"""bench/convert: conversion time, memory and disk against `apptainer build`, on the testbed.
 
-Method (all in one run, interleaved, so that the machine's noise hits every
-contender alike; everything runs as the testbed's non-root user):
+Two images: ``debian-python`` (the testbed's) and ``large`` (bench/bigimage.py: about
+2.3 GB unpacked, 2 GiB of incompressible files and 40,000 small files, built by the
+bench and pushed to the testbed registry).  For each image, in every round and in an
+order that rotates between rounds (so the machine's noise hits every contender alike),
+cold conversions from the registry as the testbed's non-root user:
 
-* cold native: ``hpcbridge convert docker://<registry>/<image>`` into a fresh,
-  empty cache (download from the local registry, extraction, scaffold,
-  mksquashfs, SIF), wall time of the whole command;
-* cold apptainer: ``apptainer build --disable-cache --no-https out.sif docker://...@digest``
-  with a fresh ``APPTAINER_TMPDIR``, wall time;
-* mksquashfs floor: ``mksquashfs <rootfs> out -comp gzip -Xcompression-level 9 -all-root
-  -no-xattrs -noappend`` on the same root filesystem (extracted once, untimed, by
-  hpcbridge's own layer code) at the same compression: the cost of squashing alone;
-* warm: ``hpcbridge convert`` of the cached tag (one HEAD request) and of the digest
-  reference (no request) against ``apptainer pull --force --no-https x.sif docker://...``
-  with a warm Apptainer cache (the first pull, untimed, fills it).
+* ``gzip``: ``hpcbridge convert docker://REF --compression gzip`` into an empty cache;
+* ``zstd``: the same with ``--compression zstd``;
+* ``before``: the gzip conversion of hpcbridge as it was before issue 15 (the package at
+  ``--before`` extracted with ``git archive``, run by the same Python);
+* ``apptainer``: ``apptainer build --disable-cache --no-https out.sif docker://REF@DIGEST``
+  (the testbed's real Apptainer 1.4.5) with an empty ``APPTAINER_TMPDIR``.
 
-Median of ``--repeat`` runs (default 3) for the cold cases, of ``--warm-repeat``
-(default 10) for the warm ones.  Results go to ``--json`` and, with ``--docs``,
-into the "convert" section of docs/benchmarks.md.
+Each run: wall time; peak RSS of the process (``VmHWM`` of hpcbridge's own process; for
+``apptainer`` the largest single process of its tree, the wrapper's bwrap being idle);
+peak RSS of the whole process tree (the largest sum of ``VmRSS`` over the tree seen at
+one 20 ms sample); disk peak (the most bytes used, sampled every 0.1 s, on a loop-mounted
+ext4 filesystem that holds only that run's cache, tmp dir and output).  Then
+``apptainer exec SIF true``-like start-up of the gzip and zstd SIFs of each image (a
+static program; ``--exec-repeat`` interleaved runs), and the warm path of debian-python:
+``hpcbridge convert`` of the cached tag (one HEAD) and digest against ``apptainer pull
+--force`` with a warm Apptainer cache (``--warm-repeat`` interleaved pairs).
 
-    .venv/bin/python bench/convert.py [--image debian-python] [--repeat 3] [--docs]
+Results go to ``--json`` and, with ``--docs``, the convert block of docs/benchmarks.md.
+
+    .venv/bin/python bench/convert.py [--repeat 3] [--images debian-python,large] [--docs]
 """
 
 from __future__ import annotations
@@ -31,202 +36,275 @@ import json
 import os
 import platform
 import shutil
-import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hpcbridge import runner  # noqa: E402
+from bench import bigimage  # noqa: E402
+from bench.convert_report import markdown  # noqa: E402
+from bench.docblock import replace_block  # noqa: E402
+from bench.procwatch import Watched, watch  # noqa: E402
 from tests.testbed.api import Testbed  # noqa: E402
 from tests.testbed.users import as_user_argv  # noqa: E402
 
 HPCBRIDGE = str(REPO / ".venv" / "bin" / "hpcbridge")
+PYTHON = str(REPO / ".venv" / "bin" / "python")
+BEFORE = "736c20f"  # the last commit before issue 15's conversion changes
+CONTENDERS = ("gzip", "zstd", "before", "apptainer")
+MiB = 1 << 20
 
 
-def timed(tb: Testbed, argv: list[str], env: dict[str, str] | None = None) -> float:
-    full = as_user_argv(tb.user, argv)
-    merged = dict(tb.env)
-    merged.update(env or {})
+class Disk:
+    """A loop-mounted ext4 filesystem holding one run's files at a time (exact disk use)."""
+
+    def __init__(self, root: Path, size_gib: int, owner: tuple[int, int]) -> None:
+        self.image = root / "disk.img"
+        self.mount = root / "disk"
+        self.owner = owner
+        self.mount.mkdir(parents=True, exist_ok=True)
+        if os.path.ismount(self.mount):
+            subprocess.run(["umount", str(self.mount)], check=True)
+        self.image.unlink(missing_ok=True)
+        subprocess.run(["truncate", "-s", f"{size_gib}G", str(self.image)], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(self.image)], check=True)
+        subprocess.run(["mount", "-o", "loop", str(self.image), str(self.mount)], check=True)
+        os.chown(self.mount, *owner)
+        self.base = self.used()
+
+    def used(self) -> int:
+        st = os.statvfs(self.mount)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+    def fresh(self, name: str) -> Path:
+        d = self.mount / name
+        d.mkdir()
+        os.chown(d, *self.owner)
+        return d
+
+    def clear(self) -> None:
+        for p in self.mount.iterdir():
+            if p.name != "lost+found":
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        self.base = self.used()
+
+    def close(self) -> None:
+        subprocess.run(["umount", str(self.mount)], check=False)
+        self.image.unlink(missing_ok=True)
+
+
+def prepare_before(work: Path) -> Path:
+    """The hpcbridge package as of BEFORE, readable by the test user."""
+    dest = work / f"before-{BEFORE}"
+    if not (dest / "hpcbridge" / "cli" / "__init__.py").is_file():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", BEFORE, "hpcbridge"], cwd=REPO, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    for p in [dest, *dest.rglob("*")]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    return dest
+
+
+def run(
+    tb: Testbed,
+    argv: Sequence[str],
+    env: Optional[dict[str, str]] = None,
+    disk: Optional[Disk] = None,
+) -> Watched:
+    merged = {**tb.env, **(env or {})}
+    probe = (lambda: disk.used() - disk.base) if disk is not None else None
+    w = watch(as_user_argv(tb.user, list(argv)), env=merged, cwd=str(tb.user.home), disk=probe)
+    if w.returncode != 0:
+        raise SystemExit(f"failed ({w.returncode}): {' '.join(argv)}\n{w.stderr[-3000:]}")
+    return w
+
+
+def timed(tb: Testbed, argv: Sequence[str], env: Optional[dict[str, str]] = None) -> float:
+    """Wall time of a short command, without the sampler (its 20 ms polling would round it)."""
+    full = as_user_argv(tb.user, list(argv))
+    merged = {**tb.env, **(env or {})}
     start = time.perf_counter()
-    done = runner.run(full, env=merged, cwd=str(tb.user.home), check=False, timeout=3600)
-    elapsed = time.perf_counter() - start
+    done = subprocess.run(
+        full, env=merged, cwd=str(tb.user.home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    seconds = time.perf_counter() - start
     if done.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(argv)}\n{done.stderr[-3000:]}")
-    return elapsed
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(argv)}\n{done.stderr[-3000:]!r}")
+    return seconds
 
 
-def chown_tree(tb: Testbed, path: Path) -> None:
-    for p in [path, *path.rglob("*")]:
-        os.lchown(p, tb.user.uid, tb.user.gid)
+def cold(tb: Testbed, disk: Disk, who: str, ref: str, pinned: str, before: Path) -> Watched:
+    """One cold conversion by ``who`` into fresh directories on ``disk``."""
+    d = disk.fresh(who)
+    env = {"HPCBRIDGE_STATE_DIR": str(d / "state")}
+    if who == "apptainer":
+        tmp = d / "tmp"
+        tmp.mkdir()
+        os.chown(tmp, tb.user.uid, tb.user.gid)
+        argv = [str(tb.apptainer), "build", "--disable-cache", "--no-https", str(d / "out.sif")]
+        return run(tb, [*argv, pinned], {"APPTAINER_TMPDIR": str(tmp)}, disk)
+    comp = "zstd" if who == "zstd" else "gzip"
+    args = ["convert", ref, "--cache-dir", str(d / "cache"), "--compression", comp]
+    if who == "before":
+        env["PYTHONPATH"] = str(before)
+        return run(tb, [PYTHON, "-c", "from hpcbridge.cli import main; main()", *args], env, disk)
+    return run(tb, [HPCBRIDGE, *args], env, disk)
 
 
-def prepare_rootfs(tb: Testbed, image: str, dest: Path) -> None:
-    """The root filesystem hpcbridge squashes (layers + Apptainer scaffold), untimed."""
-    from hpcbridge.images.fetch.local import load_local
-    from hpcbridge.images.layers.apply import apply_layers
-    from hpcbridge.images.refs import ArchiveRef
-    from hpcbridge.images.sif.scaffold import make_scaffold, write_scaffold
+def sample(w: Watched, who: str) -> dict[str, float]:
+    # apptainer runs under the testbed wrapper's bwrap (idle): its largest process counts
+    proc = w.child_peak if who == "apptainer" else w.process_peak
+    return {
+        "seconds": round(w.seconds, 3),
+        "process_mib": round(proc / MiB, 1),
+        "tree_mib": round(w.tree_peak / MiB, 1),
+        "child_mib": round(w.child_peak / MiB, 1),
+        "disk_mib": round(w.disk_peak / MiB, 1),
+    }
 
-    info = tb.image(image)
-    img = load_local(ArchiveRef("oci", str(info.oci_dir)), ("linux", "amd64", None))
-    dest.mkdir()
-    apply_layers(img.layers, str(dest))
-    sc = make_scaffold(img.config, source_ref=img.config_digest, manifest_digest=img.config_digest)
-    write_scaffold(str(dest), sc.entries)
-    os.chmod(dest, 0o755)
-    chown_tree(tb, dest)
+
+def keep_sif(disk: Disk, who: str, dest: Path) -> None:
+    """Move the SIF a conversion made out of the disk (for the start-up runs)."""
+    found = list((disk.mount / who).rglob("*.sif"))
+    if found:
+        shutil.move(str(found[0]), dest)
+        os.chmod(dest, 0o755)
+
+
+def rounds(
+    tb: Testbed, args: argparse.Namespace, images: dict[str, dict[str, str]], work: Path
+) -> Any:
+    before = prepare_before(work)
+    disk = Disk(work, args.disk_gib, (tb.user.uid, tb.user.gid))
+    samples: dict[str, dict[str, list[dict[str, float]]]] = {n: {} for n in images}
+    sifs = work / "sifs"
+    sifs.mkdir(exist_ok=True)
+    try:
+        for r in range(args.repeat):
+            for name, img in images.items():
+                order = CONTENDERS[r % 4 :] + CONTENDERS[: r % 4]
+                for who in order:
+                    w = cold(tb, disk, who, img["ref"], img["pinned"], before)
+                    samples[name].setdefault(who, []).append(sample(w, who))
+                    if who in ("gzip", "zstd"):
+                        keep_sif(disk, who, sifs / f"{name}-{who}.sif")
+                    disk.clear()
+                    s = samples[name][who][-1]
+                    print(f"round {r + 1} {name} {who}: {s}", flush=True)
+    finally:
+        disk.close()
+    return samples, sifs
+
+
+def exec_startup(tb: Testbed, sifs: Path, images: dict[str, dict[str, str]], n: int) -> Any:
+    out: dict[str, dict[str, list[float]]] = {}
+    for name, img in images.items():
+        out[name] = {"gzip": [], "zstd": []}
+        for _ in range(n):
+            for comp in ("gzip", "zstd"):
+                sif = sifs / f"{name}-{comp}.sif"
+                seconds = timed(tb, [str(tb.apptainer), "exec", str(sif), img["command"]])
+                out[name][comp].append(round(seconds, 4))
+    return out
+
+
+def warm(tb: Testbed, img: dict[str, str], work: Path, n: int) -> dict[str, list[float]]:
+    cache = work / "warm-cache"
+    state = {"HPCBRIDGE_STATE_DIR": str(work / "warm-state")}
+    for d in (cache, work / "warm-state", work / "apptainer-cache"):
+        d.mkdir(exist_ok=True)
+        os.chown(d, tb.user.uid, tb.user.gid)
+    tag, digest = img["ref"], img["pinned"]
+    timed(
+        tb, [HPCBRIDGE, "convert", tag, "--cache-dir", str(cache), "--compression", "zstd"], state
+    )
+    pull_env = {"APPTAINER_CACHEDIR": str(work / "apptainer-cache")}
+    pull = [str(tb.apptainer), "pull", "--force", "--no-https", str(work / "pulled.sif"), tag]
+    timed(tb, pull, pull_env)  # fills Apptainer's cache
+    out: dict[str, list[float]] = {"tag": [], "digest": [], "apptainer_pull": []}
+    for _ in range(n):
+        for key, ref in (("tag", tag), ("digest", digest)):
+            seconds = timed(tb, [HPCBRIDGE, "convert", ref, "--cache-dir", str(cache)], state)
+            out[key].append(round(seconds, 4))
+        out["apptainer_pull"].append(round(timed(tb, pull, pull_env), 4))
+    return out
+
+
+def images_to_run(tb: Testbed, wanted: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for name in wanted:
+        if name == "large":
+            params = bigimage.Params()
+            _, digest, ref = bigimage.ensure(params)
+            cmd, unpacked = (
+                "/bin/hello",
+                "about 2.3 GB unpacked: 2 GiB incompressible, 40,000 small files",
+            )
+        else:
+            info = tb.image(name)
+            ref, digest, cmd, unpacked = info.ref, info.digest, "/bin/true", "the testbed's image"
+        repo = ref.rsplit(":", 1)[0]
+        out[name] = {
+            "ref": f"docker://{ref}",
+            "pinned": f"docker://{repo}@{digest}",
+            "digest": digest,
+            "command": cmd,
+            "about": unpacked,
+        }
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--image", default="debian-python")
+    ap.add_argument("--images", default="debian-python,large")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--exec-repeat", type=int, default=5)
     ap.add_argument("--warm-repeat", type=int, default=10)
+    ap.add_argument("--disk-gib", type=int, default=24, help="size of the loop filesystem")
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "convert.json")
     ap.add_argument("--docs", action="store_true", help="update docs/benchmarks.md")
     args = ap.parse_args()
 
     tb = Testbed.from_state_dir()
-    info = tb.image(args.image)
-    apptainer = str(tb.apptainer)
-    mksquashfs = shutil.which("mksquashfs") or "/usr/bin/mksquashfs"
-    work = tb.user_dir("bench-convert")
-    tag_ref = f"docker://{info.ref}"
-    name = info.ref.rsplit(":", 1)[0]
-    digest_ref = f"docker://{name}@{info.digest}"
-    rootfs = work / "rootfs"
-    prepare_rootfs(tb, args.image, rootfs)
-
-    cold: dict[str, list[float]] = {"native": [], "apptainer_build": [], "mksquashfs": []}
-    for i in range(args.repeat):
-        cache = work / f"cache-{i}"
-        cold["native"].append(timed(tb, [HPCBRIDGE, "convert", tag_ref, "--cache-dir", str(cache)]))
-        tmp = work / f"apptmp-{i}"
-        tmp.mkdir()
-        os.chown(tmp, tb.user.uid, tb.user.gid)
-        out = work / f"apptainer-{i}.sif"
-        argv = [apptainer, "build", "--disable-cache", "--no-https", str(out), digest_ref]
-        cold["apptainer_build"].append(timed(tb, argv, {"APPTAINER_TMPDIR": str(tmp)}))
-        sq = work / f"floor-{i}.sqfs"
-        argv = [
-            mksquashfs,
-            str(rootfs),
-            str(sq),
-            "-noappend",
-            "-comp",
-            "gzip",
-            "-Xcompression-level",
-            "9",
-            "-all-root",
-            "-no-xattrs",
-            "-no-progress",
-            "-quiet",
-        ]
-        cold["mksquashfs"].append(timed(tb, argv))
-        for p in (out, sq):
-            p.unlink()
-        if i:
-            shutil.rmtree(cache)  # keep cache-0 for the warm runs
-        print(
-            f"run {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in cold.items()), flush=True
-        )
-
-    warm: dict[str, list[float]] = {"native_tag": [], "native_digest": [], "apptainer_pull": []}
-    appcache = work / "apptainer-cache"
-    pull_env = {"APPTAINER_CACHEDIR": str(appcache)}
-    pulled = work / "pulled.sif"
-    pull = [apptainer, "pull", "--force", "--no-https", str(pulled), tag_ref]
-    timed(tb, pull, pull_env)  # fills Apptainer's cache
-    cache0 = str(work / "cache-0")
-    for _ in range(args.warm_repeat):
-        warm["native_tag"].append(timed(tb, [HPCBRIDGE, "convert", tag_ref, "--cache-dir", cache0]))
-        warm["native_digest"].append(
-            timed(tb, [HPCBRIDGE, "convert", digest_ref, "--cache-dir", cache0])
-        )
-        warm["apptainer_pull"].append(timed(tb, pull, pull_env))
-
-    med = {k: statistics.median(v) for k, v in {**cold, **warm}.items()}
-    result: dict[str, Any] = {
-        "image": args.image,
-        "ref": info.ref,
-        "digest": info.digest,
+    work = bigimage.WORK / "convert-run"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    os.chown(work, tb.user.uid, tb.user.gid)
+    images = images_to_run(tb, args.images.split(","))
+    load = os.getloadavg()
+    samples, sifs = rounds(tb, args, images, work)
+    startup = exec_startup(tb, sifs, images, args.exec_repeat)
+    warm_runs = (
+        warm(tb, images["debian-python"], work, args.warm_repeat)
+        if "debian-python" in images
+        else {}
+    )
+    result = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "host": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_before": load},
+        "before": BEFORE,
         "repeat": args.repeat,
+        "exec_repeat": args.exec_repeat,
         "warm_repeat": args.warm_repeat,
-        "samples": {**cold, **warm},
-        "median": med,
-        "ratios": {
-            "native_over_mksquashfs": med["native"] / med["mksquashfs"],
-            "native_over_apptainer_build": med["native"] / med["apptainer_build"],
-            "warm_tag_over_apptainer_pull": med["native_tag"] / med["apptainer_pull"],
-            "warm_digest_over_apptainer_pull": med["native_digest"] / med["apptainer_pull"],
-        },
-        "targets": {
-            "native_over_mksquashfs": 1.15,
-            "native_over_apptainer_build": 0.85,
-            "warm_tag_over_apptainer_pull": 1.5,
-        },
+        "images": images,
+        "cold": samples,
+        "exec": startup,
+        "warm": warm_runs,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     md = markdown(result)
     print(md)
     if args.docs:
-        update_docs(REPO / "docs" / "benchmarks.md", md)
+        replace_block(REPO / "docs" / "benchmarks.md", "convert", md)
     shutil.rmtree(work, ignore_errors=True)
-
-
-def markdown(r: dict[str, Any]) -> str:
-    m, q = r["median"], r["ratios"]
-    t = r["targets"]
-
-    def ok(key: str) -> str:
-        return "met" if q[key] <= t[key] else "**missed**"
-
-    return "\n".join(
-        [
-            f"Image `{r['image']}` ({r['ref']}, {r['digest'][:19]}), {r['when']}, "
-            f"{r['host']['cpus']} CPUs; median of {r['repeat']} cold / {r['warm_repeat']} warm runs.",
-            "",
-            "| measurement | median (s) | samples (s) |",
-            "|---|---:|---|",
-            *(
-                f"| {label} | {m[k]:.3f} | {', '.join(f'{x:.3f}' for x in r['samples'][k])} |"
-                for k, label in (
-                    ("native", "`hpcbridge convert` cold (native)"),
-                    ("apptainer_build", "`apptainer build` cold"),
-                    ("mksquashfs", "`mksquashfs` alone, same rootfs, gzip 9"),
-                    ("native_tag", "`hpcbridge convert` warm, tag (1 HEAD)"),
-                    ("native_digest", "`hpcbridge convert` warm, digest ref (no request)"),
-                    ("apptainer_pull", "`apptainer pull` warm cache"),
-                )
-            ),
-            "",
-            "| ratio | value | target | |",
-            "|---|---:|---:|---|",
-            f"| native / mksquashfs floor | {q['native_over_mksquashfs']:.2f} | <= 1.15 | {ok('native_over_mksquashfs')} |",
-            f"| native / apptainer build | {q['native_over_apptainer_build']:.2f} | <= 0.85 | {ok('native_over_apptainer_build')} |",
-            f"| warm convert (tag) / apptainer cached pull | {q['warm_tag_over_apptainer_pull']:.2f} | <= 1.5 | {ok('warm_tag_over_apptainer_pull')} |",
-            f"| warm convert (digest) / apptainer cached pull | {q['warm_digest_over_apptainer_pull']:.2f} | | |",
-        ]
-    )
-
-
-def update_docs(path: Path, body: str) -> None:
-    """Replace (or add) the section between the convert bench markers."""
-    begin, end = "<!-- bench/convert:begin -->", "<!-- bench/convert:end -->"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{body}\n{end}"
-    if begin in text and end in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip("\n") + f"\n\n## convert\n\nMeasured by `bench/convert.py`.\n\n{block}\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

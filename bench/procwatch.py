@@ -89,11 +89,18 @@ def watch(
         stderr=subprocess.PIPE,
     )
     err: list[bytes] = []
-    reader = threading.Thread(target=lambda: err.append(proc.stderr.read() if proc.stderr else b""))
+    ended: list[float] = []
+
+    def wait() -> None:  # the end time, to the millisecond (the sampling loop sleeps)
+        err.append(proc.stderr.read() if proc.stderr else b"")
+        proc.wait()
+        ended.append(time.perf_counter())
+
+    reader = threading.Thread(target=wait)
     reader.start()
     hwm = tree = child = peak_disk = 0
     next_disk = 0.0
-    while proc.poll() is None:
+    while not ended:
         now = time.perf_counter()
         if now - start > timeout:
             proc.kill()
@@ -111,10 +118,10 @@ def watch(
         if disk is not None and now >= next_disk:
             peak_disk = max(peak_disk, disk())
             next_disk = now + disk_interval
-        time.sleep(interval)
-    code = proc.wait()
-    seconds = time.perf_counter() - start
+        reader.join(timeout=interval)
     reader.join()
+    code = proc.wait()
+    seconds = ended[0] - start
     if disk is not None:
         peak_disk = max(peak_disk, disk())
     return Watched(

@@ -173,10 +173,13 @@ def _pmi_list(value: Any, at: _At) -> tuple[str, ...]:
 
 def _flag_list(value: Any, at: _At) -> tuple[str, ...]:
     """Runtime flag names (``fakeroot`` or ``--fakeroot``), checked against the flag table."""
+    items = _str_list(value, at)
+    if not items:
+        return ()  # the default: no need to load the flag table (~3 ms of every command)
     from hpcbridge.job.flags import flag_table
 
     out = []
-    for item in _str_list(value, at):
+    for item in items:
         name = item.lstrip("-")
         if name not in flag_table():
             raise at.bad(
