@@ -93,9 +93,9 @@ def convert(
     squashfs_compression.check(compression, level)
     plat = parse_platform(platform)
     parsed = parse_ref(ref)
-    if isinstance(parsed, SifRef):
-        return _pass_through(ref, parsed, output)
     cache = Cache(Path(cache_dir), tmp_dir=tmp_dir, shared=shared, group=group)
+    if isinstance(parsed, SifRef):
+        return _local_file(ref, parsed, cache, plat[1], output)
     res = Resolution(ref, parsed, cache, plat, force)
     if isinstance(parsed, RegistryRef):
         insecure = (
@@ -167,6 +167,24 @@ def convert_with_config(ref: str, cfg: Any, **overrides: Any) -> ConvertResult:
     }
     args.update(overrides)
     return convert(ref, **args)
+
+
+def _local_file(
+    ref: str, parsed: SifRef, cache: Cache, arch: str, output: Optional[Path]
+) -> ConvertResult:
+    """An enroot squashfs becomes a cached SIF, its environment and entrypoint kept
+    (images/sif/from_squashfs.py); a SIF or another squashfs is passed through."""
+    from hpcbridge.images.sif import from_squashfs
+
+    path = Path(parsed.path).expanduser()
+    if not from_squashfs.is_enroot_image(path):
+        return _pass_through(ref, parsed, output)
+    got = from_squashfs.convert_squashfs(path, cache, arch=arch)
+    result = _result(ref, Hit(got.digest, got.path, got.record, cached=got.cached))
+    if output is not None:
+        copy_out(result.path, Path(output))
+        result = dataclasses.replace(result, output=Path(output))
+    return result
 
 
 def _pass_through(ref: str, parsed: SifRef, output: Optional[Path]) -> ConvertResult:

@@ -177,7 +177,7 @@ def _squashfs(
             "",
         )
     arch = cfg.convert.platform.split("/")[1] if "/" in cfg.convert.platform else "amd64"
-    digest, sif, record = convert_squashfs(path, cache, arch=arch)
+    digest, sif, record, _ = convert_squashfs(path, cache, arch=arch)
     note = "an enroot squashfs, as a SIF (environment: /etc/environment, entrypoint: /etc/rc)"
     return Planned(
         PyxisImage(use.value, source, digest, str(sif), note),

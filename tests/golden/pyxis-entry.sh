@@ -191,6 +191,9 @@ done
 for d in "${want[@]}"; do
   [[ $d == /* ]] && [ ! -e "$dir$d" ] && [ ! -L "$dir$d" ] && mkdir -p -- "$dir$d" 2>/dev/null
 done
+for f in /etc/localtime /etc/hosts; do  # Apptainer'"'"'"'"'"'"'"'"'s default bind paths: files
+  [ -e "$dir$f" ] || [ -L "$dir$f" ] || { mkdir -p -- "$dir/etc" && : >"$dir$f"; } 2>/dev/null
+done
 exec 9>>"$dir.run"
 flock -s 9
 flock -u 8

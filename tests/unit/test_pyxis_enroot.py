@@ -88,7 +88,8 @@ def test_sif_from_an_enroot_squashfs(tmp_path: Path) -> None:
     image = enroot_image(tmp_path)
     before = image.read_bytes()
     cache = Cache(tmp_path / "cache")
-    digest, path, record = convert_squashfs(image, cache)
+    digest, path, record, cached = convert_squashfs(image, cache)
+    assert not cached
     assert image.read_bytes() == before  # the user's file is not touched
     assert record["workdir"] == "/workspace" and record["labels"]["com.example.v"] == "1"
     with open(path, "rb") as fh:
@@ -111,7 +112,7 @@ def test_sif_from_an_enroot_squashfs(tmp_path: Path) -> None:
     ).stdout  # fmt: skip
     assert 'OCI_ENTRYPOINT=\'"/entrypoint.sh" "--flag"\'' in run
     again = convert_squashfs(image, cache)
-    assert again[:2] == (digest, path)  # keyed by content: a hit
+    assert again[:2] == (digest, path) and again.cached  # keyed by content: a hit
     copy = tmp_path / "copy.sqsh"
     shutil.copy(image, copy)
     assert convert_squashfs(copy, cache)[0] == digest
@@ -126,9 +127,21 @@ def test_an_image_that_has_the_scaffold_is_only_wrapped(tmp_path: Path) -> None:
     image = enroot_image(tmp_path, with_scaffold=True)
     facts, names = read_image(image)
     assert ".singularity.d" in names and facts.workdir == "/workspace"
-    _, path, _ = convert_squashfs(image, Cache(tmp_path / "cache"))
+    path = convert_squashfs(image, Cache(tmp_path / "cache")).path
     with open(path, "rb") as fh:
         part = next(d for d in sif.read_sif(fh).descriptors if d.datatype == sif.DATA_PARTITION)
     with open(path, "rb") as fh:
         fh.seek(part.offset)
         assert fh.read(part.size) == image.read_bytes()[: part.size]
+
+
+@needs_squashfs
+def test_convert_routes_an_enroot_file_and_passes_other_squashfs_through(tmp_path: Path) -> None:
+    from hpcbridge.images.convert import convert
+
+    image = enroot_image(tmp_path)
+    got = convert(str(image), cache_dir=tmp_path / "cache")
+    assert got.workdir == "/workspace" and got.path.suffix == ".sif" and not got.cached
+    assert convert(str(image), cache_dir=tmp_path / "cache").cached
+    singularity = enroot_image(tmp_path / "s", with_scaffold=True)
+    assert convert(str(singularity), cache_dir=tmp_path / "cache").path == singularity.resolve()

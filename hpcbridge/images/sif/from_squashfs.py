@@ -24,7 +24,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from hpcbridge import runner
 from hpcbridge.errors import CommandError, ImageError
@@ -36,6 +36,13 @@ from hpcbridge.images.sif.squash import SQUASHFS_MAGIC, find_mksquashfs, squashf
 
 SOURCE_PREFIX = "enroot-squashfs:"
 _SCAFFOLD_DIR = ".singularity.d"
+
+
+class SquashfsSif(NamedTuple):
+    digest: str  # sha256:<hex of the squashfs file>
+    path: Path  # the cached SIF
+    record: dict[str, Any]  # its cache record (workdir, labels, sif_sha256 ...)
+    cached: bool  # no conversion ran in this call
 
 
 def is_squashfs(path: Path) -> bool:
@@ -152,23 +159,33 @@ def squashfs_digest(path: Path, cache: Cache) -> str:
     return digest
 
 
-def convert_squashfs(
-    path: Path, cache: Cache, *, arch: str = "amd64"
-) -> tuple[str, Path, dict[str, Any]]:
-    """The cached SIF of an enroot squashfs: (digest, SIF path, cache record)."""
+def is_enroot_image(path: Path) -> bool:
+    """A readable squashfs without Apptainer's scaffold (an enroot image, not a
+    Singularity one); anything else is left to Apptainer as it is."""
+    if not is_squashfs(path):
+        return False
+    try:
+        return _SCAFFOLD_DIR not in top_level(path)
+    except ImageError:
+        return False
+
+
+def convert_squashfs(path: Path, cache: Cache, *, arch: str = "amd64") -> SquashfsSif:
+    """The cached SIF of an enroot squashfs (see the module docstring)."""
     path = path.resolve()
     cache.ensure()
     digest = squashfs_digest(path, cache)
+    source = SOURCE_PREFIX + str(path)
     found = cache.lookup(digest)
     if found is not None:
-        return digest, found, cache.ensure_record(digest, source_ref=SOURCE_PREFIX + str(path))
+        return SquashfsSif(digest, found, cache.ensure_record(digest, source_ref=source), True)
     lock = cache.lock(digest)
     try:
         lock.acquire(done=lambda: cache.lookup(digest, touch=False) is not None)
         found = cache.lookup(digest)
         if found is not None:
-            return digest, found, cache.ensure_record(digest, source_ref=SOURCE_PREFIX + str(path))
-        return digest, *_publish(path, cache, digest, arch)
+            return SquashfsSif(digest, found, cache.ensure_record(digest, source_ref=source), True)
+        return SquashfsSif(digest, *_publish(path, cache, digest, arch), False)
     finally:
         lock.release()
 
