@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from hpcbridge.errors import InputError
+from hpcbridge.errors import ConfigError, InputError
 
 #: mount flags hpcbridge honours or may ignore (Apptainer binds are already private, nosuid)
 MOUNT_FLAGS_OK = ("ro", "rw", "rbind", "bind", "nosuid", "nodev", "private", "rprivate")
@@ -168,6 +168,11 @@ def rewrite_reference(ref: str, rules: tuple[str, ...]) -> str:
     target = ""
     for rule in rules:
         old, sep, new = rule.partition("=")
-        if sep and old and bare.startswith(old) and len(old) > len(best):
+        if not sep or not old or not new:
+            raise ConfigError(
+                f"convert.rewrite entry {rule!r} is not FROM=TO",
+                'e.g. "nvcr.io/=registry.site.example:5000/nvcr.io/"',
+            )
+        if bare.startswith(old) and len(old) > len(best):
             best, target = old, new
     return "docker://" + target + bare[len(best) :] if best else ref

@@ -70,6 +70,8 @@ def test_rewrite_rules_longest_prefix_wins() -> None:
         "docker://mirror:5000/nvcr/nvidia/jax:1"
     )
     assert rewrite_reference("docker://ubuntu:24.04", rules) == "docker://ubuntu:24.04"
+    with pytest.raises(InputError, match=r"convert\.rewrite entry 'nvcr\.io' is not FROM=TO"):
+        rewrite_reference("docker://x:1", ("nvcr.io",))
 
 
 def test_mount_grammar() -> None:
