@@ -53,6 +53,19 @@ def test_hpcbridge_srun_from_the_login_node(testbed: Testbed) -> None:
         "n1: busybox in /work/not-in-layers",
         "n2: busybox in /work/not-in-layers",
     ]
+    # what the dockerd:// refusal suggests: `docker save` to a tarball, give its path
+    archive = base / "img.tar"
+    archive.write_bytes(testbed.image("busybox").docker_archive.read_bytes())
+    os.chown(archive, testbed.user.uid, testbed.user.gid)
+    saved = testbed.hpcbridge(
+        "srun", "--container-image=./img.tar", "sh", "-c", 'echo "archive: $HPCB_IMAGE"',
+        cwd=base, env=env, timeout=900,
+    )  # fmt: skip
+    assert saved.stdout == "archive: busybox\n", saved.stdout + saved.stderr
+    refused = testbed.hpcbridge(
+        "srun", "--container-image=dockerd://busybox:1.35", "true", cwd=base, env=env
+    )
+    assert refused.returncode == 3 and "--container-image=./img.tar" in refused.stderr
     # --pty: srun needs a terminal; script(1) gives this command one
     inner = shlex.join(
         [str(testbed.repo / ".venv/bin/hpcbridge"), "srun", f"--container-image={PYTHON}",
