@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcbridge.images.fetch.download import SYNC_EVERY, DigestMismatch, partial_paths
+from hpcbridge.images.fetch.download import COMMIT_EVERY, DigestMismatch, partial_paths
 from hpcbridge.images.fetch.manifest import Descriptor
 from hpcbridge.images.fetch.registry import blob_bytes_missing
 from tests.unit.images_support import Behaviour, Registry, make_image, sha
@@ -97,7 +97,7 @@ def test_the_committed_length_is_written_as_the_download_goes(
 ) -> None:
     from hpcbridge.images.fetch import download
 
-    monkeypatch.setattr(download, "SYNC_EVERY", 1 << 20)
+    monkeypatch.setattr(download, "COMMIT_EVERY", 1 << 20)
     blob = _blob()
     _, meta = partial_paths(tmp_path, sha(blob))
     commits: list[int] = []
@@ -112,7 +112,7 @@ def test_the_committed_length_is_written_as_the_download_goes(
         reg.push("big", "v1", IMG)
         client(reg).download_blob("big", sha(blob), tmp_path / sha(blob)[7:], size=len(blob))
     assert commits[:3] == sorted(commits[:3]) and commits[2] >= 3 << 20
-    assert SYNC_EVERY == 64 << 20
+    assert COMMIT_EVERY == 64 << 20
 
 
 def test_two_downloaders_of_one_blob_download_it_once(tmp_path: Path) -> None:

@@ -6,17 +6,19 @@ Files in ``<cache>/blobs/sha256/``:
 * ``.<hex>.partial``: the bytes received so far, appended by one process at a time
   (it holds an exclusive ``flock`` on the file while it downloads);
 * ``.<hex>.partial.json``: ``{"digest", "size", "committed"}``, where ``committed``
-  is how many bytes of the partial file were flushed to disk (``fsync``) so far;
-  written every 64 MiB and whenever a download stops.
+  is how many bytes of the partial file were written; updated every 64 MiB and
+  whenever a download stops.
 
-A download that is interrupted (network error, ``kill``, a node crash) leaves
-both files.  The next attempt, in this process or a later one, truncates the
-partial file to ``committed`` (bytes after it may not have reached the disk),
-hashes those bytes again (a sha256 state cannot be saved, re-reading them is
-fast: about 1 GB/s) and asks for the rest with ``Range: bytes=<committed>-``.
-A registry that answers 200 instead of 206 sends the whole blob again; if the
-finished file does not hash to the digest it is thrown away and downloaded once
-more from the start.  Another process downloading the same blob is waited for
+A download that is interrupted (network error, ``kill``) leaves both files.
+The next attempt, in this process or a later one, truncates the partial file
+to ``committed``, hashes those bytes again (a sha256 state cannot be saved;
+re-reading them is fast) and asks for the rest with ``Range:
+bytes=<committed>-``.  Nothing is ``fsync``'ed on the way (each sync stalled a
+multi-GB download for seconds): what a killed process wrote is in the page
+cache and complete; after a crash of the node the tail may be missing or
+wrong, which the digest check of the finished file catches (it is then thrown
+away and downloaded once more from the start, as is a file a registry that
+answers 200 instead of 206 sent again in full).  Another process downloading the same blob is waited for
 (its lock is polled, and its finished blob used); where the filesystem has no
 ``flock`` the download goes to a private temporary file, as before, without resume.
 Leftover partial files are removed by :meth:`hpcbridge.images.cache.Cache.sweep`
@@ -44,7 +46,7 @@ from hpcbridge.images.fetch.transport import Response, Transport, TransportError
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
-SYNC_EVERY = 64 << 20
+COMMIT_EVERY = 64 << 20
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 
@@ -80,7 +82,7 @@ class Partial:
         self.path, self.meta = partial_paths(blob_dir, digest)
         self.fd = -1
         self.done = 0
-        self.synced = 0
+        self.committed = 0
         self.hasher = hashlib.sha256()
 
     def lock(self, dest: Path, poll: float = 0.2) -> bool:
@@ -134,7 +136,7 @@ class Partial:
                 raise OSError(errno.EIO, f"{self.path} shrank while being read")
             self.hasher.update(data)
             left -= len(data)
-        self.done = self.synced = committed
+        self.done = self.committed = committed
         return committed
 
     def restart(self) -> None:
@@ -142,7 +144,7 @@ class Partial:
         os.ftruncate(self.fd, 0)
         os.lseek(self.fd, 0, os.SEEK_SET)
         self.hasher = hashlib.sha256()
-        self.done = self.synced = 0
+        self.done = self.committed = 0
         self.commit()
 
     def write(self, data: bytes) -> None:
@@ -151,13 +153,12 @@ class Partial:
             view = view[os.write(self.fd, view) :]
         self.hasher.update(data)
         self.done += len(data)
-        if self.done - self.synced >= SYNC_EVERY:
+        if self.done - self.committed >= COMMIT_EVERY:
             self.commit()
 
     def commit(self) -> None:
-        """Flush what was written and say so in the sidecar."""
-        os.fsync(self.fd)
-        self.synced = self.done
+        """Say in the sidecar how much was written (for a later attempt to resume from)."""
+        self.committed = self.done
         body = {"digest": self.digest, "size": self.size, "committed": self.done}
         tmp = self.meta.with_name(self.meta.name + f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(body) + "\n", encoding="utf-8")
@@ -171,7 +172,6 @@ class Partial:
                 f"blob {self.digest} of {where} hashes to {got} ({self.done} bytes)",
                 "the registry or a proxy altered it; nothing was kept",
             )
-        os.fsync(self.fd)
         os.fchmod(self.fd, 0o644)  # readable by whoever can enter the cache (a group)
         os.replace(self.path, dest)
         with contextlib.suppress(FileNotFoundError):
