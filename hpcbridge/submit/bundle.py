@@ -74,11 +74,21 @@ def definition_file(ref: str, digest: str) -> str:
 
 def _convert_settings(record: Record) -> dict[str, Any]:
     values = (record.config.get("values") or {}).get("convert") or {}
-    return {
+    settings = {
         "compression": values.get("compression", "gzip"),
         "level": int(values.get("level", 9)),
         "platform": values.get("platform", "linux/amd64"),
     }
+    if settings["compression"] == "auto" and record.image is not None:
+        # "auto" depends on the machine's runtime probe: pin what made this SIF instead
+        # (its cache record, beside it), so a rerun elsewhere gives the same bytes.
+        try:
+            made = json.loads(Path(record.image.sif_path).with_suffix(".json").read_text())
+            settings["compression"] = str(made["compression"])
+            settings["level"] = int(made.get("level") or 9)
+        except (OSError, ValueError, KeyError, TypeError):
+            settings["compression"] = "gzip"  # what auto meant before anything was probed
+    return settings
 
 
 def bundle_files(record: Record, extra: Mapping[str, str], exported_at: str) -> dict[str, str]:
