@@ -34,9 +34,9 @@ from typing import Optional
 
 from hpcbridge import runner
 from hpcbridge.config import Config
-from hpcbridge.images.sif.elf import MARKER, executable
 from hpcbridge.doctor.readable import PlaceProbe, ZstdFacts
 from hpcbridge.errors import CommandError, HpcbridgeError
+from hpcbridge.images.sif.elf import MARKER, executable
 
 PROGRAM = "/hpcbridge-probe"
 COMPRESSIONS = ("gzip", "zstd")

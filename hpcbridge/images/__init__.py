@@ -4,6 +4,7 @@ convert    the entry points: convert, convert_with_config, copy_out, ConvertResu
 resolve    a reference to its manifest digest for the platform; cache hit or miss
 publish    the cold path: build under the digest's lock, rename into the cache, record
 cache      the on-disk cache: SIFs and records, blobs, tag resolutions, leftovers
+space      the free-space check before a conversion (names the filesystem)
 inventory  the cache as ``images list|inspect|prune`` see it
 prune      which entries ``images prune`` removes (pure)
 lock       a lock file that works across hosts (one conversion per digest)

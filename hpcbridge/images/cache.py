@@ -371,35 +371,6 @@ class Cache:
                 os.close(fd)
         return removed
 
-    def check_space(self, tmp_needed: int, cache_needed: int) -> None:
-        """Refuse to start when the tmp dir or the cache cannot hold the estimate;
-        the message names the directory and the filesystem (its mount point)."""
-        tmp_st, cache_st = os.statvfs(self.tmp_dir), os.statvfs(self.sif_dir)
-        same = os.stat(self.tmp_dir).st_dev == os.stat(self.sif_dir).st_dev
-        checks = [(self.sif_dir, "cache.dir", cache_needed + (tmp_needed if same else 0), cache_st)]
-        if not same:
-            checks.append((self.tmp_dir, "cache.tmp_dir", tmp_needed, tmp_st))
-        for where, key, needed, st in checks:
-            free = st.f_bavail * st.f_frsize
-            if free < needed:
-                raise ImageError(
-                    f"not enough free space for this image on the filesystem mounted at "
-                    f"{mount_point(where)} (holding {where}): about {human_size(needed)} "
-                    f"needed, {human_size(free)} free",
-                    f"free space there, or point {key} at a larger filesystem",
-                )
-
-
-def mount_point(path: Path) -> str:
-    """The mount point of the filesystem holding ``path``."""
-    p = os.path.realpath(path)
-    while not os.path.ismount(p):
-        parent = os.path.dirname(p)
-        if parent == p:
-            break
-        p = parent
-    return p
-
 
 def human_size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):

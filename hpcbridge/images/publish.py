@@ -214,10 +214,12 @@ def _check_space(res: Resolution, stored: int, blobs: int) -> None:
     """Refuse to start unless the cache holds ``blobs`` more bytes and the SIF, and the
     tmp dir an extracted root filesystem when mksquashfs cannot read tar streams."""
     from hpcbridge.images.sif.squash import find_mksquashfs, supports_tar
+    from hpcbridge.images.space import check_space
 
     # With mksquashfs -tar nothing is extracted; otherwise the rootfs needs room.
     rootfs = 0 if supports_tar(find_mksquashfs()) else int(stored * EXPANSION)
-    res.cache.check_space(rootfs + SPACE_MARGIN, blobs + int(stored * SIF_FACTOR) + SPACE_MARGIN)
+    needed = blobs + int(stored * SIF_FACTOR) + SPACE_MARGIN
+    check_space(res.cache, rootfs + SPACE_MARGIN, needed)
 
 
 def _native(

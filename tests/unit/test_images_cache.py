@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.cache import Cache, Entry, mount_point, temp_name
+from hpcbridge.images.cache import Cache, Entry, temp_name
 from hpcbridge.images.lock import HOST
 from hpcbridge.images.prune import parse_age, parse_size, select_prune
+from hpcbridge.images.space import check_space, mount_point
 
 DAY = 86400.0
 
@@ -110,9 +111,9 @@ def test_sweep_removes_dead_leftovers_only(tmp_path: Path) -> None:
 def test_check_space_refuses_clearly(tmp_path: Path) -> None:
     c = Cache(tmp_path / "c")
     c.ensure()
-    c.check_space(1, 1)
+    check_space(c, 1, 1)
     with pytest.raises(ImageError) as err:
-        c.check_space(1 << 60, 1)
+        check_space(c, 1 << 60, 1)
     text = str(err.value)
     assert "\n" not in text
     assert f"filesystem mounted at {mount_point(c.sif_dir)} (holding {c.sif_dir})" in text

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from hpcbridge.errors import ImageError
-from hpcbridge.images.fetch.manifest import canonical_manifest, sha256_digest
 from hpcbridge.images.fetch.local import load_local
+from hpcbridge.images.fetch.manifest import canonical_manifest, sha256_digest
 from hpcbridge.images.refs import ArchiveRef
 from tests.unit.images_support import (
     make_image,
