@@ -274,6 +274,8 @@ def main() -> None:
 
     tb = Testbed.from_state_dir()
     work = bigimage.WORK / "convert-run"
+    if os.path.ismount(work / "disk"):  # left mounted by an interrupted run
+        subprocess.run(["umount", str(work / "disk")], check=True)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     os.chown(work, tb.user.uid, tb.user.gid)
