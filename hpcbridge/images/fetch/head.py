@@ -67,7 +67,10 @@ def _connect(host: str, port: int, timeout: float) -> Any:
     import _socket
 
     error: OSError = OSError(f"cannot resolve {host}")
-    for family, kind, proto, _, addr in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM):
+    # bytes: a str host would load the idna codec (a non-ASCII name raises, and the
+    # caller asks the full client instead)
+    name = host.encode("ascii")
+    for family, kind, proto, _, addr in _socket.getaddrinfo(name, port, 0, _socket.SOCK_STREAM):
         sock = _socket.socket(family, kind, proto)
         try:
             sock.settimeout(timeout)
