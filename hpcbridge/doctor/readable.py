@@ -33,6 +33,7 @@ class ZstdFacts:
     record: str = ""  # the probe record written ("" when none)
     compute_asked: bool = False
     setting: str = "auto"  # convert.compression
+    note: str = ""  # why nothing was probed, when that is no fault (an unsupported machine)
 
 
 def _place(p: PlaceProbe, runtime: str) -> Finding:
@@ -62,6 +63,8 @@ def check_zstd(z: Optional[ZstdFacts]) -> list[Finding]:
     if z is None:
         return []
     out = [_place(p, z.runtime) for p in z.places]
+    if z.note:
+        out.append(ok(CHECK, z.note))
     saved = f" (recorded in {z.record})" if z.record else ""
     if z.setting != "auto":
         out.append(ok(CHECK, f"convert.compression = {z.setting} is set: the probe is not used"))

@@ -37,6 +37,7 @@ from hpcbridge.config import Config
 from hpcbridge.doctor.readable import PlaceProbe, ZstdFacts
 from hpcbridge.errors import CommandError, HpcbridgeError
 from hpcbridge.images.sif.elf import MARKER, executable
+from hpcbridge.images.sif.elf import supported as elf_supported
 
 PROGRAM = "/hpcbridge-probe"
 COMPRESSIONS = ("gzip", "zstd")
@@ -227,6 +228,12 @@ def gather_zstd(
     rid = runtime_id(runtime_path or exe)
     shown = runtime_path or exe
     places: list[PlaceProbe] = []
+    if not elf_supported(platform.machine()):
+        note = (
+            f"no zstd probe program for {platform.machine()} machines: conversions use gzip "
+            '(convert.compression = "zstd" forces zstd)'
+        )
+        return ZstdFacts(shown, (), None, "", compute, cfg.convert.compression, note)
     try:
         sifs = probe_sifs(cfg.cache.dir, platform.machine())
     except (HpcbridgeError, OSError) as exc:

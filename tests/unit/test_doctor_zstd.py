@@ -152,3 +152,17 @@ def test_gather_records_what_the_login_node_says(tmp_path: Path) -> None:
     record = json.loads((tmp_path / "state" / "runtime-probes.json").read_text())
     (entry,) = record["runtimes"].values()
     assert entry["places"]["login"]["zstd"] is False and entry["places"]["login"]["gzip"] is True
+
+
+def test_an_unsupported_machine_is_no_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hpcbridge.doctor.zstd as probe
+
+    monkeypatch.setattr(probe.platform, "machine", lambda: "s390x")
+    cfg = load_config(environ={"HOME": str(tmp_path)}, cwd=str(tmp_path))
+    facts = gather_zstd(cfg, "/usr/bin/apptainer", "apptainer 1.4.5", compute=True)
+    assert facts.places == () and facts.verdict is None
+    found = check_zstd(facts)
+    assert [f.status for f in found] == [Status.OK, Status.OK]
+    assert "no zstd probe program for s390x" in found[0].message
