@@ -37,7 +37,6 @@ from hpcbridge.render.environment import environment
 from hpcbridge.render.job import job_context, render_job
 from hpcbridge.render.words import comment_text
 from tests.golden.support import (
-    IMAGE,
     golden_config,
     golden_path,
     image_for,

@@ -72,7 +72,7 @@ def _load(tmp_path: Path, site: str, user: str, cli: dict[str, object]) -> Confi
 
 
 def test_config_refuses_a_level_set_for_a_compressor_without_levels(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="convert.level = 3 is set, but xz takes no") as err:
+    with pytest.raises(ConfigError, match=r"convert\.level = 3 is set, but xz takes no") as err:
         _load(tmp_path, "", "[convert]\ncompression = 'xz'\nlevel = 3\n", {})
     assert str(tmp_path / "hpcbridge" / "config.toml") in err.value.message
     assert "gzip (1-9)" in (err.value.hint or "")

@@ -3,6 +3,7 @@ import os
 from lib.greet import greeting
 
 print(greeting())
-print(open("installed.txt").read().strip())
+with open("installed.txt") as fh:
+    print(fh.read().strip())
 print("cwd", os.getcwd())
 print("USER", os.environ.get("USER"))
