@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional, Union
@@ -71,6 +70,8 @@ def atomic_writer(path: PathLike, mode: int = 0o644) -> Iterator[int]:
     On any exception the temp file is removed and ``path`` is untouched.
     """
     target = Path(path)
+    import tempfile  # here: every command imports fsutil, few write files (~1 ms)
+
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, mode)

@@ -15,15 +15,15 @@ a dependency for it would be installed on every login node for little.  click
 
 from __future__ import annotations
 
-import shutil
 import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import IO, Callable, Optional
+from typing import IO, TYPE_CHECKING, Callable, Optional
 
-from hpcbridge.images.progress import LayerEvent
+if TYPE_CHECKING:  # annotations only: a cached convert (~0.1 s) does not import it
+    from hpcbridge.images.progress import LayerEvent
 
 #: Rates are averaged over this many seconds.
 RATE_WINDOW = 3.0
@@ -196,6 +196,8 @@ class TerminalProgress:
         if not force and now - self.last < REDRAW:
             return
         self.last = now
+        import shutil  # only on a terminal: ~2 ms of every command otherwise
+
         width = max(20, shutil.get_terminal_size((80, 24)).columns - 1)
         lines = [line[:width] for line in self.model.lines(now)]
         self._erase()
