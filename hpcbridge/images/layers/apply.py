@@ -23,7 +23,7 @@ from __future__ import annotations
 import errno
 import logging
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
 
@@ -160,7 +160,10 @@ class RootfsWriter:
         self._layer_name = name
         self._layer_index = index
 
-    def apply_member(self, ti: tarfile.TarInfo, tf: tarfile.TarFile, ordinal: int = 0) -> None:
+    def apply_member(
+        self, ti: tarfile.TarInfo, tf: Optional[tarfile.TarFile], ordinal: int = 0
+    ) -> None:
+        """Apply one member; ``tf`` (to read its data) may be None for a MemFS."""
         parts, escaped = clean_parts(ti.name)
         if escaped:
             self.stats.confined.append(ti.name)
@@ -275,6 +278,15 @@ class RootfsWriter:
         return out
 
 
+def apply_headers(
+    writer: RootfsWriter, layer: Layer, index: int, headers: Iterable[tuple[int, tarfile.TarInfo]]
+) -> None:
+    """Apply one layer's members from their headers alone (a MemFS needs no data)."""
+    writer.start_layer(layer.digest, index)
+    for ordinal, ti in headers:
+        writer.apply_member(ti, None, ordinal)
+
+
 def apply_layer(
     writer: RootfsWriter, layer: Layer, index: int = 0, stream: Optional[BinaryReader] = None
 ) -> None:
@@ -320,18 +332,26 @@ def apply_layers(
     *,
     progress: Optional[Callable[[str, int, int], None]] = None,
     open_stream: Optional[Callable[[int], BinaryReader]] = None,
+    open_headers: Optional[Callable[[int], Iterable[tuple[int, tarfile.TarInfo]]]] = None,
 ) -> RootfsWriter:
     """Apply ``layers`` in order to ``root`` (an existing empty directory, or a MemFS).
 
-    ``open_stream(i)``, if given, returns layer ``i``'s decompressed tar stream
-    (e.g. :meth:`~hpcbridge.images.layers.decoded.DecodedLayers.first`).
+    ``open_stream(i)``, if given, returns layer ``i``'s decompressed tar stream;
+    ``open_headers(i)`` (a MemFS only, which needs no data) its members'
+    ``(ordinal, TarInfo)`` pairs instead
+    (:meth:`~hpcbridge.images.layers.decoded.DecodedLayers.first`).
     """
     writer = RootfsWriter(root)
     total = len(layers)
     for i, layer in enumerate(layers):
         if progress is not None:
             progress("extract", i, total)
-        apply_layer(writer, layer, i, None if open_stream is None else open_stream(i))
+        if open_headers is not None:
+            apply_headers(writer, layer, i, open_headers(i))
+        else:
+            apply_layer(writer, layer, i, None if open_stream is None else open_stream(i))
+    writer.start_layer("", total)  # forget the last layer's names (memory, per file)
+    writer._dir_cache.clear()
     if progress is not None:
         progress("extract", total, total)
     return writer

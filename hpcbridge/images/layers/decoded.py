@@ -1,244 +1,207 @@
-"""Decompress layers ahead of the first pass within one byte budget; the second pass reads again.
+"""The two passes of a streaming build over the layers: headers read ahead, then data read again.
 
 The streaming build reads each layer twice: a first pass plans the final tree
-(apply.py into a MemFS), a second pass copies the surviving files' data to
-``mksquashfs -tar`` (tar.py).  Keeping the decompressed layers between the two
-passes would cost memory (or disk) in proportion to the image, so nothing is
-kept: the second pass decompresses the stored blob again (:meth:`second`),
-which costs far less than squashing (gzip inflates at about 1 GB/s with
-ISA-L, zstd faster) and leaves the disk at blobs + SIF.
+from the tar headers alone (apply.py into a MemFS), a second pass copies the
+surviving files' data to ``mksquashfs -tar`` (tar.py).  Keeping decompressed
+layers between the passes would cost memory (or disk) in proportion to the
+image, so nothing is kept: the second pass decompresses the stored blob again
+(:meth:`DecodedLayers.second`) and the disk holds only blobs + SIF.
 
-For the first pass, :class:`DecodedLayers` decompresses the layer being read
-and up to ``ahead`` layers after it on threads (zlib, ISA-L and zstandard
-release the GIL), so decompression overlaps with parsing.  Every decompressed
-chunk waiting to be read, and the one the reader holds, counts against one
-byte budget, respected exactly: a thread takes budget for a whole chunk before
-reading it and hands back what the read did not fill; a reader hands a chunk
-back when it takes the next one or closes.  A thread decompressing ahead
-leaves ``2 x chunk`` of the budget free, so the layer being read can always
-go on (no deadlock whatever the budget).  A reader closed before the end
-(tar stops at its end-of-archive blocks) lets its thread read to the end
-without keeping anything, so local blobs are still verified, and waits for it.
+The first pass needs only the headers, so :class:`DecodedLayers` decompresses
+and parses the layer being planned and up to ``ahead`` layers after it, each
+on its own thread (zlib, ISA-L and zstandard release the GIL: a layer of big
+files is decompressed in parallel with the others, at no memory cost, as its
+data is skipped), and hands over each member's ``TarInfo`` with its ordinal.
+What waits is bounded by a count of headers, exactly: the layer being planned
+holds at most :data:`HEAD_DEPTH` of them, the layers ahead together at most
+``budget`` (a header and its name are a few hundred bytes).  A layer's thread
+reads its stream to the end after the archive's last member, so a local blob is
+still verified, and the reader of the first pass gets that error too.
 
-``on_bytes(index, n)`` (optional) hears every decompressed chunk: the progress
-hook for "bytes of layer i unpacked" (see :mod:`hpcbridge.images.progress`).
+``on_bytes(index, n)`` (optional) hears every decompressed chunk of the first
+pass: the progress hook for "bytes of layer i unpacked" (see
+:mod:`hpcbridge.images.progress`).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import tarfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Callable, Optional
 
+from hpcbridge.errors import ImageError
 from hpcbridge.images.layers.decompress import open_decompressed, raise_decode_error
+from hpcbridge.images.layers.tree import members
 from hpcbridge.images.protocols import BinaryReader, Layer
 
-__all__ = ["DEFAULT_BUDGET", "MIN_BUDGET", "DecodedLayers"]
+__all__ = ["DEFAULT_BUDGET", "HEAD_DEPTH", "DecodedLayers"]
 
-_MAX_CHUNK = 1 << 20
-_MIN_CHUNK = 64 << 10
-#: Bytes of decompressed data the first pass may hold at once (all layers together).
-DEFAULT_BUDGET = 16 << 20
-#: The smallest budget: four of the smallest chunks (a smaller one is raised to it).
-MIN_BUDGET = 4 * _MIN_CHUNK
+_CHUNK = 1 << 20
+_TAR_BUF = 64 << 10
+#: Headers the layers ahead of the one being planned may hold, all together.
+DEFAULT_BUDGET = 32768
+#: Headers the layer being planned may hold beyond what its reader took.
+HEAD_DEPTH = 4096
 DEFAULT_AHEAD = 2
 
 OnBytes = Callable[[int, int], None]
+Member = tuple[int, tarfile.TarInfo]
 
 
-class _Budget:
-    """Bytes held by the first pass; the layer being read (``head``) may use the reserve."""
+class _Counting:
+    """A reader that reports how many bytes went through it."""
 
-    def __init__(self, total: int) -> None:
-        self.total = max(total, MIN_BUDGET)
-        self.chunk = max(_MIN_CHUNK, min(_MAX_CHUNK, self.total // 8))
-        self.reserve = 2 * self.chunk
-        self.left = self.total
-        self.head = 0
-        self.peak = 0  # most bytes ever held (tests check it against the total)
+    def __init__(self, src: BinaryReader, hear: Callable[[int], None]) -> None:
+        self._src = src
+        self._hear = hear
+
+    def read(self, n: int = -1, /) -> bytes:
+        data = self._src.read(n)
+        if data:
+            self._hear(len(data))
+        return data
+
+    def close(self) -> None:
+        self._src.close()
+
+
+class _Shared:
+    """The lock, the budget of the layers ahead and which layer is being planned."""
+
+    def __init__(self, budget: int) -> None:
         self.cond = threading.Condition()
-
-    def take(self, index: int, n: int, stopped: Callable[[], bool]) -> bool:
-        """Wait until ``n`` bytes may be held for layer ``index``; False once ``stopped()``."""
-        with self.cond:
-            while not stopped():
-                floor = 0 if index <= self.head else self.reserve
-                if self.left - n >= floor:
-                    self.left -= n
-                    self.peak = max(self.peak, self.total - self.left)
-                    return True
-                self.cond.wait()
-            return False
-
-    def give(self, n: int) -> None:
-        if n:
-            with self.cond:
-                self.left += n
-                self.cond.notify_all()
-
-    def move_head(self, index: int) -> None:
-        with self.cond:
-            self.head = max(self.head, index)
-            self.cond.notify_all()
+        self.budget = max(1, budget)
+        self.ahead = 0  # headers held by layers ahead of the head
+        self.head = 0
+        self.peak = 0  # most headers held ahead at once (tests check it)
 
 
 class _Layer:
-    """One layer of the first pass: a thread decompresses, the reader takes chunks in order."""
+    """One layer: a thread parses headers into a queue; the planning pass takes them in order."""
 
-    def __init__(
-        self, layer: Layer, index: int, budget: _Budget, on_bytes: Optional[OnBytes]
-    ) -> None:
+    def __init__(self, layer: Layer, index: int, shared: _Shared, on_bytes: Optional[OnBytes]):
         self.layer = layer
         self.index = index
-        self._budget = budget
+        self._s = shared
         self._on_bytes = on_bytes
-        self._queue: collections.deque[bytes] = collections.deque()
-        self._held = 0  # bytes of the chunk the reader holds
+        self._queue: collections.deque[Member] = collections.deque()
+        self._charged = 0  # queued headers counted in the shared budget
         self._done = False
+        self._stop = False
         self._error: Optional[BaseException] = None
-        self._stop = False  # stop now, nothing more is wanted
-        self._drain = False  # read to the end, keep nothing (the reader closed early)
+        self._named = False  # the error already names the layer
         self._t = threading.Thread(
-            target=self._run, name=f"decode-{layer.digest[7:19]}", daemon=True
+            target=self._run, name=f"headers-{layer.digest[7:19]}", daemon=True
         )
         self._t.start()
 
     # -- producer --------------------------------------------------------
-    def _stopped(self) -> bool:
-        return self._stop or self._drain
+    def _put(self, item: Member) -> bool:
+        """Queue a header once the budget allows; False when stopping."""
+        s = self._s
+        with s.cond:
+            while not self._stop:
+                if self.index <= s.head:
+                    if len(self._queue) < HEAD_DEPTH:
+                        break
+                elif s.ahead < s.budget:
+                    s.ahead += 1
+                    self._charged += 1
+                    s.peak = max(s.peak, s.ahead)
+                    break
+                s.cond.wait()
+            if self._stop:
+                return False
+            self._queue.append(item)
+            s.cond.notify_all()
+            return True
 
     def _run(self) -> None:
         src: Optional[BinaryReader] = None
         try:
             src = open_decompressed(self.layer, threaded=False)
-            size = self._budget.chunk
-            while True:
-                if not self._budget.take(self.index, size, self._stopped):
-                    break  # stopping or draining: nothing more is kept
-                chunk = src.read(size)
-                self._budget.give(size - len(chunk))
-                with self._budget.cond:
-                    if self._stop or self._drain or not chunk:
-                        self._budget.left += len(chunk)
-                        self._budget.cond.notify_all()
-                        if not chunk:
-                            self._done = True
+            if self._on_bytes is not None:
+                hook, index = self._on_bytes, self.index
+                src = _Counting(src, lambda n: hook(index, n))
+            try:
+                with tarfile.open(fileobj=src, mode="r|", bufsize=_TAR_BUF) as tf:  # type: ignore[call-overload]
+                    for ordinal, ti in enumerate(members(tf)):
+                        if not self._put((ordinal, ti)):
                             return
-                        break
-                    self._queue.append(chunk)
-                    self._budget.cond.notify_all()
-                if self._on_bytes is not None:
-                    self._on_bytes(self.index, len(chunk))
-            if self._drain and not self._stop:
-                while src.read(size):
-                    pass
-                self._finish_drain(src)
-                src = None
-        except BaseException as exc:  # handed to the reader
-            with self._budget.cond:
+            except tarfile.TarError as exc:
+                self._named = True
+                raise ImageError(
+                    f"layer {self.layer.digest} is not a valid tar archive: {exc}",
+                    "the layer blob is corrupt or not a filesystem layer",
+                ) from exc
+            while src.read(_CHUNK):  # to the end: a verifying reader checks the digest
+                if self._stop:
+                    return
+            reader, src = src, None
+            reader.close()
+        except BaseException as exc:  # handed to the planning pass
+            with self._s.cond:
                 self._error = exc
-                self._budget.cond.notify_all()
         finally:
-            with self._budget.cond:
+            with self._s.cond:
                 self._done = True
-                self._budget.cond.notify_all()
+                self._s.cond.notify_all()
             if src is not None:
                 with contextlib.suppress(Exception):
                     src.close()
 
-    def _finish_drain(self, src: BinaryReader) -> None:
-        src.close()  # a verifying reader checks the digest here and may raise
-
-    # -- reader ----------------------------------------------------------
-    def next_chunk(self) -> Optional[bytes]:
-        """The next chunk, None at the end; the previous one goes back to the budget."""
-        cond = self._budget.cond
-        with cond:
-            self._budget.left += self._held
-            self._held = 0
-            cond.notify_all()
-            while not self._queue and not self._done:
-                cond.wait()
-            if self._queue:
-                chunk = self._queue.popleft()
-                self._held = len(chunk)
-                return chunk
-            error = self._error
-        if error is not None:
-            raise_decode_error(error, self.layer.digest)
-        return None
-
-    def finish(self) -> None:
-        """The reader is done: keep nothing more, let the thread read to the end, wait for it."""
-        with self._budget.cond:
-            self._drain = True
-            freed = self._held + sum(len(c) for c in self._queue)
-            self._queue.clear()
-            self._held = 0
-            self._budget.left += freed
-            self._budget.cond.notify_all()
+    # -- the planning pass -------------------------------------------------
+    def headers(self) -> Iterator[Member]:
+        s = self._s
+        while True:
+            with s.cond:
+                while not self._queue and not self._done:
+                    s.cond.wait()
+                if self._queue:
+                    item = self._queue.popleft()
+                    if self._charged:
+                        self._charged -= 1
+                        s.ahead -= 1
+                    s.cond.notify_all()
+                else:
+                    error = self._error
+                    break
+            yield item
         self._t.join()
-        if self._error is not None:
-            raise_decode_error(self._error, self.layer.digest)
+        if error is not None:
+            if self._named:
+                raise error
+            raise_decode_error(error, self.layer.digest)
+
+    def promote(self) -> None:
+        """This layer is being planned now: what it holds leaves the shared budget."""
+        s = self._s
+        with s.cond:
+            s.ahead -= self._charged
+            self._charged = 0
+            s.cond.notify_all()
 
     def stop(self) -> None:
-        with self._budget.cond:
+        s = self._s
+        with s.cond:
             self._stop = True
-            freed = self._held + sum(len(c) for c in self._queue)
+            s.ahead -= self._charged
+            self._charged = 0
             self._queue.clear()
-            self._held = 0
-            self._budget.left += freed
-            self._budget.cond.notify_all()
+            s.cond.notify_all()
         self._t.join(timeout=5)
 
 
-class _ChunkReader:
-    """``read(n)`` over the chunks of one :class:`_Layer`."""
-
-    def __init__(self, owner: _Layer) -> None:
-        self._owner = owner
-        self._buf = b""
-        self._pos = 0
-        self._closed = False
-
-    def _more(self) -> bool:
-        chunk = self._owner.next_chunk()
-        if chunk is None:
-            self._buf, self._pos = b"", 0
-            return False
-        self._buf, self._pos = chunk, 0
-        return True
-
-    def read(self, n: int = -1, /) -> bytes:
-        parts: list[bytes] = []
-        got = 0
-        while n < 0 or got < n:
-            if self._pos >= len(self._buf) and not self._more():
-                break
-            end = len(self._buf) if n < 0 else min(len(self._buf), self._pos + n - got)
-            part = self._buf[self._pos : end]
-            self._pos = end
-            parts.append(part)
-            got += len(part)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._buf = b""
-            self._owner.finish()
-
-
 class DecodedLayers:
-    """The decompressed streams of ``layers``: a first pass read ahead, a second pass read again.
+    """The first pass's headers of ``layers`` (read ahead) and the second pass's streams.
 
-    Use as a context manager (stops the threads); ``first(i)`` once per layer
-    in increasing order, then ``second(i)`` at most once per layer.  ``budget``:
-    bytes of decompressed data the first pass holds at most (default 16 MiB,
-    at least :data:`MIN_BUDGET`); ``ahead``: layers decompressed beyond the one
-    being read.
+    Use as a context manager (stops the threads); ``first(i)`` once per layer in
+    increasing order, then ``second(i)`` at most once per layer.  ``budget``:
+    headers the layers ahead may hold together (default :data:`DEFAULT_BUDGET`);
+    ``ahead``: layers parsed beyond the one being planned.
     """
 
     def __init__(
@@ -249,48 +212,44 @@ class DecodedLayers:
         ahead: int = DEFAULT_AHEAD,
         on_bytes: Optional[OnBytes] = None,
     ) -> None:
-        self._budget = _Budget(DEFAULT_BUDGET if budget is None else budget)
+        self._shared = _Shared(DEFAULT_BUDGET if budget is None else budget)
         self._layers = list(layers)
         self._ahead = max(0, ahead)
         self._on_bytes = on_bytes
-        self._started: dict[int, _Layer] = {}  # begun, not yet handed to a reader
-        self._all: list[_Layer] = []
+        self._started: dict[int, _Layer] = {}
         self._closed = False
 
     @property
     def budget(self) -> int:
-        return self._budget.total
+        return self._shared.budget
 
     @property
     def peak(self) -> int:
-        """The most decompressed bytes the first pass held at once."""
-        return self._budget.peak
+        """The most headers the layers ahead held at once."""
+        return self._shared.peak
 
-    def _start(self, upto: int) -> None:
-        for i in range(upto + 1):
-            if i < len(self._layers) and i not in self._started and i >= self._budget.head:
-                if any(layer.index == i for layer in self._all):
-                    continue  # already handed to a reader
-                self._started[i] = _Layer(self._layers[i], i, self._budget, self._on_bytes)
-                self._all.append(self._started[i])
-
-    def first(self, index: int) -> BinaryReader:
+    def first(self, index: int) -> Iterator[Member]:
+        """Layer ``index``'s ``(ordinal, TarInfo)`` pairs, in order (data skipped)."""
         if self._closed:
             raise ValueError("DecodedLayers is closed")
-        for i in [i for i in self._started if i < index]:
-            self._started.pop(i).stop()  # a layer the caller skipped
-        self._budget.move_head(index)
-        self._start(index + self._ahead)
-        return _ChunkReader(self._started.pop(index))
+        with self._shared.cond:
+            self._shared.head = max(self._shared.head, index)
+            self._shared.cond.notify_all()
+        for i in range(index, min(index + self._ahead + 1, len(self._layers))):
+            if i not in self._started:
+                self._started[i] = _Layer(self._layers[i], i, self._shared, self._on_bytes)
+        layer = self._started[index]
+        layer.promote()
+        return layer.headers()
 
     def second(self, index: int) -> BinaryReader:
+        """Layer ``index``'s decompressed stream, from the blob again."""
         return open_decompressed(self._layers[index])
 
     def close(self) -> None:
         self._closed = True
-        for layer in self._all:
+        for layer in self._started.values():
             layer.stop()
-        self._started.clear()
 
     def __enter__(self) -> DecodedLayers:
         return self

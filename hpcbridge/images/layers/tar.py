@@ -23,7 +23,7 @@ from typing import IO, Callable, Optional, Union
 
 from hpcbridge.errors import ImageError
 from hpcbridge.images.layers.decompress import open_decompressed
-from hpcbridge.images.layers.tree import DIR, FILE, LINK, MemFS, Node, members
+from hpcbridge.images.layers.tree import DIR, FILE, LINK, MEMBER_SPAN, MemFS, Node, members
 from hpcbridge.images.protocols import BinaryReader
 
 _CHUNK = 1 << 20
@@ -49,8 +49,7 @@ class StreamPlan:
 def plan_stream(fs: MemFS) -> StreamPlan:
     """Walk the final tree (sorted, parents first) and group the names of each file inode."""
     plan = StreamPlan()
-    files: dict[int, tuple[Node, list[str]]] = {}
-    order: list[int] = []
+    inline: dict[int, list[str]] = {}  # id(node) -> its names (scaffold files)
 
     def walk(node: Node, prefix: str) -> None:
         assert node.children is not None
@@ -62,21 +61,18 @@ def plan_stream(fs: MemFS) -> StreamPlan:
                 walk(child, path + "/")
             elif child.kind == LINK:
                 plan.symlinks.append((path, child.target, child.mtime))
-            elif child.kind == FILE:
-                key = id(child)
-                if key not in files:
-                    files[key] = (child, [])
-                    order.append(key)
-                files[key][1].append(path)
+            elif child.kind == FILE and isinstance(child.data, bytes):
+                if id(child) not in inline:
+                    inline[id(child)] = []
+                    plan.inline.append((child, inline[id(child)]))
+                inline[id(child)].append(path)
+            elif child.kind == FILE and isinstance(child.data, int):
+                # one (layer, member) per inode: a second name of it is a hard link
+                li, mi = divmod(child.data, MEMBER_SPAN)
+                entry = plan.members.setdefault(li, {}).setdefault(mi, (child, []))
+                entry[1].append(path)
 
     walk(fs.root, "")
-    for key in order:
-        node, paths = files[key]
-        if isinstance(node.data, bytes):
-            plan.inline.append((node, paths))
-        elif node.data is not None:
-            li, mi = node.data
-            plan.members.setdefault(li, {})[mi] = (node, paths)
     return plan
 
 

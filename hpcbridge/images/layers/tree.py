@@ -24,6 +24,8 @@ from hpcbridge.errors import ImageError
 
 _CHUNK = 1 << 20
 DIR, FILE, LINK, OTHER = "d", "f", "l", "o"
+#: ``Node.data`` of a file from a layer: ``layer * MEMBER_SPAN + member ordinal``.
+MEMBER_SPAN = 1 << 32
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ class DiskFS:
         rel: str,
         mode: int,
         ti: tarfile.TarInfo,
-        tf: tarfile.TarFile,
+        tf: Optional[tarfile.TarFile],
         where: tuple[int, int],
         layer: str,
     ) -> None:
@@ -116,6 +118,7 @@ class DiskFS:
         fd = os.open(self._abs(rel), flags, 0o600)
         try:
             if ti.size:
+                assert tf is not None  # a directory needs the data
                 src = tf.extractfile(ti)
                 assert src is not None
                 remaining = ti.size
@@ -163,7 +166,9 @@ class Node:
         self.children: Optional[dict[str, Node]] = {} if kind == DIR else None
         self.target = ""
         self.size = 0
-        self.data: Union[tuple[int, int], bytes, None] = None
+        # the layer member holding the data (layer * MEMBER_SPAN + ordinal: an int is
+        # smaller than a tuple, times millions of files), or the data itself
+        self.data: Union[int, bytes, None] = None
 
 
 class MemFS:
@@ -235,13 +240,13 @@ class MemFS:
         rel: str,
         mode: int,
         ti: tarfile.TarInfo,
-        tf: tarfile.TarFile,
+        tf: Optional[tarfile.TarFile],
         where: tuple[int, int],
         layer: str,
     ) -> None:
         node = Node(FILE, mode, max(int(ti.mtime), 0))
         node.size = ti.size
-        node.data = where
+        node.data = where[0] * MEMBER_SPAN + where[1]
         self._put(rel, node)
 
     def write_bytes(self, rel: str, mode: int, data: bytes, mtime: int) -> None:

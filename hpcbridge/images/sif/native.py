@@ -192,7 +192,7 @@ def _plan(
     """The first pass: the final tree, kept only as the stream plan (the tree itself is freed)."""
     tree = MemFS()
     progress = report.stage if report else None
-    writer = apply_layers(layers, tree, progress=progress, open_stream=decoded.first)
+    writer = apply_layers(layers, tree, progress=progress, open_headers=decoded.first)
     write_scaffold(writer, sc.entries, sc.created)
     return plan_stream(tree)
 
