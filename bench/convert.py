@@ -14,11 +14,14 @@ cold conversions from the registry as the testbed's non-root user:
 * ``apptainer``: ``apptainer build --disable-cache --no-https out.sif docker://REF@DIGEST``
   (the testbed's real Apptainer 1.4.5) with an empty ``APPTAINER_TMPDIR``.
 
-Each run: wall time; peak RSS of the process (``VmHWM`` of hpcbridge's own process; for
-``apptainer`` the largest single process of its tree, the wrapper's bwrap being idle);
-peak RSS of the whole process tree (the largest sum of ``VmRSS`` over the tree seen at
-one 20 ms sample); disk peak (the most bytes used, sampled every 0.1 s, on a loop-mounted
-ext4 filesystem that holds only that run's cache, tmp dir and output).  Then
+Each run (in fresh directories under the work directory, removed after it): wall time;
+peak RSS of the process (``VmHWM`` of hpcbridge's own process; for ``apptainer`` the
+largest single process of its tree, the wrapper's bwrap being idle); peak RSS of the
+whole process tree (the largest sum of ``VmRSS`` over the tree seen at one 20 ms
+sample).  After the rounds, one more run of each contender on a loop-mounted ext4
+filesystem that holds only that run's cache, tmp dir and output gives its disk peak
+(the most bytes used, sampled every 0.1 s; not timed: the loop device's own copying
+would slow the runs that write most).  Then
 ``apptainer exec SIF true``-like start-up of the gzip and zstd SIFs of each image (a
 static program; ``--exec-repeat`` interleaved runs), and the warm path of debian-python:
 ``hpcbridge convert`` of the cached tag (one HEAD) and digest against ``apptainer pull
@@ -98,6 +101,26 @@ class Disk:
         self.image.unlink(missing_ok=True)
 
 
+class Plain:
+    """Fresh directories on the work directory's own filesystem (timed runs: no sampling)."""
+
+    def __init__(self, root: Path, owner: tuple[int, int]) -> None:
+        self.mount = root
+        self.owner = owner
+        root.mkdir(parents=True, exist_ok=True)
+        os.chown(root, *owner)
+
+    def fresh(self, name: str) -> Path:
+        d = self.mount / name
+        d.mkdir()
+        os.chown(d, *self.owner)
+        return d
+
+    def clear(self) -> None:
+        for p in self.mount.iterdir():
+            shutil.rmtree(p)
+
+
 def prepare_before(work: Path) -> Path:
     """The hpcbridge package as of BEFORE, readable by the test user."""
     dest = work / f"before-{BEFORE}"
@@ -140,9 +163,12 @@ def timed(tb: Testbed, argv: Sequence[str], env: Optional[dict[str, str]] = None
     return seconds
 
 
-def cold(tb: Testbed, disk: Disk, who: str, ref: str, pinned: str, before: Path) -> Watched:
-    """One cold conversion by ``who`` into fresh directories on ``disk``."""
-    d = disk.fresh(who)
+def cold(
+    tb: Testbed, place: Plain | Disk, who: str, ref: str, pinned: str, before: Path
+) -> Watched:
+    """One cold conversion by ``who`` into fresh directories of ``place`` (a Disk: sampled)."""
+    d = place.fresh(who)
+    disk = place if isinstance(place, Disk) else None
     env = {"HPCBRIDGE_STATE_DIR": str(d / "state")}
     if who == "apptainer":
         tmp = d / "tmp"
@@ -166,13 +192,12 @@ def sample(w: Watched, who: str) -> dict[str, float]:
         "process_mib": round(proc / MiB, 1),
         "tree_mib": round(w.tree_peak / MiB, 1),
         "child_mib": round(w.child_peak / MiB, 1),
-        "disk_mib": round(w.disk_peak / MiB, 1),
     }
 
 
-def keep_sif(disk: Disk, who: str, dest: Path) -> None:
-    """Move the SIF a conversion made out of the disk (for the start-up runs)."""
-    found = list((disk.mount / who).rglob("*.sif"))
+def keep_sif(place: Plain, who: str, dest: Path) -> None:
+    """Move the SIF a conversion made out of the run's directory (for the start-up runs)."""
+    found = list((place.mount / who).rglob("*.sif"))
     if found:
         shutil.move(str(found[0]), dest)
         os.chmod(dest, 0o755)
@@ -181,26 +206,35 @@ def keep_sif(disk: Disk, who: str, dest: Path) -> None:
 def rounds(
     tb: Testbed, args: argparse.Namespace, images: dict[str, dict[str, str]], work: Path
 ) -> Any:
+    """Timed rounds on the work directory's filesystem, then one run of each on the loop
+    filesystem for the disk peak (its loop device costs CPU of its own: not timed)."""
     before = prepare_before(work)
-    disk = Disk(work, args.disk_gib, (tb.user.uid, tb.user.gid))
+    owner = (tb.user.uid, tb.user.gid)
+    plain = Plain(work / "runs", owner)
     samples: dict[str, dict[str, list[dict[str, float]]]] = {n: {} for n in images}
     sifs = work / "sifs"
     sifs.mkdir(exist_ok=True)
+    for r in range(args.repeat):
+        for name, img in images.items():
+            for who in CONTENDERS[r % 4 :] + CONTENDERS[: r % 4]:
+                w = cold(tb, plain, who, img["ref"], img["pinned"], before)
+                samples[name].setdefault(who, []).append(sample(w, who))
+                if who in ("gzip", "zstd"):
+                    keep_sif(plain, who, sifs / f"{name}-{who}.sif")
+                plain.clear()
+                print(f"round {r + 1} {name} {who}: {samples[name][who][-1]}", flush=True)
+    disks: dict[str, dict[str, float]] = {n: {} for n in images}
+    disk = Disk(work, args.disk_gib, owner)
     try:
-        for r in range(args.repeat):
-            for name, img in images.items():
-                order = CONTENDERS[r % 4 :] + CONTENDERS[: r % 4]
-                for who in order:
-                    w = cold(tb, disk, who, img["ref"], img["pinned"], before)
-                    samples[name].setdefault(who, []).append(sample(w, who))
-                    if who in ("gzip", "zstd"):
-                        keep_sif(disk, who, sifs / f"{name}-{who}.sif")
-                    disk.clear()
-                    s = samples[name][who][-1]
-                    print(f"round {r + 1} {name} {who}: {s}", flush=True)
+        for name, img in images.items():
+            for who in CONTENDERS:
+                w = cold(tb, disk, who, img["ref"], img["pinned"], before)
+                disks[name][who] = round(w.disk_peak / MiB, 1)
+                disk.clear()
+                print(f"disk {name} {who}: {disks[name][who]} MiB", flush=True)
     finally:
         disk.close()
-    return samples, sifs
+    return samples, disks, sifs
 
 
 def exec_startup(tb: Testbed, sifs: Path, images: dict[str, dict[str, str]], n: int) -> Any:
@@ -281,7 +315,7 @@ def main() -> None:
     os.chown(work, tb.user.uid, tb.user.gid)
     images = images_to_run(tb, args.images.split(","))
     load = os.getloadavg()
-    samples, sifs = rounds(tb, args, images, work)
+    samples, disks, sifs = rounds(tb, args, images, work)
     startup = exec_startup(tb, sifs, images, args.exec_repeat)
     warm_runs = (
         warm(tb, images["debian-python"], work, args.warm_repeat)
@@ -297,6 +331,7 @@ def main() -> None:
         "warm_repeat": args.warm_repeat,
         "images": images,
         "cold": samples,
+        "disk_mib": disks,
         "exec": startup,
         "warm": warm_runs,
     }

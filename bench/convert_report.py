@@ -27,7 +27,7 @@ def _col(samples: list[dict[str, float]], key: str) -> float:
 
 
 def _image_table(
-    name: str, img: dict[str, Any], cold: dict[str, list[dict[str, float]]]
+    name: str, img: dict[str, Any], cold: dict[str, list[dict[str, float]]], disk: dict[str, float]
 ) -> list[str]:
     app = _col(cold["apptainer"], "seconds")
     rows = [
@@ -40,7 +40,7 @@ def _image_table(
         s = cold[who]
         rows.append(
             f"| {LABELS[who]} | {_col(s, 'seconds'):.2f} | {_col(s, 'process_mib'):.0f} | "
-            f"{_col(s, 'tree_mib'):.0f} | {_col(s, 'disk_mib'):.0f} | "
+            f"{_col(s, 'tree_mib'):.0f} | {disk[who]:.0f} | "
             f"{_col(s, 'seconds') / app:.2f} |"
         )
     rows.append("")
@@ -106,7 +106,7 @@ def markdown(r: dict[str, Any]) -> str:
         "",
     ]
     for name, cold in r["cold"].items():
-        out += _image_table(name, r["images"][name], cold)
+        out += _image_table(name, r["images"][name], cold, r["disk_mib"][name])
         out.append("")
     out += ["| `apptainer exec` start-up (s) | gzip SIF | zstd SIF |", "|---|---:|---:|"]
     for name, ex in r["exec"].items():
