@@ -20,7 +20,13 @@ from typing import Any, Callable, Optional
 
 from hpcbridge.errors import ImageError, InputError
 from hpcbridge.images.cache import Cache, file_sha256, temp_name
-from hpcbridge.images.refs import RegistryRef, SifRef, parse_platform, parse_ref
+from hpcbridge.images.refs import (
+    RegistryRef,
+    SifRef,
+    image_file_format,
+    parse_platform,
+    parse_ref,
+)
 from hpcbridge.images.resolve import Hit, Resolution
 from hpcbridge.images.sif import compression as squashfs_compression
 
@@ -194,11 +200,12 @@ def _pass_through(ref: str, parsed: SifRef, output: Optional[Path]) -> ConvertRe
             head = fh.read(64)
     except OSError as exc:
         raise InputError(
-            f"cannot read SIF {str(path)!r}: {exc.strerror}", "check the path"
+            f"cannot read image file {str(path)!r}: {exc.strerror}", "check the path"
         ) from exc
-    if head[32:41] != b"SIF_MAGIC":
+    if image_file_format(head) is None:
         raise InputError(
-            f"{str(path)!r} is not a SIF file", "give a .sif built by apptainer or hpcbridge"
+            f"{str(path)!r} is not a SIF file or a squashfs image",
+            "give a SIF or squashfs image file, or docker-archive:PATH / oci:DIR",
         )
     sha = file_sha256(path)
     if output is not None:

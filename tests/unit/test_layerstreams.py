@@ -99,7 +99,7 @@ def test_the_layer_being_planned_holds_a_bounded_queue() -> None:
         it = dec.first(0)
         next(it)
         time.sleep(0.2)  # the thread parses on until the queue is full
-        held = len(dec._started[0]._queue)  # noqa: SLF001 - the bound is the point
+        held = len(dec._started[0]._queue)  # the bound is the point
         assert HEAD_DEPTH - 1 <= held <= HEAD_DEPTH
         assert len(list(it)) == 3 * HEAD_DEPTH - 1
 
