@@ -290,12 +290,18 @@ class Probe:
 
 
 def parse_mpi_list(text: str) -> tuple[str, ...]:
-    """Plugin names from ``srun --mpi=list`` (Slurm 20-23 formats)."""
+    """Plugin names from ``srun --mpi=list`` (Slurm 20-26 formats), versioned pmix names
+    (``pmix_v4``: what ``--mpi=pmix_v4`` accepts) included."""
     names: list[str] = []
     for line in text.splitlines():
         s = line.strip()
         if s.startswith("srun: "):
             s = s[6:].strip()
+        if s.lower().startswith("specific") and ":" in s:
+            # "specific pmix plugin versions available: pmix_v4,pmix_v5"
+            versions = s.split(":", 1)[1].replace(",", " ").split()
+            names.extend(v[4:] if v.startswith("mpi/") else v for v in versions)
+            continue
         if not s or s.lower().startswith(("mpi plugin types", "mpi types are", "specific")):
             continue
         if s.startswith("mpi/"):

@@ -299,7 +299,11 @@ def test_mpi(cfg: Config, tmp_path: Path) -> None:
 
 def test_mpi_list_formats() -> None:
     new = "MPI plugin types are...\n\tpmix\n\tnone\n\tpmi2\nspecific pmix plugin versions available: pmix_v4\n"
-    assert parse_mpi_list(new) == ("pmix", "none", "pmi2")
+    assert parse_mpi_list(new) == ("pmix", "none", "pmi2", "pmix_v4")
+    two = "MPI plugin types are...\n\tnone\n\tpmix\nspecific pmix plugin versions available: pmix_v3,pmix_v5\n"
+    assert parse_mpi_list(two) == ("none", "pmix", "pmix_v3", "pmix_v5")
+    cray = "srun: MPI types are...\nsrun: cray_shasta\nsrun: none\nsrun: pmi2\n"
+    assert parse_mpi_list(cray) == ("cray_shasta", "none", "pmi2")
     old = "srun: MPI types are...\nsrun: none\nsrun: pmi2\nsrun: openmpi\n"
     assert parse_mpi_list(old) == ("none", "pmi2", "openmpi")
 
