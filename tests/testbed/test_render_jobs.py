@@ -309,7 +309,7 @@ def test_pyxis_style_sbatch_runs_the_script_in_the_container(
         cwd=user_dir, env=env,
     )  # fmt: skip
     assert dry.returncode == 0, dry.stderr
-    assert "# (pyxis option, handled by hpcbridge) #SBATCH --container-mounts" in dry.stdout
+    assert "# (pyxis options, handled by hpcbridge) #SBATCH --container-mounts" in dry.stdout
     done = testbed.hpcbridge(
         "sbatch", "-p", "debug", f"--container-image={image}", "--container-env=KEEP_ME",
         "--container-workdir=/data", str(script), "one arg", "two",

@@ -85,6 +85,12 @@ def _lit(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
+def _lit_path(text: str) -> str:
+    """A bind source written literally: its ``$NAME`` is expanded on the node at run
+    time (docs/jobs.md), ``$$`` is a literal ``$``."""
+    return _lit(text).replace("$", "$$")
+
+
 def _one_line(exc: HpcbridgeError) -> None:
     text = str(exc)
     assert text and "\n" not in text and "Traceback" not in text, repr(text)
@@ -137,7 +143,7 @@ def test_values_refused_or_byte_exact_in_container(
         cfg = load_config({}, cwd=case, environ=environ)
         image = ResolvedImage(sif["ref"], sif["digest"], sif["path"], sif["sif_sha256"])
         dst = "/mnt/" + bind_name
-        bind = {"src": _lit(str(host)), "dst": _lit(dst), "mode": "ro"}
+        bind = {"src": _lit_path(str(host)), "dst": _lit(dst), "mode": "ro"}
 
         def accepted(extra: dict[str, Any]) -> bool:
             """Try one value alone: accepted, or refused with one clear line."""

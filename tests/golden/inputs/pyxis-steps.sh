@@ -1,6 +1,6 @@
 #!/bin/bash
 #SBATCH --job-name=nccl-allreduce
-#SBATCH -N 2 --gres=gpu:4 --container-mounts=/scratch/alice:/data:ro
+#SBATCH -N 2 --gres=gpu:2 --container-mounts=/scratch/alice:/data:ro
 #SBATCH --time=00:30:00
 # srun steps carry the container options; this script runs on the host.
 set -euo pipefail
