@@ -200,12 +200,26 @@ def _load_image(res: Resolution, report: Reporter) -> Image:
             done[0] += n
             report.stage("download", done[0], stored)
 
+    def check(config: bytes) -> None:  # before any layer downloads
+        try:
+            data = json.loads(config)
+        except ValueError as exc:
+            raise ImageError(
+                f"{res.ref}: the image config is not JSON", "the image is malformed"
+            ) from exc
+        if not isinstance(data, dict):
+            raise ImageError(
+                f"{res.ref}: the image config is not a JSON object", "the image is malformed"
+            )
+        check_platform(data, res.platform, res.ref)
+
     res.image = load_registry(
         res.client,
         res.parsed,
         res.manifest,
         res.cache.blob_dir,
         on_bytes=on_bytes if report else None,
+        check_config=check,
     )
     return res.image
 

@@ -180,6 +180,9 @@ def test_single_platform_image_must_match_platform(tmp_path: Path) -> None:
             convert(ref, cache_dir=tmp_path)
         assert "--platform linux/arm64" in (err.value.hint or "")
         assert leftovers(tmp_path) == []
+        # refused from the config alone: no layer was downloaded
+        blobs = tmp_path / "blobs" / "sha256"
+        assert len(list(blobs.iterdir()) if blobs.is_dir() else []) <= 1
         assert convert(ref, cache_dir=tmp_path, platform="linux/arm64").digest == arm.digest
 
 

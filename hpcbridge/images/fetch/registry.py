@@ -241,11 +241,14 @@ def load_registry(
     *,
     on_bytes: Optional[Callable[[int, str, int, int], None]] = None,
     workers: int = DOWNLOADS,
+    check_config: Optional[Callable[[bytes], None]] = None,
 ) -> Image:
     """An image from a registry manifest; layers download in the background, in order.
 
     ``on_bytes(index, digest, n, size)`` hears every chunk of layer ``index``
-    (resumed bytes included, once, when a download resumes).
+    (resumed bytes included, once, when a download resumes).  ``check_config``
+    sees the config blob before any layer download starts (and may raise: a
+    refused image downloads nothing but its config).
     """
     where = f"{ref.name}@{manifest.digest}"
     parsed = parse_manifest(manifest.data, where)
@@ -258,6 +261,8 @@ def load_registry(
             config = client.get_blob_bytes(repo, parsed.config.digest)
     else:
         config = client.get_blob_bytes(repo, parsed.config.digest)
+    if check_config is not None:
+        check_config(config)
     if not config_path.is_file():
         atomic_write_bytes(config_path, config)
     schedule, shutdown = prefetcher(workers)
