@@ -290,11 +290,13 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"1. **Status of a {p['tasks']:,}-task array**: chunks of {p['chunk']:,} tasks "
         f"(MaxArraySize), the last {p['running']} still running, 1 task in {p['fail_every']} "
-        f"failed; the captured scheduler text (squeue `%i|%A|%F|%K|%T|%r|%k`, or sacct "
-        f"`-P -n -X`) and the {2 * finished:,} outcome files (`<T>.start`/`<T>.end`) of the "
-        f"{finished:,} finished tasks in a temporary directory. Timed in-process, the steps of "
-        "a poll cycle (`hpcbridge/tracking/tracker.py`) after the query: parse the text, "
-        "`read_outcomes` (always, whichever command answered), `task_statuses`, `progress`.",
+        f"failed; the captured squeue text (`%i|%A|%F|%K|%T|%r|%k`), the sacct text of the "
+        f"ended tasks' figures (`sacct -P` with the production fields and header, the "
+        f"allocation and two steps per task) and the {2 * finished:,} outcome files "
+        f"(`<T>.start`/`<T>.end`) of the {finished:,} finished tasks in a temporary directory. "
+        "Timed in-process, the steps of a poll cycle (`hpcbridge/tracking/tracker.py`) after "
+        "the queries: parse the texts, `read_outcomes`, `task_statuses` (with the figures by "
+        "task, or without), `progress`.",
         "2. **`hpcbridge --help`**: wall time of `.venv/bin/hpcbridge --help` (a new process "
         "each time; the page cache is warm).",
         f"3. **Submit overhead beyond the sbatch call**: wall time of `hpcbridge submit` of a "
