@@ -291,24 +291,15 @@ class Probe:
 
 def parse_mpi_list(text: str) -> tuple[str, ...]:
     """Plugin names from ``srun --mpi=list`` (Slurm 20-26 formats), versioned pmix names
-    (``pmix_v4``: what ``--mpi=pmix_v4`` accepts) included."""
+    (``specific pmix plugin versions available: pmix_v4,pmix_v5``) included."""
     names: list[str] = []
     for line in text.splitlines():
-        s = line.strip()
-        if s.startswith("srun: "):
-            s = s[6:].strip()
+        s = line.strip().removeprefix("srun: ").strip()
         if s.lower().startswith("specific") and ":" in s:
-            # "specific pmix plugin versions available: pmix_v4,pmix_v5"
-            versions = s.split(":", 1)[1].replace(",", " ").split()
-            names.extend(v[4:] if v.startswith("mpi/") else v for v in versions)
-            continue
-        if not s or s.lower().startswith(("mpi plugin types", "mpi types are", "specific")):
-            continue
-        if s.startswith("mpi/"):
-            s = s[4:]
-        if s and " " not in s:
+            names += s.split(":", 1)[1].replace(",", " ").split()
+        elif s and " " not in s and not s.lower().startswith(("mpi plugin types", "mpi types")):
             names.append(s)
-    return tuple(dict.fromkeys(names))
+    return tuple(dict.fromkeys(n.removeprefix("mpi/") for n in names))
 
 
 def _replace(facts: DirFacts, **changes: object) -> DirFacts:
