@@ -84,10 +84,18 @@ def render(tb: Testbed, job: Path, *sets: str, env: dict[str, str] | None = None
     return script.read_text()
 
 
-def run(tb: Testbed, job: Path, env: dict[str, str] | None = None, timeout: float = 300) -> str:
-    """sbatch the rendered script, wait; the log text (every task's)."""
+def run(
+    tb: Testbed,
+    job: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    extra: tuple[str, ...] = (),
+) -> str:
+    """sbatch the rendered script (``extra``: more sbatch options), wait; the log text
+    (every task's)."""
     script = job.with_suffix(".sh")
     args = ["--export=ALL," + ",".join(f"{k}={v}" for k, v in env.items())] if env else []
+    args += extra
     job_id = tb.sbatch(*args, str(script), cwd=job.parent)
     states = tb.wait_for_jobs([job_id], timeout=timeout)
     logs = sorted(job.parent.glob(f"*_{job_id}*.out"))
@@ -266,7 +274,9 @@ def test_tmpdir_bind_is_resolved_and_checked_on_the_node(
     script = render(testbed, job, f"image={busybox['ref']}", argv_set("command", show),
                     env={"TMPDIR": "/nonexistent/login-tmp"})  # fmt: skip
     assert "/nonexistent/login-tmp" not in script and "login-tmp" not in script
-    log = run(testbed, job, env={"TMPDIR": str(node_tmp)})
+    # one TMPDIR for both tasks here (a real node gives each job its own): one task at a
+    # time, or the two staging copies race on the same file
+    log = run(testbed, job, env={"TMPDIR": str(node_tmp)}, extra=("--array=0-1%1",))
     assert "ref=ACGT reads=reads of a.fq.gz" in log and "ref=ACGT reads=reads of b.fq.gz" in log
     assert (node_tmp / "stage" / "reference.fa").is_file()  # staged by pre, on the node
 
