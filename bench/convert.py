@@ -63,7 +63,27 @@ CONTENDERS = ("gzip", "zstd", "before", "apptainer")
 MiB = 1 << 20
 
 
-class Disk:
+class Plain:
+    """Fresh directories on the work directory's own filesystem (timed runs: no sampling)."""
+
+    def __init__(self, root: Path, owner: tuple[int, int]) -> None:
+        self.mount = root
+        self.owner = owner
+        root.mkdir(parents=True, exist_ok=True)
+        os.chown(root, *owner)
+
+    def fresh(self, name: str) -> Path:
+        d = self.mount / name
+        d.mkdir()
+        os.chown(d, *self.owner)
+        return d
+
+    def clear(self) -> None:
+        for p in self.mount.iterdir():
+            shutil.rmtree(p)
+
+
+class Disk(Plain):
     """A loop-mounted ext4 filesystem holding one run's files at a time (exact disk use)."""
 
     def __init__(self, root: Path, size_gib: int, owner: tuple[int, int]) -> None:
@@ -84,12 +104,6 @@ class Disk:
         st = os.statvfs(self.mount)
         return (st.f_blocks - st.f_bfree) * st.f_frsize
 
-    def fresh(self, name: str) -> Path:
-        d = self.mount / name
-        d.mkdir()
-        os.chown(d, *self.owner)
-        return d
-
     def clear(self) -> None:
         for p in self.mount.iterdir():
             if p.name != "lost+found":
@@ -99,26 +113,6 @@ class Disk:
     def close(self) -> None:
         subprocess.run(["umount", str(self.mount)], check=False)
         self.image.unlink(missing_ok=True)
-
-
-class Plain:
-    """Fresh directories on the work directory's own filesystem (timed runs: no sampling)."""
-
-    def __init__(self, root: Path, owner: tuple[int, int]) -> None:
-        self.mount = root
-        self.owner = owner
-        root.mkdir(parents=True, exist_ok=True)
-        os.chown(root, *owner)
-
-    def fresh(self, name: str) -> Path:
-        d = self.mount / name
-        d.mkdir()
-        os.chown(d, *self.owner)
-        return d
-
-    def clear(self) -> None:
-        for p in self.mount.iterdir():
-            shutil.rmtree(p)
 
 
 def prepare_before(work: Path) -> Path:
