@@ -22,6 +22,10 @@ from tests.testbed import lifecycle, slurm
 from tests.testbed.procs import PidRegistry
 from tests.testbed.users import REPO, User, as_user_argv
 
+SITE_CONFIGS = {"22.05": "testbed.toml", "26.05": "testbed-26.05.toml"}
+# How each cluster runs an MPI program with srun: (the image's MPI, srun --mpi=).  Open MPI
+# needs pmix, which Debian's 26.05 lacks (and pmi2 fails in its MPI_Init): MPICH there.
+SRUN_MPI = {"22.05": ("openmpi", "pmix"), "26.05": ("mpich", "pmi2")}
 ACTIVE_STATES = {
     "PENDING",
     "RUNNING",
@@ -89,7 +93,29 @@ class Testbed:
         self.nodes: list[str] = sorted(state["nodes"])
         self.registry: Optional[str] = state.get("registry")
         self.bin_dir: Optional[Path] = Path(state["bin_dir"]) if state.get("bin_dir") else None
+        self.slurm_bin: Optional[Path] = (
+            Path(state["slurm_bin"]) if state.get("slurm_bin") else None
+        )  # 26.05: the Slurm client wrappers alone (22.05: the host's /usr/bin)
         self.repo = Path(state.get("repo") or REPO)
+
+    @property
+    def site_config(self) -> Path:
+        """The site file that describes this cluster: site-configs/testbed.toml (22.05) or
+        site-configs/testbed-26.05.toml (26.05: its cluster name, pmi2 for every MPI)."""
+        name = SITE_CONFIGS[self.release]
+        return self.repo / "site-configs" / name
+
+    @property
+    def srun_mpi(self) -> tuple[str, str]:
+        """(MPI flavour, srun --mpi= value) that launch with srun on this cluster."""
+        return SRUN_MPI[self.release]
+
+    def login_path(self) -> str:
+        """``PATH`` of a login node without a container runtime: the Slurm clients of this
+        cluster, no Apptainer."""
+        parts = [str(self.slurm_bin)] if self.slurm_bin else []
+        parts += [p for p in self.env["PATH"].split(":") if p and p != str(self.bin_dir)]
+        return ":".join(parts)
 
     # ------------------------------------------------------------ running things
 

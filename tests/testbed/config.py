@@ -107,6 +107,7 @@ class Layout:
     # 26.05 only (sid.py): wrappers of the sid clients and Apptainer, the daemons' sandbox
     sid: Path = field(init=False, repr=False)
     sid_bin: Path = field(init=False, repr=False)
+    sid_slurm_bin: Path = field(init=False, repr=False)  # the client wrappers alone
     sandbox: Path = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -137,6 +138,7 @@ _LAYOUT = {
     "knobs_lock": ".knobs.lock",
     "sid": "sid",
     "sid_bin": "sid/bin",
+    "sid_slurm_bin": "sid/slurm-bin",
     "sandbox": "sid/sandbox.sh",
 }
 

@@ -247,6 +247,7 @@ def _state(
         "user": user.to_dict(),
         "repo": str(users.REPO),
         "bin_dir": side["bin_dir"],
+        "slurm_bin": sid_info.get("slurm_bin"),  # 26.05: the client wrappers alone
         "apptainer": str(Path(side["bin_dir"]) / "apptainer") if side["bin_dir"] else None,
         "registry": side["registry"],
         "images": side["images"],

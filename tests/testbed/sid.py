@@ -6,7 +6,9 @@ into ``<state>/sid``:
 
 - ``sandbox.sh``: the daemons start as ``unshare --mount --uts --propagation private sh
   sandbox.sh HOST CMD...``; the script binds /proc, /sys, /dev, /tmp, /home, /var/tmp,
-  the cache, the repo and passwd/group/hosts into the rootfs, mounts a private /run,
+  the cache, the repo, passwd/group/shadow/hosts (slurmd's ``su -`` for
+  ``--get-user-env`` needs the test user's shadow entry) and the host's Python
+  (:func:`host_python`) into the rootfs, mounts a private /run,
   ``pivot_root``\\ s into it and execs CMD.  pivot_root, not chroot: a process in a
   chroot cannot create a user namespace (clone(2) EPERM), and jobs run rootless
   Apptainer.  ``unshare`` and ``sh`` exec, so the recorded PID is the daemon's own
@@ -17,11 +19,13 @@ into ``<state>/sid``:
   for the hierarchy's root, so two testbeds never share a Slurm cgroup tree.
 - ``bin/``: wrappers of the clients (sbatch, squeue, sacct, scontrol, srun, scancel, ...)
   and of ``apptainer``/``singularity`` that run the sid binaries through bwrap as the
-  caller; inside the rootfs (a job) they exec /usr/bin/<name> directly.
+  caller; inside the rootfs (a job) they exec /usr/bin/<name> directly.  ``slurm-bin/``
+  links to the client wrappers alone (a login node without the runtime).
 
 The Debian sid Slurm has no mpi/pmix plugin (``srun --mpi=list``: none, pmi2,
-cray_shasta) and the rootfs has no MPI and no Python: jobs on 26.05 see the sid
-userland (bash, coreutils, Apptainer).
+cray_shasta) and the rootfs has no MPI: jobs on 26.05 see the sid userland (bash,
+coreutils, Apptainer) and the host's Python at its own paths, so a venv made on the
+host (the "login node") runs in jobs, as on a site whose nodes share one OS image.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import sys
+import sysconfig
 from pathlib import Path
 from typing import Any, Optional
 
@@ -41,6 +47,9 @@ SID_PACKAGES = (
     "slurmdbd",
     "slurm-client",
     "munge",
+    "libexpat1",  # what the host's Python links that minbase sid lacks (host_python)
+    "libffi8",
+    "bubblewrap",  # tests put another squashfuse under a job's Apptainer (test_convert_zstd)
     *A.PACKAGES,  # apptainer, squashfuse, fuse3, ...: jobs run the rootfs's Apptainer
 )
 SLURM_ROOTFS = A.RootfsSpec(
@@ -82,6 +91,24 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_CONTROLLERS = ("cpuset", "memory", "freezer", "cpuacct")
 
 
+def host_python() -> tuple[Path, Path]:
+    """The host's Python interpreter and standard library (shown in the rootfs at the same
+    paths; the rootfs's ``python3`` links to the interpreter)."""
+    exe = Path(os.path.realpath(sys.executable))
+    return exe, Path(sysconfig.get_paths()["stdlib"])
+
+
+def _python_placeholders(rootfs: Path, exe: Path, stdlib: Path) -> None:
+    """Mount points for :func:`host_python` in the rootfs, and ``python3`` -> the interpreter."""
+    (rootfs / stdlib.relative_to("/")).mkdir(parents=True, exist_ok=True)
+    target = rootfs / exe.relative_to("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.touch(exist_ok=True)
+    link = target.with_name("python3")
+    if not link.exists() and not link.is_symlink() and exe.name != "python3":
+        link.symlink_to(exe.name)
+
+
 def cgroup_name(layout: C.Layout) -> str:
     """This testbed's directory name in every cgroup-v1 hierarchy."""
     return "hpcbtb" + re.sub(r"[^A-Za-z0-9_.-]", "_", str(layout.root))
@@ -115,7 +142,7 @@ mount --rbind /sys "$R/sys"
 mount --rbind /dev "$R/dev"
 mount -t tmpfs -o mode=0755 hpcbtb-run "$R/run"
 for d in {dirs}; do mount --rbind "$d" "$R$d"; done
-for f in /etc/passwd /etc/group /etc/hosts; do mount --bind "$f" "$R$f"; done
+for f in /etc/passwd /etc/group /etc/shadow /etc/hosts; do mount --bind "$f" "$R$f"; done
 {cg}[ "$1" = - ] || hostname "$1"
 shift
 cd "$R"
@@ -224,6 +251,8 @@ def ensure_sid(
     os.chmod(layout.sid, 0o755)
     os.chmod(layout.sid_bin, 0o755)
     usable, why = prepare_cgroups(layout) if want_cgroups else (False, "cgroups knob off")
+    python = host_python()
+    _python_placeholders(rootfs, *python)
     enforcement = (
         "task/cgroup ConstrainRAMSpace: the kernel OOM-kills in the step's memory cgroup, "
         "Slurm reports OUT_OF_MEMORY"
@@ -231,11 +260,17 @@ def ensure_sid(
         else f"jobacct_gather/linux OverMemoryKill (no cgroups: {why})"
     )
     A.write_executable(
-        layout.sandbox, sandbox_script(rootfs, binds, cgroup_name(layout) if usable else None)
+        layout.sandbox,
+        sandbox_script(rootfs, [*binds, *python], cgroup_name(layout) if usable else None),
     )
+    layout.sid_slurm_bin.mkdir(parents=True, exist_ok=True)
+    os.chmod(layout.sid_slurm_bin, 0o755)
     for exe in CLIENTS:
         if (rootfs / "usr/bin" / exe).exists():
             A.write_executable(layout.sid_bin / exe, client_wrapper(rootfs, binds, exe))
+            link = layout.sid_slurm_bin / exe  # a "login node" PATH: clients, no runtime
+            if not link.is_symlink():
+                link.symlink_to(Path("..") / "bin" / exe)
     for exe in A.BIN_NAMES:
         text = A.wrapper_script(rootfs, binds, user[0], user[1], exe, inside=MARKER)
         A.write_executable(layout.sid_bin / exe, text)
@@ -249,6 +284,7 @@ def ensure_sid(
     return {
         "rootfs": str(rootfs),
         "bin_dir": str(layout.sid_bin),
+        "slurm_bin": str(layout.sid_slurm_bin),
         "sandbox": str(layout.sandbox),
         "versions": versions,
         "cgroups_usable": usable,

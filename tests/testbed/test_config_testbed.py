@@ -25,7 +25,8 @@ def test_testbed_toml_matches_the_live_cluster(testbed: Testbed, tmp_path: Path)
     nodes = testbed.run_as_user(["scontrol", "-o", "show", "node"]).stdout.splitlines()
     conf = testbed.run_as_user(["scontrol", "show", "config"]).stdout
     cfg = load_config(
-        cwd=tmp_path, environ={"HOME": str(tmp_path), "HPCBRIDGE_SITE_CONFIG": str(TESTBED_TOML)}
+        cwd=tmp_path,
+        environ={"HOME": str(tmp_path), "HPCBRIDGE_SITE_CONFIG": str(testbed.site_config)},
     )
 
     live = {_fields(p)["PartitionName"]: _fields(p) for p in parts}

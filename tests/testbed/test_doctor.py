@@ -30,7 +30,7 @@ executable = "apptainer"
 version = "1.4.5"
 
 [mpi]
-pmi = "pmix"
+pmi = "{pmi}"
 openmpi_pmi = "pmix"
 mpich_pmi = "{mpich_pmi}"
 
@@ -38,12 +38,13 @@ mpich_pmi = "{mpich_pmi}"
 default = true
 gpu_vendor = "nvidia"
 gpus_per_node = 2
-default_mpi = "pmix"
+default_mpi = "{pmi}"
 """
 
 
 def _setup(tb: Testbed, d: Path, job: str, mpich_pmi: str = "pmi2") -> dict[str, str]:
-    (d / "site.toml").write_text(SITE.format(mpich_pmi=mpich_pmi))
+    """The site (its default PMI: pmix on 22.05, pmi2 on 26.05) and the job file."""
+    (d / "site.toml").write_text(SITE.format(pmi=tb.srun_mpi[1], mpich_pmi=mpich_pmi))
     (d / "data").mkdir(exist_ok=True)
     (d / "job.toml").write_text(
         'name = "preflight"\nimage = "tool.sif"\ncommand = ["true"]\n' + job
@@ -92,7 +93,7 @@ def test_clean_job_is_all_ok(testbed: Testbed, user_dir: Path) -> None:
         testbed,
         user_dir,
         f'array = "0-1500"\nbinds = ["{user_dir}/data:/data:ro", "{user_dir}/out/{{task}}:/output"]\n'
-        '[mpi]\ntype = "srun"\nflavor = "openmpi"\n',
+        f'[mpi]\ntype = "srun"\nflavor = "{testbed.srun_mpi[0]}"\n',
     )
     code, doc = _doctor(testbed, user_dir, env, "job.toml")
     _code_matches(code, doc)
@@ -110,7 +111,7 @@ def test_clean_job_is_all_ok(testbed: Testbed, user_dir: Path) -> None:
         "slurm",
     } <= checks
     assert "Apptainer 1.4.5" in _by_check(doc, "runtime")[0]["message"]
-    assert "srun --mpi=pmix is available" in _by_check(doc, "mpi")[0]["message"]
+    assert f"srun --mpi={testbed.srun_mpi[1]} is available" in _by_check(doc, "mpi")[0]["message"]
     slurm = _by_check(doc, "slurm")[0]["message"]
     assert "MaxArraySize=1001" in slurm and "in 2 sbatch arrays" in slurm
     cache = _by_check(doc, "cache-dir")[0]["message"]
@@ -125,8 +126,7 @@ def test_login_node_without_runtime_then_the_compute_node_check(
     tb = testbed
     env = _setup(tb, user_dir, "")
     assert tb.bin_dir is not None
-    login_path = ":".join(p for p in tb.env["PATH"].split(":") if p != str(tb.bin_dir))
-    code, doc = _doctor(tb, user_dir, {**env, "PATH": login_path})
+    code, doc = _doctor(tb, user_dir, {**env, "PATH": tb.login_path()})
     (runtime,) = _by_check(doc, "runtime")
     assert runtime["status"] == "warn" and "fine on a login node" in runtime["message"]
     assert runtime["fix"].startswith("check a compute node: srun -N1 -n1 -t 5 hpcbridge doctor")
@@ -193,7 +193,8 @@ def test_image_runs_here_and_its_mpi_is_read(testbed: Testbed, user_dir: Path) -
     env = _setup(testbed, user_dir, "")
     ref = _converted(testbed, "busybox", env)
     (user_dir / "job.toml").write_text(
-        f'name = "img"\nimage = "{ref}"\ncommand = ["true"]\n[mpi]\ntype = "srun"\nflavor = "openmpi"\n'
+        f'name = "img"\nimage = "{ref}"\ncommand = ["true"]\n[mpi]\ntype = "srun"\n'
+        f'flavor = "{testbed.srun_mpi[0]}"\n'
     )
     code, doc = _doctor(testbed, user_dir, env, "job.toml")
     image = _by_check(doc, "image")[0]

@@ -99,7 +99,7 @@ def test_readme_user_path_from_the_wheel_offline_then_online(
     tb = testbed
     venv = user_dir / "hpcbridge-venv"
     (whl,) = wheels.glob("hpcbridge-*.whl")
-    login_path = f"{venv}/bin:/usr/local/bin:/usr/bin:/bin"  # no runtime on this "login node"
+    login_path = f"{venv}/bin:{tb.login_path()}"  # no runtime on this "login node"
     env = {"PATH": login_path, "HOME": str(user_dir), "SLURM_CONF": tb.env["SLURM_CONF"]}
     (user_dir / "job.toml").write_text(JOB.format(image=PUBLIC))
     os.chown(user_dir / "job.toml", tb.user.uid, tb.user.gid)

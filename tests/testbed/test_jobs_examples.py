@@ -35,15 +35,18 @@ pytestmark = pytest.mark.testbed
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "docs" / "examples"
-SITE = REPO / "site-configs" / "testbed.toml"
-ENV = {"HPCBRIDGE_SITE_CONFIG": str(SITE)}
+
+
+def site_env(tb: Testbed) -> dict[str, str]:
+    """The site file of the cluster under test (site-configs/testbed[-26.05].toml)."""
+    return {"HPCBRIDGE_SITE_CONFIG": str(tb.site_config)}
 
 
 @pytest.fixture(scope="module")
 def busybox(testbed: Testbed) -> dict[str, Any]:
     """The busybox test image converted by hpcbridge in the test user's cache."""
     ref = "docker://" + testbed.image("busybox").ref
-    done = testbed.hpcbridge("convert", ref, "--json", env=ENV, timeout=900)
+    done = testbed.hpcbridge("convert", ref, "--json", env=site_env(testbed), timeout=900)
     assert done.returncode == 0, done.stderr
     return {"ref": ref, **json.loads(done.stdout)}
 
@@ -79,7 +82,7 @@ def render(tb: Testbed, job: Path, *sets: str, env: dict[str, str] | None = None
     args = ["render", str(job), "-o", str(script)]
     for item in sets:
         args += ["--set", item]
-    done = tb.hpcbridge(*args, cwd=job.parent, env={**ENV, **(env or {})})
+    done = tb.hpcbridge(*args, cwd=job.parent, env={**site_env(tb), **(env or {})})
     assert done.returncode == 0, done.stderr
     return script.read_text()
 
@@ -197,11 +200,11 @@ def test_per_rank_overlay_in_a_two_node_mpi_job(
     own(testbed, user_dir / "case")
     job = example(testbed, user_dir, "mpi-rank-overlays")
     note = 'echo "rank $SLURM_PROCID on $(hostname)" > /opt/rank.txt; ls /opt'
-    script = render(
-        testbed, job, f"image={busybox['ref']}", argv_set("command", ["sh", "-c", note])
-    )
+    flavor, pmi = testbed.srun_mpi  # Open MPI + pmix on 22.05; MPICH + pmi2 on 26.05
+    script = render(testbed, job, f"image={busybox['ref']}", f"mpi.flavor={flavor}",
+                    argv_set("command", ["sh", "-c", note]))  # fmt: skip
     assert f'--overlay {user_dir}/overlays/rank"${{hpcb_at_rank}}".ext3' in script
-    assert "srun --mpi=pmix --kill-on-bad-exit=1" in script
+    assert f"srun --mpi={pmi} --kill-on-bad-exit=1" in script
     log = run(testbed, job)
     hosts = set()
     for r in range(4):
@@ -284,19 +287,21 @@ def test_tmpdir_bind_is_resolved_and_checked_on_the_node(
     submitted = testbed.hpcbridge(
         "submit", str(job), "--json", "--set", f"image={busybox['ref']}", "--set", "pre=[]",
         "--set", argv_set("command", show), cwd=user_dir,
-        env={**ENV, "TMPDIR": str(user_dir / "empty-tmp")},
+        env={**site_env(testbed), "TMPDIR": str(user_dir / "empty-tmp")},
     )  # fmt: skip
     assert submitted.returncode == 0, submitted.stderr
     sub = json.loads(submitted.stdout)
     testbed.wait_for_jobs(sub["job_ids"], timeout=300)
-    status = testbed.hpcbridge("status", sub["id"], cwd=user_dir, env=ENV)
+    status = testbed.hpcbridge("status", sub["id"], cwd=user_dir, env=site_env(testbed))
     missing = f"{user_dir}/empty-tmp/stage does not exist"
     lines = [ln for ln in status.stdout.splitlines() if "binds[0].src = $TMPDIR/stage" in ln]
     assert len(lines) == 2 and all(missing in ln and "exit code 66" in ln for ln in lines), (
         status.stdout
     )
     for task in (0, 1):  # one clear line in each task's log
-        shown = testbed.hpcbridge("logs", sub["id"], "--task", str(task), cwd=user_dir, env=ENV)
+        shown = testbed.hpcbridge(
+            "logs", sub["id"], "--task", str(task), cwd=user_dir, env=site_env(testbed)
+        )
         lines = [ln for ln in shown.stdout.splitlines() if ln.startswith("hpcbridge: ")]
         assert len(lines) == 1 and missing in lines[0], shown.stdout
 
@@ -424,7 +429,7 @@ def test_site_pmi_types_are_what_srun_offers(testbed: Testbed) -> None:
     offered = set(re.findall(r"^\s+([a-z][a-z0-9_]*)\s*$", text, re.M))
     versions = re.search(r"versions available:\s*(.*)$", text, re.M)
     offered |= set(versions.group(1).replace(",", " ").split()) if versions else set()
-    listed = _toml.load_bytes(SITE.read_bytes())["mpi"]["pmi_types"]
+    listed = _toml.load_bytes(testbed.site_config.read_bytes())["mpi"]["pmi_types"]
     assert offered == set(listed), text
 
 

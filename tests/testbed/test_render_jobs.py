@@ -24,12 +24,9 @@ from tests.testbed.api import Testbed
 
 pytestmark = pytest.mark.testbed
 
-REPO = Path(__file__).resolve().parents[2]
-SITE = REPO / "site-configs" / "testbed.toml"
-
 
 def site_env(tb: Testbed) -> dict[str, str]:
-    return {"HPCBRIDGE_SITE_CONFIG": str(SITE)}
+    return {"HPCBRIDGE_SITE_CONFIG": str(tb.site_config)}
 
 
 @pytest.fixture(scope="module")

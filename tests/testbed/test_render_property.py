@@ -28,8 +28,6 @@ from tests.testbed.api import Testbed
 
 pytestmark = pytest.mark.testbed
 
-REPO = Path(__file__).resolve().parents[2]
-SITE = REPO / "site-configs" / "testbed.toml"
 SPECIAL = [
     "a b", "it's", '"dq"', "$HOME", "${PATH}", "`id`", "$(id)", "\\", "\\n", "new\nline",
     "tab\there", "é ü 中 🙂", "*", "?", "-n", "--help", ";", "|", "&&", "#", "~", "a=b,c=d",
@@ -70,7 +68,11 @@ dir_names = texts.filter(lambda t: t not in ("", ".", "..") and "/" not in t)
 def sif(testbed: Testbed) -> dict[str, Any]:
     ref = "docker://" + testbed.image("busybox").ref
     done = testbed.hpcbridge(
-        "convert", ref, "--json", env={"HPCBRIDGE_SITE_CONFIG": str(SITE)}, timeout=600
+        "convert",
+        ref,
+        "--json",
+        env={"HPCBRIDGE_SITE_CONFIG": str(testbed.site_config)},
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     return {"ref": ref, **json.loads(done.stdout)}
@@ -139,7 +141,7 @@ def test_values_refused_or_byte_exact_in_container(
         (host / "marker").write_text("marker of " + bind_name, encoding="utf-8")
         (case / "out").mkdir()
         _chown_tree(testbed, case)
-        environ = {**testbed.env, "HPCBRIDGE_SITE_CONFIG": str(SITE)}
+        environ = {**testbed.env, "HPCBRIDGE_SITE_CONFIG": str(testbed.site_config)}
         cfg = load_config({}, cwd=case, environ=environ)
         image = ResolvedImage(sif["ref"], sif["digest"], sif["path"], sif["sif_sha256"])
         dst = "/mnt/" + bind_name
@@ -220,7 +222,7 @@ def test_job_names_refused_or_exact_in_slurm_job_name(
     from hpcbridge.job.load import job_from_dict
     from hpcbridge.render import ResolvedImage, render_job
 
-    environ = {**testbed.env, "HPCBRIDGE_SITE_CONFIG": str(SITE)}
+    environ = {**testbed.env, "HPCBRIDGE_SITE_CONFIG": str(testbed.site_config)}
     cfg = load_config({}, cwd=workdir, environ=environ)
     image = ResolvedImage(sif["ref"], sif["digest"], sif["path"], sif["sif_sha256"])
     submitted: dict[str, tuple[str, Path]] = {}

@@ -42,11 +42,17 @@ def test_example_is_commented(path: Path) -> None:
     assert text.count("#") >= 5
 
 
-def test_testbed_config_matches_the_testbed_slurm_conf(tmp_path: Path) -> None:
-    """testbed.toml describes what tests/testbed writes into slurm.conf (default knobs)."""
+@pytest.mark.parametrize(
+    ("release", "site"), [("22.05", "testbed.toml"), ("26.05", "testbed-26.05.toml")]
+)
+def test_testbed_config_matches_the_testbed_slurm_conf(
+    release: str, site: str, tmp_path: Path
+) -> None:
+    """testbed.toml (testbed-26.05.toml) describes what tests/testbed writes into slurm.conf
+    for that release (default knobs)."""
     from tests.testbed import config as tb
 
-    conf = tb.slurm_conf(tb.Layout(tmp_path), tb.Knobs(), "localhost")
+    conf = tb.slurm_conf(tb.Layout(tmp_path), tb.Knobs(slurm=release), "localhost")
     partitions = dict(re.findall(r"^PartitionName=(\S+) (.*)$", conf, re.M))
     nodes = re.findall(r"^NodeName=(\S+) .*CPUs=(\d+) RealMemory=(\d+) Gres=gpu:(\d+)", conf, re.M)
     cluster = re.search(r"^ClusterName=(\S+)$", conf, re.M)
@@ -54,7 +60,7 @@ def test_testbed_config_matches_the_testbed_slurm_conf(tmp_path: Path) -> None:
     assert nodes and cluster and max_array
 
     cfg = load_config(
-        cwd=tmp_path, environ={**ENV, "HPCBRIDGE_SITE_CONFIG": str(SITE_CONFIGS / "testbed.toml")}
+        cwd=tmp_path, environ={**ENV, "HPCBRIDGE_SITE_CONFIG": str(SITE_CONFIGS / site)}
     )
     assert set(cfg.partitions) == set(partitions)
     for name, line in partitions.items():
