@@ -121,8 +121,13 @@ def _finish_rootfs(rootfs: Path) -> None:
         (rootfs / sub).mkdir(parents=True, exist_ok=True)
 
 
-def ensure_rootfs(cache_dir: Path, spec: RootfsSpec = APPTAINER_ROOTFS) -> Path:
-    """The rootfs of ``spec``, built once (the Apptainer one reuses the probe copy if present)."""
+def ensure_rootfs(
+    cache_dir: Path, spec: RootfsSpec = APPTAINER_ROOTFS, in_use: bool = False
+) -> Path:
+    """The rootfs of ``spec``, built once (the Apptainer one reuses the probe copy if present).
+
+    ``in_use``: daemons run from it, so an existing rootfs is never replaced (deleting the
+    directories their sandbox mounts on unmounts those mounts in every namespace)."""
     rootfs = cache_dir / spec.name
     stamp = cache_dir / f"{spec.name}.stamp"
     want = spec.stamp_text()
@@ -148,6 +153,11 @@ def ensure_rootfs(cache_dir: Path, spec: RootfsSpec = APPTAINER_ROOTFS) -> Path:
             else:
                 shutil.copytree(PROBE_DIR, rootfs, symlinks=True)
         else:
+            if in_use and rootfs.exists():
+                raise RuntimeError(
+                    f"{rootfs} must be rebuilt (its package list changed), but this testbed's "
+                    "daemons run from it: bring the testbed down first, then up"
+                )
             tmp = _debootstrap(cache_dir, spec)
             if rootfs.exists():
                 shutil.rmtree(rootfs)

@@ -164,7 +164,9 @@ def up(
         if knobs.slurm != "22.05":
             t = time.monotonic()
             extra = [users.REPO]
-            sid_info = sid.ensure_sid(cache, layout, (user.uid, user.gid), extra, knobs.cgroups)
+            sid_info = sid.ensure_sid(
+                cache, layout, (user.uid, user.gid), extra, knobs.cgroups, running=was_up
+            )
             if knobs.cgroups and not sid_info["cgroups_usable"]:
                 knobs = knobs.replace(cgroups=False)
             _log(quiet, f"Slurm 26.05 rootfs and wrappers ready ({time.monotonic() - t:.1f} s)")

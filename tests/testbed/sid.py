@@ -230,15 +230,17 @@ def ensure_sid(
     user: tuple[int, int],
     extra_binds: list[Path],
     want_cgroups: bool,
+    running: bool = False,
 ) -> dict[str, Any]:
     """The 26.05 rootfs (built once), the sandbox script and the client wrappers.
 
     ``user`` is the test user's (uid, gid): the Apptainer wrapper called as root runs as
     them.  The result's ``cgroups_usable`` says whether cgroup v1 could be set up when
-    ``want_cgroups``; ``enforcement`` what will kill an over-memory task.
+    ``want_cgroups``; ``enforcement`` what will kill an over-memory task.  ``running``: the
+    testbed's daemons are up (its rootfs is then never replaced).
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
-    rootfs = A.ensure_rootfs(cache_dir, SLURM_ROOTFS)
+    rootfs = A.ensure_rootfs(cache_dir, SLURM_ROOTFS, in_use=running)
     marker = rootfs / MARKER.lstrip("/")
     if not marker.exists():
         marker.write_text("the hpcbridge testbed's Slurm 26.05 rootfs (tests/testbed/sid.py)\n")
