@@ -35,7 +35,7 @@ def examples_dir() -> Path:
 
 def examples() -> tuple[SiteExample, ...]:
     out = []
-    for path in sorted(examples_dir().glob("*.toml")):
+    for path in sorted(examples_dir().glob("*.toml"), key=lambda p: p.stem):
         first = (path.read_text(encoding="utf-8").splitlines() or [""])[0].lstrip("# ")
         title = re.sub(r"^hpcbridge site configuration(: | of )?", "", first)
         out.append(SiteExample(path.stem, path, title))
