@@ -394,7 +394,8 @@ def test_srun_cpu_bind(testbed: Testbed, user_dir: Path, busybox: dict[str, Any]
         "-c",
         'echo "bound rank=$SLURM_PROCID type=$SLURM_CPU_BIND_TYPE dist=$SLURM_DISTRIBUTION"',
     ]
-    script = render(testbed, job, f"image={busybox['ref']}", argv_set("command", show))
+    flavor = f"mpi.flavor={testbed.srun_mpi[0]}"  # Open MPI needs pmix: MPICH on 26.05
+    script = render(testbed, job, f"image={busybox['ref']}", flavor, argv_set("command", show))
     assert "--cpu-bind=mask_cpu:0xf,0xf0 --distribution=block:cyclic" in script
     log = run(testbed, job)
     rows = _rank_lines(log, "bound")
