@@ -70,7 +70,7 @@ class JobInfo:
 class QueryResult:
     """A parsed answer of one scheduler query, with what it covers."""
 
-    source: str  # "squeue" or "sacct" (or the backend's name)
+    source: str  # "squeue" (the state query of either backend)
     jobs: tuple[JobInfo, ...]
     warnings: tuple[str, ...] = ()
 

@@ -7,9 +7,10 @@ raise on an odd line: a malformed line is skipped and reported in the result's
 
 Facts these follow (Slurm 22.05): ``squeue --json`` ignores ``-j/-t/-u`` and
 reports raw wait statuses, so ``squeue -h -o`` with a ``|``-separated format is
-used; ``sacct --json`` reports exit code 0 for failed jobs, so ``sacct -P -n``
-is used; without slurmdbd ``sacct`` answers "Slurm accounting storage is
-disabled".
+used; without slurmdbd ``sacct`` answers "Slurm accounting storage is disabled"
+(:func:`accounting_disabled`).  Task states come from squeue; sacct's per-task
+figures (``sacct -P`` text: ``sacct --json`` reports exit code 0 for failed
+jobs) are asked for and parsed in :mod:`hpcbridge.scheduler.sacct`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 
 # Comment last: it is free text and may itself contain the separator.
 SQUEUE_FORMAT = "%i|%A|%F|%K|%T|%r|%k"
-SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "ExitCode", "Reason", "JobName")
 ACCOUNTING_DISABLED = "accounting storage is disabled"
 
 _UNREACHABLE = (
@@ -183,74 +183,9 @@ def parse_squeue(stdout: str) -> QueryResult:
 # ---------------------------------------------------------------- sacct
 
 
-def sacct_argv(
-    job_ids: Sequence[str] = (),
-    *,
-    since: Optional[str] = None,
-    user: Optional[str] = None,
-    cluster: Optional[str] = None,
-) -> list[str]:
-    """``sacct -P -n -X -o ...`` for the given jobs (allocation lines only: one per task)."""
-    argv = ["sacct", "-P", "-n", "-X", *_cluster_args(cluster), "-o", ",".join(SACCT_FIELDS)]
-    if job_ids:
-        argv += ["-j", ",".join(job_ids)]
-    if user:
-        argv += ["-u", user]
-    if since:
-        argv += ["-S", since]
-    return argv
-
-
 def accounting_disabled(output: str) -> bool:
+    """Does sacct's output say the cluster keeps no accounting (no slurmdbd)?"""
     return ACCOUNTING_DISABLED in output.lower()
-
-
-def parse_sacct(stdout: str) -> QueryResult:
-    """Parse ``sacct -P -n -o JobID,JobIDRaw,State,ExitCode,Reason,JobName`` output.
-
-    Array tasks look like ``123_4|130|FAILED|1:0|...``; a pending remainder like
-    ``123_[5-999]|123|PENDING|0:0|...``; step lines (``123.batch``) are skipped.
-    """
-    jobs: list[JobInfo] = []
-    warnings: list[str] = []
-    for line in stdout.splitlines():
-        if not line.strip():
-            continue
-        parts = line.split("|", len(SACCT_FIELDS) - 1)
-        if len(parts) < 4:
-            warnings.append(f"sacct: skipped malformed line {line[:120]!r}")
-            continue
-        jobid, _raw, raw_state, exit_text = (p.strip() for p in parts[:4])
-        reason = parts[4].strip() if len(parts) > 4 else ""
-        name = parts[5].strip() if len(parts) > 5 else ""
-        if "." in jobid:
-            continue  # a step (batch, extern, 0...)
-        m = re.fullmatch(r"(\d+)(?:_(.+))?(?:\+\d+)?", jobid)
-        if not m:
-            warnings.append(f"sacct: skipped line with bad job id {line[:120]!r}")
-            continue
-        task_ids: Optional[tuple[int, ...]] = None
-        if m.group(2) is not None:
-            task_ids = parse_indices(m.group(2))
-            if task_ids is None:
-                warnings.append(f"sacct: skipped line with bad task ids {line[:120]!r}")
-                continue
-        code, sig = parse_exit_code(exit_text)
-        jobs.append(
-            JobInfo(
-                job_id=m.group(1),
-                task_ids=task_ids,
-                state=map_state(raw_state),
-                raw_state=raw_state,
-                reason="" if reason == "None" else reason,
-                exit_code=code,
-                signal=sig,
-                name=name,
-            )
-        )
-    for w in warnings:
-        log.warning("%s", w)
-    return QueryResult("sacct", tuple(jobs), tuple(warnings))
 
 
 # ---------------------------------------------------------------- scontrol / sacctmgr

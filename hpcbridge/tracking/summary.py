@@ -131,15 +131,14 @@ def task_status(
     query_ok: bool,
     cancelled: bool,
     time_limit: Optional[float],
-    absence_is_final: bool = True,
     answered_at: Optional[float] = None,
 ) -> TaskStatus:
     """The state of one task from its outcome files and its scheduler line.
 
-    ``absence_is_final``: a task missing from the answer has left the scheduler
-    (true for squeue, whose answer is the controller's own table; false for
-    sacct, which may not have heard of a task yet).  ``answered_at``: when the
-    answer was taken (a task that started since runs, whatever it says).
+    ``info``: the task's line in squeue's answer, or sacct's once it ended (see
+    :func:`_pick`); a task missing from the answer has left the scheduler (squeue's
+    answer is the controller's own table).  ``answered_at``: when the answer was
+    taken (a task that started since runs, whatever it says).
     """
     job_id = "" if chunk_job is None else (f"{chunk_job}_{local}" if is_array else chunk_job)
     if chunk_job is None:
@@ -179,11 +178,6 @@ def task_status(
     if not query_ok:
         state = JobState.RUNNING if outcome is not None else JobState.UNKNOWN
         return TaskStatus(task, state, reason="scheduler not reachable", job_id=job_id)
-    if not absence_is_final:
-        # accounting lags behind the controller: missing from sacct proves nothing
-        if outcome is not None:
-            return TaskStatus(task, JobState.RUNNING, reason="started", job_id=job_id)
-        return TaskStatus(task, JobState.PENDING, reason="not in accounting yet", job_id=job_id)
     if started_since(outcome, answered_at):
         return TaskStatus(task, JobState.RUNNING, reason="started", job_id=job_id)
     if outcome is not None:
@@ -253,7 +247,6 @@ def task_statuses(
                 query_ok=query_ok,
                 cancelled=task in cancelled,
                 time_limit=limit_s,
-                absence_is_final=result is None or result.source != "sacct",
                 answered_at=answered_at,
             )
     return out
@@ -314,7 +307,7 @@ class SubmissionStatus:
 
     record: Record
     progress: Progress
-    source: str = ""  # squeue, sacct, outcomes, or "" (nothing needed asking)
+    source: str = ""  # squeue, outcomes, or "" (nothing needed asking)
     children: tuple[str, ...] = ()  # resubmissions whose attempts ``latest`` counts
     latest: Optional[Progress] = None  # each task's latest attempt (with children)
     scheduler_error: Optional[str] = None

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import pytest
 
 from hpcbridge.errors import InputError
-from hpcbridge.scheduler import slurm
+from hpcbridge.scheduler import sacct, slurm
+from hpcbridge.scheduler.base import TaskAccounting
 from hpcbridge.scheduler.states import JobState
 from hpcbridge.submit.plan import new_mem, new_time, plan_chunks, resubmit_groups
+from hpcbridge.tracking import accounting as acct_store
 from hpcbridge.tracking.outcomes import combine, parse_end, parse_start
 from hpcbridge.tracking.record import Record, record_from_dict
 from hpcbridge.tracking.summary import latest_view, summarise, task_statuses
@@ -60,6 +65,29 @@ def _record(**kw: object) -> Record:
     return record_from_dict(rec)
 
 
+# the header of `sacct -P -o <accounting_fields("slurm-wlm 22.05.8")>` (no SLUID before 26.05)
+SACCT_HEADER = "|".join(sacct.ACCOUNTING_FIELDS)
+
+
+def _sacct_lines(job: str, local: int, raw: int, state: str, exit_code: str) -> list[str]:
+    """One ended array task as `sacct -P` prints it: the allocation and its batch step."""
+    times = "2026-01-01T00:01:40|2026-01-01T00:01:50"
+    return [
+        f"{job}_{local}|{raw}|{state}|{exit_code}|None|00:00:10|00:00.106||256M|1|n1|{times}|t",
+        f"{job}_{local}.batch|{raw}.batch|{state}|{exit_code}||00:00:10|00:00.106|65400K||1|n1|"
+        f"{times}|batch",
+    ]
+
+
+def _figures(record: Record, sacct_text: str, cache: Path) -> dict[int, TaskAccounting]:
+    """sacct's figures by global task, as a poll cycle gets them: the poller parses the
+    `sacct -P` text and hands the ended tasks off, the cycle collects the record's."""
+    saved = copy.copy(record)
+    saved.set_tasks()  # a saved record has its task count (_record's dict leaves it out)
+    acct_store.write_handoff(cache, sacct.parse_accounting(sacct_text))
+    return acct_store.collect(saved, {}, cache)
+
+
 SQ = """\
 50_[4]|50|50|4|PENDING|Priority|hpcb:x.0
 50_3|53|50|3|RUNNING|None|hpcb:x.0
@@ -84,15 +112,15 @@ def test_merge_outcomes_with_squeue() -> None:
     assert s.failed_tasks == "1-2" and not s.done
 
 
-def test_scheduler_reason_wins_and_forgotten_jobs() -> None:
-    sacct = slurm.parse_sacct("50_1|51|OUT_OF_MEMORY|0:125|None|t\n")
+def test_scheduler_reason_wins_and_forgotten_jobs(tmp_path: Path) -> None:
+    text = "\n".join([SACCT_HEADER, *_sacct_lines("50", 1, 51, "OUT_OF_MEMORY", "0:125")])
+    figures = _figures(_record(), text + "\n", tmp_path)
+    assert list(figures) == [1]
     out = {1: combine(1, "100 51 50 n1", "110 137 exit"), 2: combine(2, "100 52 50 n1", None)}
-    st = task_statuses(_record(), {k: v for k, v in out.items() if v}, sacct)
+    squeue = slurm.parse_squeue("")  # the controller has forgotten every task
+    st = task_statuses(_record(), {k: v for k, v in out.items() if v}, squeue, accounting=figures)
+    # sacct's OUT_OF_MEMORY wins over the .end file's plain exit (its code is kept)
     assert st[1].state is JobState.OUT_OF_MEMORY and st[1].exit_code == 137
-    # accounting lags: a task missing from sacct is not concluded about
-    assert st[2].state is JobState.RUNNING and st[0].state is JobState.PENDING
-    squeue = slurm.parse_squeue("")
-    st = task_statuses(_record(), {k: v for k, v in out.items() if v}, squeue)
     # started, never ended, and the controller forgot it: killed hard -> FAILED
     assert st[2].state is JobState.FAILED and "SIGKILL" in st[2].reason
     # never started and unknown: FAILED (so resubmit --failed reruns it)
@@ -158,22 +186,43 @@ def test_resubmit_resources() -> None:
     assert resubmit_groups([(1, "FAILED")], mem="8G", time=None) == {(True, False): [1]}
 
 
-def test_ten_thousand_tasks_summarised() -> None:
-    lines = [f"90_{i}|{1000 + i}|COMPLETED|0:0|None|big" for i in range(9990)]
-    lines += [f"90_{i}|{1000 + i}|FAILED|2:0|None|big" for i in range(9990, 10000)]
+def test_ten_thousand_tasks_summarised(tmp_path: Path) -> None:
+    def state(i: int) -> str:
+        return "FAILED" if i >= 9990 else "COMPLETED"
+
+    lines = [SACCT_HEADER]
+    for i in range(10000):
+        lines += _sacct_lines("90", i, 1000 + i, state(i), "2:0" if i >= 9990 else "0:0")
     rec = _record(chunks=[{"offset": 0, "indices": "0-9999", "job_id": "90"}])
-    st = task_statuses(rec, {}, slurm.parse_sacct("\n".join(lines)))
-    s = summarise(rec, st).to_dict()
-    assert s["counts"] == {"COMPLETED": 9990, "FAILED": 10} and s["total"] == 10000
-    assert s["failed_tasks"] == "9990-9999" and s["failed"][0]["exit_code"] == 2
+    figures = _figures(rec, "\n".join(lines) + "\n", tmp_path)
+    assert len(figures) == 10000
+    # squeue forgot the tasks (past MinJobAge), or still lists them as ended (no exit
+    # code in its answer): either way sacct's lines give the states and exit codes
+    listed = "".join(f"90_{i}|{1000 + i}|90|{i}|{state(i)}|None|hpcb:x.0\n" for i in range(10000))
+    for squeue in (slurm.parse_squeue(""), slurm.parse_squeue(listed)):
+        st = task_statuses(rec, {}, squeue, accounting=figures)
+        s = summarise(rec, st).to_dict()
+        assert s["counts"] == {"COMPLETED": 9990, "FAILED": 10} and s["total"] == 10000
+        assert s["failed_tasks"] == "9990-9999" and s["failed"][0]["exit_code"] == 2
 
 
-def test_killed_tasks_get_their_cause_from_the_log() -> None:
+def test_killed_tasks_get_their_cause_from_the_log(tmp_path: Path) -> None:
     from hpcbridge.tracking.causes import refine_from_log
     from hpcbridge.tracking.summary import TaskStatus
 
-    # OverMemoryKill (jobacct_gather): sacct says FAILED with signal 9
-    st = task_statuses(_record(), {}, slurm.parse_sacct("50_1|51|FAILED|0:9|None|t\n"))
+    # OverMemoryKill (jobacct_gather, Slurm 22.05): sacct says FAILED with signal 9, its
+    # batch step "CANCELLED by 0"; the task started and never wrote its .end
+    alloc, _ = _sacct_lines("50", 1, 51, "FAILED", "0:9")
+    step = "50_1.batch|51.batch|CANCELLED by 0|0:9||00:00:02|00:00.001|299028K||1|n1|"
+    step += "2026-01-01T00:01:40|2026-01-01T00:01:42|batch"
+    figures = _figures(_record(), "\n".join([SACCT_HEADER, alloc, step]) + "\n", tmp_path)
+    started = {1: combine(1, "100 51 50 n1", None)}
+    st = task_statuses(
+        _record(),
+        {k: v for k, v in started.items() if v},
+        slurm.parse_squeue(""),
+        accounting=figures,
+    )
     assert (st[1].state, st[1].exit_code, st[1].signal) == (JobState.FAILED, 137, "KILL")
     log = "slurmstepd-n2: error: StepId=51.batch exceeded memory limit (323489792 > 268435456)\n"
     assert refine_from_log(st[1], log).state is JobState.OUT_OF_MEMORY
