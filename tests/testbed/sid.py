@@ -30,6 +30,7 @@ host (the "login node") runs in jobs, as on a site whose nodes share one OS imag
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -277,6 +278,11 @@ def ensure_sid(
         text = A.wrapper_script(rootfs, binds, user[0], user[1], exe, inside=MARKER)
         A.write_executable(layout.sid_bin / exe, text)
     versions = A.installed_versions(rootfs, SID_PACKAGES)
+    # what the 22.05 side's ensure_apptainer records: teardown finds the test user's stray
+    # squashfuse_ll / starter processes by this uid
+    info = {"rootfs": str(rootfs), "bin_dir": str(layout.sid_bin), "uid": user[0]}
+    info["versions"] = A.installed_versions(rootfs)
+    (layout.root / "apptainer.json").write_text(json.dumps(info, sort_keys=True) + "\n")
     if not versions.get("slurmctld", "").startswith("26.05."):
         raise RuntimeError(
             f"{rootfs} has Slurm {versions.get('slurmctld')}, not 26.05 (Debian sid moved on): "
