@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -356,3 +357,31 @@ def test_client_wrapper_runs_the_sid_binary_directly_inside_the_rootfs() -> None
     assert text.rstrip().endswith('--chdir "$here" -- /usr/bin/squeue "$@"')
     # a working directory the sandbox does not show: the command runs in /
     assert 'case "$PWD" in /tmp|/tmp/*|/home|/home/*|/var/tmp|/var/tmp/*|/c|/c/*) here=$PWD' in text
+
+
+def test_sandbox_shows_the_host_python_and_the_shadow_file(tmp_path: Path) -> None:
+    from tests.testbed import sid
+
+    exe, stdlib = sid.host_python()
+    assert exe.is_file() and (stdlib / "os.py").is_file()
+    sid._python_placeholders(tmp_path, exe, stdlib)
+    assert (tmp_path / exe.relative_to("/")).is_file()  # a mount point for the bind
+    assert (tmp_path / stdlib.relative_to("/")).is_dir()
+    if exe.name != "python3":
+        assert os.readlink(tmp_path / exe.parent.relative_to("/") / "python3") == exe.name
+    text = sid.sandbox_script(Path("/r"), [exe, stdlib], None)
+    assert f'for d in /tmp /home /var/tmp {exe} {stdlib}; do mount --rbind "$d" "$R$d"; done' in (
+        text.splitlines()
+    )
+    assert "for f in /etc/passwd /etc/group /etc/shadow /etc/hosts; do" in text
+
+
+def test_a_rootfs_in_use_is_never_rebuilt(tmp_path: Path) -> None:
+    from tests.testbed import apptainer as A
+
+    spec = A.RootfsSpec("r", ("no-such-package",), ("bin/sh",))
+    (tmp_path / "r" / "bin").mkdir(parents=True)
+    (tmp_path / "r" / "bin" / "sh").write_text("")
+    with pytest.raises(RuntimeError, match=r"must be rebuilt .* bring the testbed down first"):
+        A.ensure_rootfs(tmp_path, spec, in_use=True)
+    assert (tmp_path / "r" / "bin" / "sh").exists()  # left as it was
