@@ -105,6 +105,10 @@ class Testbed:
         name = SITE_CONFIGS[self.release]
         return self.repo / "site-configs" / name
 
+    def site_env(self) -> dict[str, str]:
+        """``HPCBRIDGE_SITE_CONFIG`` naming :attr:`site_config`."""
+        return {"HPCBRIDGE_SITE_CONFIG": str(self.site_config)}
+
     @property
     def srun_mpi(self) -> tuple[str, str]:
         """(MPI flavour, srun --mpi= value) that launch with srun on this cluster."""

@@ -37,16 +37,11 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "docs" / "examples"
 
 
-def site_env(tb: Testbed) -> dict[str, str]:
-    """The site file of the cluster under test (site-configs/testbed[-26.05].toml)."""
-    return {"HPCBRIDGE_SITE_CONFIG": str(tb.site_config)}
-
-
 @pytest.fixture(scope="module")
 def busybox(testbed: Testbed) -> dict[str, Any]:
     """The busybox test image converted by hpcbridge in the test user's cache."""
     ref = "docker://" + testbed.image("busybox").ref
-    done = testbed.hpcbridge("convert", ref, "--json", env=site_env(testbed), timeout=900)
+    done = testbed.hpcbridge("convert", ref, "--json", env=testbed.site_env(), timeout=900)
     assert done.returncode == 0, done.stderr
     return {"ref": ref, **json.loads(done.stdout)}
 
@@ -82,7 +77,7 @@ def render(tb: Testbed, job: Path, *sets: str, env: dict[str, str] | None = None
     args = ["render", str(job), "-o", str(script)]
     for item in sets:
         args += ["--set", item]
-    done = tb.hpcbridge(*args, cwd=job.parent, env={**site_env(tb), **(env or {})})
+    done = tb.hpcbridge(*args, cwd=job.parent, env={**tb.site_env(), **(env or {})})
     assert done.returncode == 0, done.stderr
     return script.read_text()
 
@@ -287,12 +282,12 @@ def test_tmpdir_bind_is_resolved_and_checked_on_the_node(
     submitted = testbed.hpcbridge(
         "submit", str(job), "--json", "--set", f"image={busybox['ref']}", "--set", "pre=[]",
         "--set", argv_set("command", show), cwd=user_dir,
-        env={**site_env(testbed), "TMPDIR": str(user_dir / "empty-tmp")},
+        env={**testbed.site_env(), "TMPDIR": str(user_dir / "empty-tmp")},
     )  # fmt: skip
     assert submitted.returncode == 0, submitted.stderr
     sub = json.loads(submitted.stdout)
     testbed.wait_for_jobs(sub["job_ids"], timeout=300)
-    status = testbed.hpcbridge("status", sub["id"], cwd=user_dir, env=site_env(testbed))
+    status = testbed.hpcbridge("status", sub["id"], cwd=user_dir, env=testbed.site_env())
     missing = f"{user_dir}/empty-tmp/stage does not exist"
     lines = [ln for ln in status.stdout.splitlines() if "binds[0].src = $TMPDIR/stage" in ln]
     assert len(lines) == 2 and all(missing in ln and "exit code 66" in ln for ln in lines), (
@@ -300,7 +295,7 @@ def test_tmpdir_bind_is_resolved_and_checked_on_the_node(
     )
     for task in (0, 1):  # one clear line in each task's log
         shown = testbed.hpcbridge(
-            "logs", sub["id"], "--task", str(task), cwd=user_dir, env=site_env(testbed)
+            "logs", sub["id"], "--task", str(task), cwd=user_dir, env=testbed.site_env()
         )
         lines = [ln for ln in shown.stdout.splitlines() if ln.startswith("hpcbridge: ")]
         assert len(lines) == 1 and missing in lines[0], shown.stdout

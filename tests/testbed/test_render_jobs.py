@@ -25,17 +25,13 @@ from tests.testbed.api import Testbed
 pytestmark = pytest.mark.testbed
 
 
-def site_env(tb: Testbed) -> dict[str, str]:
-    return {"HPCBRIDGE_SITE_CONFIG": str(tb.site_config)}
-
-
 @pytest.fixture(scope="module")
 def images(testbed: Testbed) -> dict[str, dict[str, Any]]:
     """busybox and mpi converted once by hpcbridge itself, in the test user's cache."""
     out = {}
     for name in ("busybox", "mpi"):
         ref = "docker://" + testbed.image(name).ref
-        done = testbed.hpcbridge("convert", ref, "--json", env=site_env(testbed), timeout=900)
+        done = testbed.hpcbridge("convert", ref, "--json", env=testbed.site_env(), timeout=900)
         assert done.returncode == 0, done.stderr
         out[name] = {"ref": ref, **json.loads(done.stdout)}
     return out
@@ -54,7 +50,7 @@ def render_cli(tb: Testbed, job: Path, *sets: str) -> Path:
     args = ["render", str(job), "-o", str(script)]
     for s in sets:
         args += ["--set", s]
-    done = tb.hpcbridge(*args, cwd=job.parent, env=site_env(tb))
+    done = tb.hpcbridge(*args, cwd=job.parent, env=tb.site_env())
     assert done.returncode == 0, done.stderr
     return script
 
@@ -66,7 +62,7 @@ def render_tracked(tb: Testbed, job: Path, outcomes: Path) -> Path:
     from hpcbridge.render import TrackingContext, render_job
     from hpcbridge.submit.submitter import resolve_image
 
-    env = {**tb.env, **site_env(tb)}
+    env = {**tb.env, **tb.site_env()}
     cfg = load_config({}, cwd=job.parent, environ=env)
     spec = load_job(job)
     image = resolve_image(spec.image, cfg)
@@ -308,7 +304,7 @@ def test_pyxis_style_sbatch_runs_the_script_in_the_container(
         0o755,
     )
     image = testbed.image("busybox").ref.replace("/", "#", 1)  # pyxis REGISTRY#IMAGE:TAG
-    env = {**site_env(testbed), "KEEP_ME": "a 'b' $c"}
+    env = {**testbed.site_env(), "KEEP_ME": "a 'b' $c"}
     dry = testbed.hpcbridge(
         "sbatch", "-p", "debug", f"--container-image={image}", "--container-env=KEEP_ME",
         "--container-workdir=/data", "--dry-run", str(script), "one arg", "two",
@@ -335,7 +331,7 @@ def test_pyxis_bad_mount_is_one_line(testbed: Testbed, user_dir: Path) -> None:
     script = write_user_file(testbed, user_dir / "j.sh", "#!/bin/sh\ntrue\n")
     done = testbed.hpcbridge(
         "sbatch", "--container-image=x:1", "--container-mounts=/nonexistent/q:/q",
-        str(script), cwd=user_dir, env=site_env(testbed),
+        str(script), cwd=user_dir, env=testbed.site_env(),
     )  # fmt: skip
     assert done.returncode != 0
     assert len(done.stderr.splitlines()) == 1, done.stderr

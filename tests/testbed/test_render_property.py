@@ -71,7 +71,7 @@ def sif(testbed: Testbed) -> dict[str, Any]:
         "convert",
         ref,
         "--json",
-        env={"HPCBRIDGE_SITE_CONFIG": str(testbed.site_config)},
+        env=testbed.site_env(),
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
@@ -141,7 +141,7 @@ def test_values_refused_or_byte_exact_in_container(
         (host / "marker").write_text("marker of " + bind_name, encoding="utf-8")
         (case / "out").mkdir()
         _chown_tree(testbed, case)
-        environ = {**testbed.env, "HPCBRIDGE_SITE_CONFIG": str(testbed.site_config)}
+        environ = {**testbed.env, **testbed.site_env()}
         cfg = load_config({}, cwd=case, environ=environ)
         image = ResolvedImage(sif["ref"], sif["digest"], sif["path"], sif["sif_sha256"])
         dst = "/mnt/" + bind_name
@@ -222,7 +222,7 @@ def test_job_names_refused_or_exact_in_slurm_job_name(
     from hpcbridge.job.load import job_from_dict
     from hpcbridge.render import ResolvedImage, render_job
 
-    environ = {**testbed.env, "HPCBRIDGE_SITE_CONFIG": str(testbed.site_config)}
+    environ = {**testbed.env, **testbed.site_env()}
     cfg = load_config({}, cwd=workdir, environ=environ)
     image = ResolvedImage(sif["ref"], sif["digest"], sif["path"], sif["sif_sha256"])
     submitted: dict[str, tuple[str, Path]] = {}
